@@ -1,0 +1,194 @@
+"""The `nndiag` command line: parse, orchestrate, render, map to exit codes. Nothing else.
+
+Only typer is imported at module level: torch, pandas and rich load inside the commands, so that
+`nndiag --help` stays fast (a test proves it).
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from nndiag import __version__
+from nndiag.config import FailOn, Task
+from nndiag.probes import PROBE_MODULES, ProbeName
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+
+app = typer.Typer(
+    help="Diagnose neural-network health before training: run it before every training job.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+_PROBES = ", ".join(p.value for p in ProbeName)
+TargetArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="TARGET",
+        help="model.py, model.py:factory, or package.module:attr",
+        show_default=False,
+    ),
+]
+ProbesOpt = Annotated[
+    list[ProbeName] | None,
+    typer.Option(
+        "--probe", "-p", metavar="NAME", help=f"Run only this probe (repeatable): {_PROBES}."
+    ),
+]
+SkipOpt = Annotated[
+    list[ProbeName] | None,
+    typer.Option("--skip", metavar="NAME", help="Skip this probe (repeatable)."),
+]
+DeviceOpt = Annotated[
+    str, typer.Option(help="auto, cpu, cuda, cuda:N or mps (auto: cuda if available).")
+]
+SeedOpt = Annotated[int, typer.Option(help="Seeds torch, numpy and random.")]
+BatchSizeOpt = Annotated[
+    int, typer.Option(min=1, help="Batch size passed to make_batch / synthetic.")
+]
+InputShapeOpt = Annotated[
+    str | None, typer.Option(help="Synthetic input shape of one example, e.g. 3,32,32.")
+]
+NumClassesOpt = Annotated[int | None, typer.Option(min=2, help="Classes for synthetic targets.")]
+TaskOpt = Annotated[Task, typer.Option(help="Synthetic targets: class ids or real values.")]
+VocabOpt = Annotated[int | None, typer.Option(min=2, help="Synthetic token inputs in [0, N).")]
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the whole report as JSON.")]
+CsvOpt = Annotated[
+    Path | None, typer.Option("--csv", help="Write one CSV per table into this folder.")
+]
+FailOnOpt = Annotated[FailOn, typer.Option(help="Exit 1 on findings at or above this severity.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the findings.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"nndiag {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """nndiag: gradient and activation health at init, loss and data bugs, model summary."""
+
+
+def _fail(message: str, debug: bool, exc: BaseException | None = None) -> NoReturn:
+    if debug and exc is not None:
+        import traceback
+
+        traceback.print_exception(exc.__cause__ or exc)
+    typer.echo(f"nndiag: error: {message}", err=True)
+    raise typer.Exit(EXIT_USAGE)
+
+
+@app.command()
+def check(
+    target: TargetArg,
+    probe: ProbesOpt = None,
+    skip: SkipOpt = None,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    batch_size: BatchSizeOpt = 16,
+    input_shape: InputShapeOpt = None,
+    num_classes: NumClassesOpt = None,
+    task: TaskOpt = Task.AUTO,
+    vocab_size: VocabOpt = None,
+    json_path: JsonOpt = None,
+    csv_dir: CsvOpt = None,
+    fail_on: FailOnOpt = FailOn.ERROR,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Run every probe (or those chosen with --probe / --skip) and render the report."""
+    from nndiag.config import parse_device, parse_shape
+    from nndiag.errors import UsageError
+
+    try:
+        device = parse_device(device)
+        shape = parse_shape(input_shape) if input_shape else None
+        from nndiag.export import ensure_writable
+
+        if json_path:
+            ensure_writable(json_path, directory=False)
+        if csv_dir:
+            ensure_writable(csv_dir, directory=True)
+    except UsageError as exc:
+        _fail(str(exc), debug, exc)
+
+    from rich.console import Console
+
+    from nndiag.progress import RichProgress
+
+    out, err = Console(), Console(stderr=True)
+    try:
+        from nndiag.api import check as run_check
+
+        report = run_check(
+            target,
+            probes=list(probe or []),
+            skip=list(skip or []),
+            device=device,
+            seed=seed,
+            batch_size=batch_size,
+            input_shape=shape,
+            num_classes=num_classes,
+            task=task,
+            vocab_size=vocab_size,
+            quiet=quiet,
+            progress=RichProgress(err) if err.is_terminal and not quiet else None,
+        )
+    except UsageError as exc:
+        _fail(str(exc), debug, exc)
+
+    from nndiag.export import write_csv, write_json
+    from nndiag.render import render_report
+
+    render_report(report, out, quiet=quiet)
+    if json_path:
+        write_json(report, json_path)
+    if csv_dir:
+        write_csv(report, csv_dir)
+    raise typer.Exit(exit_code(report, fail_on))
+
+
+def exit_code(report: Any, fail_on: FailOn) -> int:
+    """1 when a finding reaches --fail-on, or a probe could not finish (its check did not run)."""
+    from nndiag.report import Status
+
+    if fail_on is FailOn.NEVER:
+        return EXIT_OK
+    failed = any(r.status is Status.FAILED for r in report.results)
+    return EXIT_FINDINGS if report.failing(fail_on.value) or failed else EXIT_OK
+
+
+def _probe_command(name: ProbeName) -> None:
+    """Register `nndiag NAME TARGET ...`: `check` with only that probe and the same options."""
+    signature = inspect.signature(check, eval_str=True)
+    params = [p for n, p in signature.parameters.items() if n not in ("probe", "skip")]
+
+    def command(**kwargs: Any) -> None:
+        check(probe=[name], skip=None, **kwargs)
+
+    command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    command.__annotations__ = dict(check.__annotations__)
+    command.__doc__ = f"Run only the {name.value} probe (same options as check)."
+    app.command(name=name.value)(command)
+
+
+for _name in PROBE_MODULES:
+    _probe_command(_name)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

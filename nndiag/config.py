@@ -1,0 +1,56 @@
+"""Options shared by the CLI and the Python API (no heavy imports)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from nndiag.errors import UsageError
+
+
+class Task(StrEnum):
+    AUTO = "auto"
+    CLASSIFICATION = "classification"
+    REGRESSION = "regression"
+
+
+class FailOn(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+    NEVER = "never"
+
+
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def parse_device(text: str) -> str:
+    """Validate a device name at the boundary: auto, cpu, cuda, cuda:N or mps."""
+    value = text.strip().lower()
+    if not _DEVICE_PATTERN.match(value):
+        raise UsageError(f"invalid --device {text!r}: use auto, cpu, cuda, cuda:N or mps")
+    return value
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """'3,32,32' or '3x32x32' -> (3, 32, 32): the shape of one example, without the batch dim."""
+    parts = [p for p in re.split(r"[,x\s]+", text.strip()) if p]
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        shape = ()
+    if not shape or any(d <= 0 for d in shape):
+        raise UsageError(f"invalid --input-shape {text!r}: use positive integers like 3,32,32")
+    return shape
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    device: str = "auto"
+    seed: int = 0
+    batch_size: int = 16
+    input_shape: tuple[int, ...] | None = None
+    num_classes: int | None = None
+    task: Task = Task.AUTO
+    vocab_size: int | None = None
+    quiet: bool = False

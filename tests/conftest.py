@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_models"
+GOLDENS = Path(__file__).resolve().parent / "goldens"
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-goldens", action="store_true", help="rewrite tests/goldens/ from current output"
+    )
+
+
+@pytest.fixture
+def golden(request: pytest.FixtureRequest):
+    """golden(name, text): compare with tests/goldens/name, or rewrite it under --update-goldens."""
+    update = request.config.getoption("--update-goldens")
+
+    def check(name: str, text: str) -> None:
+        path = GOLDENS / name
+        if update or not path.exists():
+            if not update:
+                pytest.fail(f"golden {name} is missing: run pytest --update-goldens")
+            path.write_text(text, encoding="utf-8")
+            return
+        assert text == path.read_text(encoding="utf-8"), f"render differs from golden {name}"
+
+    return check

@@ -1,0 +1,230 @@
+"""CLI behaviour: light startup, exit codes, one-line errors for bad input, exports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from nndiag.cli import app
+
+from conftest import SAMPLES
+
+runner = CliRunner()
+CHAR_LM = str(SAMPLES / "char_lm.py")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["check", "--help"], ["gradients", "--help"]])
+def test_help_does_not_import_torch_or_pandas(args: list[str]) -> None:
+    code = textwrap.dedent(f"""
+        import sys
+        from nndiag.cli import app
+        try:
+            app({args!r})
+        except SystemExit:
+            pass
+        heavy = sorted(m for m in ("torch", "pandas", "numpy") if m in sys.modules)
+        print("HEAVY:" + ",".join(heavy))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY:\n" in out.stdout, out.stdout
+
+
+def test_import_nndiag_is_light() -> None:
+    code = "import sys, nndiag; print('torch' in sys.modules, 'pandas' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False False"
+
+
+def test_check_char_lm_is_clean_with_62288_parameters() -> None:
+    result = runner.invoke(app, ["check", CHAR_LM, "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "62,288 total" in result.output
+    assert "No findings" in result.output
+
+
+def write(tmp_path: Path, body: str, name: str = "model.py") -> str:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return str(path)
+
+
+GOOD = textwrap.dedent("""
+    import torch
+    from torch import nn
+    def build_model():
+        return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    def make_batch(n):
+        return torch.randn(n, 4), torch.randint(0, 3, (n,))
+""")
+
+BAD_INPUTS = {
+    "missing file": (None, "model file not found"),
+    "syntax error": ("def build_model(:\n    pass\n", "syntax error in"),
+    "factory raises": (
+        "def build_model():\n    raise ValueError('no weights here')\n",
+        "ValueError: no weights here",
+    ),
+    "not a module": ("def build_model():\n    return 42\n", "not an nn.Module"),
+    "no factory": ("x = 1\n", "defines no build_model()"),
+    "wrong batch shape": (
+        GOOD.replace("torch.randn(n, 4)", "torch.randn(n, 5)"),
+        "the model rejected the batch",
+    ),
+    "make_batch raises": (
+        GOOD.replace("return torch.randn(n, 4), torch.randint(0, 3, (n,))", "raise KeyError('x')"),
+        "make_batch(16) raised KeyError",
+    ),
+    "batch not a pair": (
+        GOOD.replace(
+            "return torch.randn(n, 4), torch.randint(0, 3, (n,))", "return torch.randn(n, 4)"
+        ),
+        "must return (inputs, targets)",
+    ),
+    "unsupported output": (
+        GOOD.replace(
+            "return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))", "return Weird()"
+        )
+        + "\nclass Weird(nn.Module):\n    def forward(self, x):\n"
+        "        return 'text'\n",
+        "unsupported model output",
+    ),
+    "loss not scalar": (
+        GOOD + "\ndef loss_fn(out, y):\n    return (out - out).sum(dim=1)\n",
+        "loss must be a scalar",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_gives_one_line_and_exit_2(tmp_path: Path, case: str) -> None:
+    body, message = BAD_INPUTS[case]
+    target = str(tmp_path / "absent.py") if body is None else write(tmp_path, body)
+    result = runner.invoke(app, ["check", target, "--device", "cpu"])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nndiag: error:"), result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    target = write(tmp_path, "def build_model():\n    raise ValueError('boom')\n")
+    result = runner.invoke(app, ["check", target, "--debug"])
+    assert result.exit_code == 2
+    assert "Traceback" in result.stderr and "boom" in result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_absent_is_a_usage_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["check", write(tmp_path, GOOD), "--device", "cuda"])
+    assert result.exit_code == 2
+    assert "CUDA" in result.stderr
+
+
+def test_invalid_device_name(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["check", write(tmp_path, GOOD), "--device", "tpu"])
+    assert result.exit_code == 2 and "invalid --device" in result.stderr
+
+
+def test_factory_and_module_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    body = GOOD.replace("def build_model", "def make_net")
+    path = write(tmp_path, body, name="netmod.py")
+    assert runner.invoke(app, ["check", f"{path}:make_net", "-p", "summary"]).exit_code == 0
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = runner.invoke(app, ["check", "netmod:make_net", "-p", "summary", "--input-shape", "4"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["check", "no_such_module_xyz:build"])
+    assert result.exit_code == 2 and "no such module" in result.stderr
+
+
+def test_synthetic_batches_from_options(tmp_path: Path) -> None:
+    header = "from torch import nn\ndef build_model():\n    return "
+    body = header + "nn.Sequential(nn.Flatten(), nn.Linear(12, 3))\n"
+    target = write(tmp_path, body)
+    result = runner.invoke(app, ["check", target, "--input-shape", "3,4", "--num-classes", "3"])
+    assert result.exit_code == 0, result.output
+    assert "Tensor[16, 3, 4] float32 -> targets Tensor[16] int64" in result.output
+    missing = runner.invoke(app, ["check", target])
+    assert missing.exit_code == 2 and "--input-shape" in missing.stderr
+    tokens = header + "nn.Sequential(nn.Embedding(50, 8), nn.Flatten(), nn.Linear(40, 50))\n"
+    result = runner.invoke(
+        app,
+        [
+            "check",
+            write(tmp_path, tokens, "tok.py"),
+            "--input-shape",
+            "5",
+            "--vocab-size",
+            "50",
+            "--batch-size",
+            "4",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "Tensor[4, 5] int64" in result.output
+
+
+def test_exit_codes_follow_fail_on() -> None:
+    frozen = str(SAMPLES / "sick_frozen.py")  # warnings only
+    assert runner.invoke(app, ["check", frozen]).exit_code == 0
+    assert runner.invoke(app, ["check", frozen, "--fail-on", "warning"]).exit_code == 1
+    softmax = str(SAMPLES / "sick_double_softmax.py")  # an error
+    assert runner.invoke(app, ["check", softmax]).exit_code == 1
+    assert runner.invoke(app, ["check", softmax, "--fail-on", "never"]).exit_code == 0
+
+
+def test_probe_selection_and_skip() -> None:
+    only = runner.invoke(app, ["check", CHAR_LM, "-p", "data", "-p", "summary"])
+    assert "summary  ok" in only.output and "gradients" not in only.output
+    skipped = runner.invoke(app, ["check", CHAR_LM, "--skip", "gradients"])
+    assert "gradients" not in skipped.output and "activations  ok" in skipped.output
+    single = runner.invoke(app, ["gradients", CHAR_LM])
+    assert "gradients  ok" in single.output and "summary  ok" not in single.output
+
+
+def test_json_and_csv_exports(tmp_path: Path) -> None:
+    out_json, out_csv = tmp_path / "r" / "report.json", tmp_path / "csv"
+    result = runner.invoke(
+        app,
+        ["check", str(SAMPLES / "sick_frozen.py"), "--json", str(out_json), "--csv", str(out_csv)],
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(out_json.read_text())
+    assert {"model", "probes", "findings"} <= set(data)
+    assert [p["name"] for p in data["probes"]] == [
+        "summary",
+        "data",
+        "init-loss",
+        "gradients",
+        "activations",
+    ]
+    assert data["findings"][0]["code"] == "frozen-parameters"
+    files = sorted(p.name for p in out_csv.iterdir())
+    assert "findings.csv" in files and "gradients-parameters.csv" in files
+    assert "summary-modules.csv" in files and "data-tensors.csv" in files
+    import pandas as pd
+
+    grads = pd.read_csv(out_csv / "gradients-parameters.csv")
+    assert {"parameter", "grad_norm", "weight_norm", "ratio", "update_ratio"} <= set(grads.columns)
+    assert not grads["trainable"].iloc[0]  # the frozen first layer
+
+
+def test_unwritable_export_fails_before_probes(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = runner.invoke(app, ["check", CHAR_LM, "--csv", str(blocker / "sub")])
+    assert result.exit_code == 2 and "cannot create" in result.stderr
+    assert "summary" not in result.stdout
+
+
+def test_quiet_prints_only_findings() -> None:
+    result = runner.invoke(app, ["check", str(SAMPLES / "sick_frozen.py"), "-q"])
+    assert "frozen-parameters" in result.output and "summary" not in result.output
+    assert "\x1b" not in result.output  # not a TTY: no control characters

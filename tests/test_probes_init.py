@@ -1,0 +1,296 @@
+"""Unit tests of the init probes on tiny seeded models, against independent computations."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nndiag.api import run_probe
+from nndiag.config import CheckOptions
+from nndiag.context import build_context
+from nndiag.probes import ProbeName
+from nndiag.report import ProbeResult
+
+from models import class_batch, mlp
+
+
+def run(name: str, model: nn.Module, batch, loss_fn=None) -> ProbeResult:
+    ctx = build_context(
+        model, CheckOptions(device="cpu"), target="t", make_batch=lambda n: batch, loss_fn=loss_fn
+    )
+    result = run_probe(ProbeName(name), ctx)
+    assert result.status.value == "ok", result.error
+    return result
+
+
+def codes(result: ProbeResult) -> set[str]:
+    return {f.code.value for f in result.findings}
+
+
+# ---- data --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("inputs", "flagged"),
+    [
+        (torch.randint(0, 256, (16, 3, 8, 8)).float(), True),  # raw pixels
+        (torch.randint(0, 256, (16, 3, 8, 8)).float() / 255, False),  # scaled to [0, 1]
+        (torch.randn(16, 3, 8, 8), False),  # standardised
+        (torch.randn(16, 3, 8, 8) * 1e-4, True),  # vanishingly small
+    ],
+)
+def test_input_scale(inputs: torch.Tensor, flagged: bool) -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(192, 3))
+    result = run("data", model, (inputs, torch.randint(0, 3, (16,))))
+    assert ("input-scale" in codes(result)) is flagged
+    row = result.table("tensors").rows[0]
+    x = inputs.double()
+    assert row["rms"] == pytest.approx(math.sqrt(x.mean() ** 2 + x.std() ** 2))
+
+
+def test_token_ids_are_never_scale_checked() -> None:
+    model = nn.Sequential(nn.Embedding(1000, 4), nn.Flatten(), nn.Linear(32, 1000))
+    result = run("data", model, (torch.randint(0, 1000, (16, 8)), torch.randint(0, 1000, (16,))))
+    assert codes(result) == set()
+
+
+def test_degenerate_and_histogram() -> None:
+    x = torch.randn(16, 8)
+    one_class = run("data", mlp(), (x, torch.full((16,), 2)))
+    assert "degenerate-targets" in codes(one_class)
+    assert one_class.table("classes").rows == ({"class": 2, "count": 16, "fraction": 1.0},)
+    balanced = run("data", mlp(), (x, torch.arange(16) % 4))
+    assert codes(balanced) == set()
+    constant = run("data", nn.Linear(8, 1), (x, torch.full((16, 1), 3.0)))
+    assert "degenerate-targets" in codes(constant)
+    nan_inputs = x.clone()
+    nan_inputs[0, 0] = math.nan
+    assert "nonfinite-values" in codes(
+        run("data", nn.Linear(8, 1), (nan_inputs, torch.randn(16, 1)))
+    )
+
+
+# ---- init-loss ---------------------------------------------------------------------------------
+
+
+def test_init_loss_matches_cross_entropy_and_ln_c() -> None:
+    model, batch = mlp(), class_batch()
+    result = run("init-loss", model, batch)
+    with torch.no_grad():
+        expected = F.cross_entropy(model(batch[0]), batch[1]).item()
+    row = result.table("loss").rows[0]
+    assert row["loss"] == pytest.approx(expected, rel=1e-6)
+    assert row["baseline"] == pytest.approx(math.log(4))
+    assert codes(result) == set()
+
+
+def test_overconfident_logits_trigger_loss_at_init() -> None:
+    model = mlp()
+    with torch.no_grad():
+        model[-1].weight.mul_(50)
+    assert "loss-at-init" in codes(run("init-loss", model, class_batch()))
+
+
+def softmax_mlp() -> nn.Module:
+    return nn.Sequential(mlp(), nn.Softmax(dim=-1))
+
+
+@pytest.mark.parametrize(
+    "loss_fn",
+    [
+        None,
+        lambda o, y: F.cross_entropy(o, y),
+        nn.CrossEntropyLoss(),
+        lambda o, y: F.nll_loss(F.log_softmax(o, dim=-1), y),
+    ],
+    ids=["default", "F.cross_entropy", "CrossEntropyLoss", "log_softmax+nll"],
+)
+def test_double_softmax_is_seen_through_user_losses(loss_fn) -> None:
+    assert "double-softmax" in codes(run("init-loss", softmax_mlp(), class_batch(), loss_fn))
+
+
+def test_softmax_with_log_and_nll_is_correct() -> None:
+    loss_fn = lambda o, y: F.nll_loss(torch.log(o), y)
+    assert "double-softmax" not in codes(run("init-loss", softmax_mlp(), class_batch(), loss_fn))
+
+
+def test_sigmoid_into_bce_with_logits() -> None:
+    model = nn.Sequential(nn.Linear(8, 1), nn.Sigmoid())
+    batch = (torch.randn(16, 8), torch.randint(0, 2, (16, 1)).float())
+    loss_fn = nn.BCEWithLogitsLoss()
+    assert "double-softmax" in codes(run("init-loss", model, batch, loss_fn))
+
+
+def test_loss_broadcast_default_mse_and_manual() -> None:
+    batch = (torch.randn(16, 8), torch.randn(16))
+    assert "loss-broadcast" in codes(run("init-loss", nn.Linear(8, 1), batch))
+    manual = lambda o, y: ((o - y) ** 2).mean()
+    assert "loss-broadcast" in codes(run("init-loss", nn.Linear(8, 1), batch, manual))
+    fine = (torch.randn(16, 8), torch.randn(16, 1))
+    assert "loss-broadcast" not in codes(run("init-loss", nn.Linear(8, 1), fine, manual))
+
+
+class Constant(nn.Module):
+    def __init__(self, embed: bool) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(50, 4) if embed else None
+        self.bias = nn.Parameter(torch.randn(4))
+
+    def forward(self, x):
+        if self.embed is not None:
+            self.embed(x)  # computed, then dropped
+        return self.bias.expand(x.shape[0], 4)
+
+
+@pytest.mark.parametrize("tokens", [False, True])
+def test_output_ignores_input_for_float_and_integer_inputs(tokens: bool) -> None:
+    x = torch.randint(0, 50, (16, 8)) if tokens else torch.randn(16, 8)
+    result = run("init-loss", Constant(embed=tokens), (x, torch.randint(0, 4, (16,))))
+    assert "output-ignores-input" in codes(result)
+    assert "output-ignores-input" not in codes(run("init-loss", mlp(), class_batch()))
+
+
+def test_nonfinite_names_first_module() -> None:
+    class Log(nn.Module):
+        def forward(self, x):
+            return torch.log(x)
+
+    model = nn.Sequential(nn.Linear(8, 8), Log(), nn.Linear(8, 4))
+    result = run("init-loss", model, class_batch())
+    nonfinite = [f for f in result.findings if f.code.value == "nonfinite-values"]
+    assert nonfinite and nonfinite[0].where[0] == "1"
+
+
+# ---- gradients ---------------------------------------------------------------------------------
+
+
+def test_gradient_norms_match_plain_autograd() -> None:
+    model, batch = mlp(depth=4), class_batch()
+    result = run("gradients", model, batch)
+    reference = mlp(depth=4)
+    reference.load_state_dict(model.state_dict())
+    F.cross_entropy(reference(batch[0]), batch[1]).backward()
+    rows = {r["parameter"]: r for r in result.table("parameters").rows}
+    for name, p in reference.named_parameters():
+        row = rows[name]
+        assert row["grad_norm"] == pytest.approx(p.grad.norm().item(), rel=1e-5)
+        assert row["weight_norm"] == pytest.approx(p.norm().item(), rel=1e-6)
+        assert row["update_ratio"] == pytest.approx(1e-3 * row["grad_norm"] / row["weight_norm"])
+    assert list(rows) == [n for n, _ in reference.named_parameters()]  # forward order
+    assert codes(result) == set()
+
+
+def test_no_gradient_names_detached_and_unused_modules() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.used, self.detached, self.unused = (
+                nn.Linear(8, 4),
+                nn.Linear(8, 4),
+                nn.Linear(8, 4),
+            )
+
+        def forward(self, x):
+            return self.used(x) + self.detached(x).detach()
+
+    result = run("gradients", Net(), class_batch())
+    found = [f for f in result.findings if f.code.value == "no-gradient"]
+    assert found and set(found[0].where) == {"detached", "unused"}
+    assert "unused" in found[0].message  # named as never called
+
+
+def test_frozen_share() -> None:
+    model = mlp()
+    model[0].requires_grad_(False)
+    found = [f for f in run("gradients", model, class_batch()).findings]
+    frozen = [f for f in found if f.code.value == "frozen-parameters"]
+    total = sum(p.numel() for p in model.parameters())
+    assert frozen[0].evidence["frozen_share"] == pytest.approx(
+        sum(p.numel() for p in model[0].parameters()) / total
+    )
+
+
+def test_init_gain_uses_fan_in_of_each_layout() -> None:
+    from nndiag.probes.gradients import _fan_in
+
+    linear, conv = nn.Linear(20, 7), nn.Conv2d(3, 5, kernel_size=3)
+    assert _fan_in(linear, linear.weight) == 20
+    assert _fan_in(conv, conv.weight) == 27
+    from transformers.pytorch_utils import Conv1D
+
+    hf = Conv1D(nf=7, nx=20)  # weight stored as (in, out)
+    assert _fan_in(hf, hf.weight) == 20
+    assert _fan_in(nn.Embedding(10, 4), nn.Embedding(10, 4).weight) is None
+
+
+def test_raw_randn_init_is_flagged_and_default_is_not() -> None:
+    model = mlp(width=256)
+    assert "init-scale" not in codes(run("gradients", model, class_batch()))
+    with torch.no_grad():
+        model[2].weight.normal_(0, 1)
+    result = run("gradients", model, class_batch())
+    assert "init-scale" in codes(result)
+    row = next(r for r in result.table("parameters").rows if r["parameter"] == "2.weight")
+    assert row["init_gain"] == pytest.approx(model[2].weight.std().item() * 16, rel=1e-5)
+
+
+# ---- activations -------------------------------------------------------------------------------
+
+
+class Functional(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 16), nn.Linear(16, 4)
+
+    def forward(self, x):
+        h = torch.relu(self.a(x))
+        h = F.relu_(h.clone())
+        return self.b(F.gelu(h) + torch.tanh(h))
+
+
+def test_functional_and_inplace_sites_are_observed() -> None:
+    rows = run("activations", Functional(), class_batch()).table("sites").rows
+    sites = {r["site"]: r for r in rows}
+    assert set(sites) == {
+        "Functional:relu",
+        "Functional:relu_",
+        "Functional:gelu",
+        "Functional:tanh",
+    }
+    assert sites["Functional:relu"]["kind"] == "relu"
+
+
+def test_dead_fraction_is_exact() -> None:
+    model = nn.Sequential(nn.Linear(8, 10), nn.ReLU(), nn.Linear(10, 4))
+    with torch.no_grad():
+        model[0].bias[:7] = -100.0  # 7 of 10 units never fire
+    result = run("activations", model, class_batch())
+    assert result.table("sites").rows[0]["dead_fraction"] == pytest.approx(0.7)
+    assert "dead-units" in codes(result)
+
+
+def test_conv_units_are_channels() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
+    with torch.no_grad():
+        model[0].bias[:] = torch.tensor([-100.0, 0, 0, 0])
+    batch = (torch.randn(16, 3, 6, 6), torch.randint(0, 2, (16,)))
+    model(batch[0])  # materialise the lazy layer
+    row = run("activations", model, batch).table("sites").rows[0]
+    assert row["units"] == 4 and row["dead_fraction"] == pytest.approx(0.25)
+
+
+def test_saturation_and_gelu_internals() -> None:
+    tanh = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 4))
+    with torch.no_grad():
+        tanh[0].weight.mul_(100)
+    assert "saturated-units" in codes(run("activations", tanh, class_batch()))
+
+    from transformers.activations import NewGELUActivation
+
+    gelu = nn.Sequential(nn.Linear(8, 32), NewGELUActivation(), nn.Linear(32, 4))
+    rows = run("activations", gelu, class_batch()).table("sites").rows
+    assert [r["site"] for r in rows] == ["1"]  # the tanh inside GELU is not its own site
