@@ -31,7 +31,7 @@ NAME = "activations"
 DEAD_FRACTION_MAX = 0.5
 SATURATED_FRACTION_MAX = 0.5
 # Saturation bands: tanh |y| > 0.99 and sigmoid y < 0.01 or y > 0.99, where the derivative has
-# fallen below 2% (tanh: 1 - 0.99² ≈ 0.02) or 1% (sigmoid: 0.99 · 0.01 ≈ 0.01) of its peak.
+# fallen below 2% (tanh: 1 - 0.99² ≈ 0.02) or 4% (sigmoid: 0.99 · 0.01 of 0.25) of its peak.
 TANH_SATURATION = 0.99
 SIGMOID_SATURATION = 0.01
 
