@@ -26,20 +26,36 @@ from nndiag.context import build_context, build_model, call_model  # noqa: E402
 from nndiag.loading import load_spec  # noqa: E402
 from nndiag.probes import ProbeName  # noqa: E402
 
-INIT_PROBES = [ProbeName.SUMMARY, ProbeName.DATA, ProbeName.INIT_LOSS, ProbeName.GRADIENTS,
-               ProbeName.ACTIVATIONS]
+INIT_PROBES = [
+    ProbeName.SUMMARY,
+    ProbeName.DATA,
+    ProbeName.INIT_LOSS,
+    ProbeName.GRADIENTS,
+    ProbeName.ACTIVATIONS,
+]
 
 
 def contexts(device: str):
     for name in ("mlp.py", "cnn.py", "char_lm.py"):
         spec = load_spec(str(ROOT / "sample_models" / name))
-        yield name, build_context(build_model(spec), CheckOptions(device=device, batch_size=64),
-                                  target=name, make_batch=spec.make_batch)
+        yield (
+            name,
+            build_context(
+                build_model(spec),
+                CheckOptions(device=device, batch_size=64),
+                target=name,
+                make_batch=spec.make_batch,
+            ),
+        )
     from models import lm_batch, tiny_gpt2
 
     batch = lm_batch(batch=16, length=32)
-    yield "gpt2-tiny", build_context(tiny_gpt2(), CheckOptions(device=device), target="gpt2",
-                                     make_batch=lambda n: batch)
+    yield (
+        "gpt2-tiny",
+        build_context(
+            tiny_gpt2(), CheckOptions(device=device), target="gpt2", make_batch=lambda n: batch
+        ),
+    )
 
 
 def timed(fn, repeats: int, device: str) -> float:
@@ -75,8 +91,10 @@ def main() -> None:
         for probe in INIT_PROBES:
             run_probe(probe, ctx)  # warm-up (imports, allocator)
             seconds = timed(lambda p=probe, c=ctx: run_probe(p, c), args.repeats, args.device)
-            print(f"{name:12} {probe.value:12} {seconds * 1e3:9.2f} {base * 1e3:11.2f} "
-                  f"{seconds / base:6.2f}")
+            print(
+                f"{name:12} {probe.value:12} {seconds * 1e3:9.2f} {base * 1e3:11.2f} "
+                f"{seconds / base:6.2f}"
+            )
 
 
 if __name__ == "__main__":

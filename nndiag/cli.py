@@ -14,7 +14,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from nndiag import __version__
-from nndiag.config import FailOn, Task
+from nndiag.config import Amp, FailOn, Task
 from nndiag.probes import PROBE_MODULES, ProbeName
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
@@ -63,6 +63,17 @@ JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the whole re
 CsvOpt = Annotated[
     Path | None, typer.Option("--csv", help="Write one CSV per table into this folder.")
 ]
+StepsOpt = Annotated[
+    int | None, typer.Option(min=1, help="Training steps of the overfit probe (default 300).")
+]
+LrOpt = Annotated[
+    float | None,
+    typer.Option(min=0.0, help="Learning rate for training probes (default per probe)."),
+]
+AmpOpt = Annotated[Amp, typer.Option(help="Mixed precision for training probes.")]
+PlotOpt = Annotated[
+    Path | None, typer.Option("--plot", help="Write a PNG per curve into this folder (matplotlib).")
+]
 FailOnOpt = Annotated[FailOn, typer.Option(help="Exit 1 on findings at or above this severity.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the findings.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
@@ -104,8 +115,12 @@ def check(
     num_classes: NumClassesOpt = None,
     task: TaskOpt = Task.AUTO,
     vocab_size: VocabOpt = None,
+    steps: StepsOpt = None,
+    lr: LrOpt = None,
+    amp: AmpOpt = Amp.NONE,
     json_path: JsonOpt = None,
     csv_dir: CsvOpt = None,
+    plot_dir: PlotOpt = None,
     fail_on: FailOnOpt = FailOn.ERROR,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -123,6 +138,8 @@ def check(
             ensure_writable(json_path, directory=False)
         if csv_dir:
             ensure_writable(csv_dir, directory=True)
+        if plot_dir:
+            ensure_writable(plot_dir, directory=True)
     except UsageError as exc:
         _fail(str(exc), debug, exc)
 
@@ -145,6 +162,9 @@ def check(
             num_classes=num_classes,
             task=task,
             vocab_size=vocab_size,
+            steps=steps,
+            lr=lr,
+            amp=amp,
             quiet=quiet,
             progress=RichProgress(err) if err.is_terminal and not quiet else None,
         )
@@ -159,6 +179,13 @@ def check(
         write_json(report, json_path)
     if csv_dir:
         write_csv(report, csv_dir)
+    if plot_dir:
+        try:
+            from nndiag.plot import write_pngs
+
+            write_pngs(report, plot_dir)
+        except ImportError:
+            err.print("nndiag: --plot needs matplotlib (pip install matplotlib); no PNG written")
     raise typer.Exit(exit_code(report, fail_on))
 
 

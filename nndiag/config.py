@@ -15,6 +15,12 @@ class Task(StrEnum):
     REGRESSION = "regression"
 
 
+class Amp(StrEnum):
+    NONE = "none"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+
 class FailOn(StrEnum):
     ERROR = "error"
     WARNING = "warning"
@@ -54,3 +60,6 @@ class CheckOptions:
     task: Task = Task.AUTO
     vocab_size: int | None = None
     quiet: bool = False
+    steps: int | None = None  # training steps of the overfit probe (None: its default)
+    lr: float | None = None  # learning rate for training probes (None: the optimizer's own)
+    amp: Amp = Amp.NONE

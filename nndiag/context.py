@@ -167,7 +167,7 @@ class Context:
         [], Batch
     ]  # fresh batches on `device` (make_loader / make_batch / synthetic)
     loss_fn: LossFn  # (raw outputs, targets) -> scalar
-    make_optimizer: OptimizerFactory
+    make_optimizer: OptimizerFactory | None  # the user's; None means Adam
     task: Task
     user_loss: bool = False
     progress: Progress = field(default_factory=NullProgress)
@@ -179,6 +179,24 @@ class Context:
     def loss(self, outputs: Any, targets: Tensor) -> Tensor:
         return self.loss_fn(outputs, targets)
 
+    def optimizer(self, model: nn.Module, lr: float | None = None) -> torch.optim.Optimizer:
+        """The user's optimizer (or Adam at `lr`, default 1e-3) over the trainable parameters.
+
+        With a user optimizer, `lr` sets the first parameter group's rate and scales the others
+        by the same factor, so per-group ratios survive (a lower LR for the backbone, say).
+        """
+        params = [p for p in model.parameters() if p.requires_grad]
+        if self.make_optimizer is None:
+            return torch.optim.Adam(params, lr=lr or DEFAULT_LR)
+        optimizer = _user_call("make_optimizer(params)", self.make_optimizer, params)
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise UsageError(f"make_optimizer must return an Optimizer, got {describe(optimizer)}")
+        if lr is not None:
+            scale = lr / optimizer.param_groups[0]["lr"]
+            for group in optimizer.param_groups:
+                group["lr"] *= scale
+        return optimizer
+
     @property
     def inputs(self) -> Any:
         return self.batch[0]
@@ -186,10 +204,6 @@ class Context:
     @property
     def targets(self) -> Tensor:
         return self.batch[1]
-
-
-def _adam(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=DEFAULT_LR)
 
 
 def _user_call(description: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -275,7 +289,7 @@ def build_context(
         batch=fixed,
         next_batch=lambda: to_device(source()),
         loss_fn=loss,
-        make_optimizer=make_optimizer or _adam,
+        make_optimizer=make_optimizer,
         task=task,
         user_loss=loss_fn is not None,
         progress=progress or NullProgress(),

@@ -15,6 +15,7 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from nndiag.findings import Severity
+from nndiag.plot import text_chart
 from nndiag.report import ProbeResult, Report, Status, Table
 
 MAX_ROWS = 40  # longer tables are cut in the terminal; --csv / --json keep every row
@@ -60,6 +61,8 @@ TRANSPOSE_MIN_COLUMNS = 6  # a one-row table this wide reads better as field / v
 
 def table_view(probe: str, table: Table) -> RenderableType:
     title = f"{probe} · {table.name}"
+    if table.plot is not None:
+        return Group(Text(title, style="italic"), Text(text_chart(table, table.plot)))
     columns = table.display_columns
     if len(table.rows) == 1 and len(columns) >= TRANSPOSE_MIN_COLUMNS:
         return _record_view(title, table)

@@ -35,11 +35,23 @@ class Highlight:
 
 
 @dataclass(frozen=True)
+class Plot:
+    """How to draw a table as a curve: y against x, optional log axes and marked x positions."""
+
+    x: str
+    y: str
+    log_x: bool = False
+    log_y: bool = False
+    marks: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class Table:
     name: str
     rows: tuple[Row, ...]
     highlights: tuple[Highlight, ...] = ()
     display: tuple[str, ...] = ()  # columns shown in the terminal; exports keep every column
+    plot: Plot | None = None  # drawn as a curve in the terminal (rows go to the exports only)
 
     @property
     def columns(self) -> list[str]:
@@ -136,6 +148,9 @@ class Report:
                         t.name: {
                             "rows": list(t.rows),
                             "display": list(t.display),
+                            "plot": None
+                            if t.plot is None
+                            else {**vars(t.plot), "marks": [list(m) for m in t.plot.marks]},
                             "highlights": [
                                 {"row": h.row, "column": h.column, "severity": h.severity.value}
                                 for h in t.highlights
@@ -166,6 +181,7 @@ class Report:
                         name=name,
                         rows=tuple(t["rows"]),
                         display=tuple(t.get("display", ())),
+                        plot=_plot_from_dict(t.get("plot")),
                         highlights=tuple(
                             Highlight(h["row"], h["column"], Severity(h["severity"]))
                             for h in t.get("highlights", [])
@@ -207,6 +223,13 @@ class Report:
             columns=["code", "severity", "probe", "message", "where", "evidence", "hint"],
         )
         return frames
+
+
+def _plot_from_dict(data: dict[str, Any] | None) -> Plot | None:
+    if data is None:
+        return None
+    marks = tuple((str(label), float(x)) for label, x in data.get("marks", ()))
+    return Plot(**{**data, "marks": marks})
 
 
 def _json_safe(value: Any) -> Any:

@@ -26,7 +26,8 @@ def test_every_threshold_constant_is_documented(name: ProbeName) -> None:
     module = importlib.import_module(PROBE_MODULES[name])
     page = (DOCS / "probes" / f"{name.value}.md").read_text()
     constants = [
-        k for k, v in vars(module).items()
+        k
+        for k, v in vars(module).items()
         if k.isupper() and not k.startswith("_") and isinstance(v, (int, float)) and k != "NAME"
     ]
     missing = [k for k in constants if k not in page]

@@ -22,6 +22,7 @@ class ProbeName(StrEnum):
     INIT_LOSS = "init-loss"
     GRADIENTS = "gradients"
     ACTIVATIONS = "activations"
+    OVERFIT = "overfit"
 
 
 PROBE_MODULES: dict[ProbeName, str] = {
@@ -30,6 +31,7 @@ PROBE_MODULES: dict[ProbeName, str] = {
     ProbeName.INIT_LOSS: "nndiag.probes.init_loss",
     ProbeName.GRADIENTS: "nndiag.probes.gradients",
     ProbeName.ACTIVATIONS: "nndiag.probes.activations",
+    ProbeName.OVERFIT: "nndiag.probes.overfit",
 }
 
 ProbeFn = Callable[["Context"], "ProbeResult"]

@@ -17,6 +17,7 @@ from torch import Tensor
 from nndiag.config import Task
 from nndiag.context import Context
 from nndiag.findings import Code, Finding, Severity, finding
+from nndiag.losses import IGNORE_INDEX
 from nndiag.report import Highlight, ProbeResult, Row, Status, Table
 
 NAME = "data"
@@ -31,8 +32,6 @@ INPUT_RMS_MIN = 0.01
 MAJORITY_FRACTION_MAX = 0.9
 # Regression targets whose std is below this fraction of their scale count as constant.
 CONSTANT_TARGET_RTOL = 1e-6
-# Label value that PyTorch's and Hugging Face's losses ignore (F.cross_entropy ignore_index).
-IGNORE_INDEX = -100
 
 
 def _named_tensors(obj: Any, prefix: str) -> list[tuple[str, Tensor]]:

@@ -9,18 +9,23 @@ See docs/probes/init-loss.md.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.overrides import TorchFunctionMode
 
 from nndiag.context import Context, as_logits, call_model, map_tensors, tensors_in
 from nndiag.findings import Code, Finding, finding
 from nndiag.hooks import ForwardHook, forward_hooks, module_names
+from nndiag.losses import (
+    LOG_SOFTMAX_LOSSES,
+    LOGIT_SIGMOID_LOSSES,
+    chance_baseline,
+    observe_loss,
+)
 from nndiag.report import ProbeResult, Status, Table
 
 NAME = "init-loss"
@@ -36,60 +41,6 @@ MSE_RATIO_MAX = 4.0
 PROBABILITY_SUM_ATOL = 1e-4
 # Outputs for two independent input batches that agree to this relative precision are identical.
 SAME_OUTPUT_RTOL = 1e-6
-
-LOG_SOFTMAX_LOSSES = {"cross_entropy", "log_softmax"}
-LOGIT_SIGMOID_LOSSES = {"binary_cross_entropy_with_logits"}
-CE_LOSSES = {"cross_entropy"}
-MSE_LOSSES = {"mse_loss"}
-ELEMENTWISE_LOSSES = {
-    "mse_loss",
-    "l1_loss",
-    "smooth_l1_loss",
-    "huber_loss",
-    "binary_cross_entropy",
-    "binary_cross_entropy_with_logits",
-    "soft_margin_loss",
-    "poisson_nll_loss",
-    "gaussian_nll_loss",
-}
-BINARY_OPS = {
-    "sub",
-    "__sub__",
-    "__rsub__",
-    "add",
-    "__add__",
-    "__radd__",
-    "mul",
-    "__mul__",
-    "__rmul__",
-    "div",
-    "__truediv__",
-    "__rtruediv__",
-    "pow",
-    "__pow__",
-}
-
-
-@dataclass
-class LossObserver(TorchFunctionMode):
-    """Records the torch functions a loss calls and the calls that broadcast two shapes."""
-
-    calls: set[str] = field(default_factory=set)
-    broadcasts: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        super().__init__()
-
-    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        out = func(*args, **(kwargs or {}))
-        name = getattr(func, "__name__", "")
-        self.calls.add(name)
-        pair = [a for a in args[:2] if isinstance(a, Tensor) and a.dim() > 0]
-        if len(pair) == 2 and pair[0].shape != pair[1].shape:
-            grew = isinstance(out, Tensor) and out.numel() > max(pair[0].numel(), pair[1].numel())
-            if name in ELEMENTWISE_LOSSES or (name in BINARY_OPS and grew):
-                self.broadcasts.append(f"{name}({list(pair[0].shape)}, {list(pair[1].shape)})")
-        return out
 
 
 def _record_nonfinite(names: dict[nn.Module, str], first: list[str]) -> ForwardHook:
@@ -133,12 +84,12 @@ def probe(ctx: Context) -> ProbeResult:
     names = module_names(model)
     first_nonfinite: list[str] = []
     hook = _record_nonfinite(names, first_nonfinite)
-    observer = LossObserver()
     with forward_hooks({m: hook for m in model.modules()}), torch.no_grad():
         outputs = call_model(model, ctx.inputs)
-        with warnings.catch_warnings(record=True) as caught, observer:
+        with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            loss = float(ctx.loss(outputs, ctx.targets))
+            loss_tensor, observer = observe_loss(ctx, outputs, ctx.targets)
+    loss = float(loss_tensor)
     logits = as_logits(outputs).detach().float()
     findings: list[Finding] = []
 
@@ -155,11 +106,7 @@ def probe(ctx: Context) -> ProbeResult:
             )
         )
 
-    baseline, kind = math.nan, "unknown"
-    if observer.calls & CE_LOSSES and logits.dim() >= 1:
-        baseline, kind = math.log(logits.shape[-1]), "ln C (cross-entropy)"
-    elif observer.calls & MSE_LOSSES:
-        baseline, kind = float(ctx.targets.float().var()), "target variance (MSE)"
+    baseline, kind = dataclasses.astuple(chance_baseline(observer.calls, logits, ctx.targets))
     ratio = loss / baseline if baseline > 0 else math.nan
     if kind.startswith("ln C") and loss - baseline > CE_EXCESS_NATS_MAX:
         findings.append(

@@ -1,0 +1,81 @@
+"""What a loss really does, observed rather than guessed from names, and its chance baseline."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor
+from torch.overrides import TorchFunctionMode
+
+from nndiag.context import Context
+
+LOG_SOFTMAX_LOSSES = {"cross_entropy", "log_softmax"}
+LOGIT_SIGMOID_LOSSES = {"binary_cross_entropy_with_logits"}
+CE_LOSSES = {"cross_entropy"}
+MSE_LOSSES = {"mse_loss"}
+ELEMENTWISE_LOSSES = {
+    "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
+    "binary_cross_entropy_with_logits", "soft_margin_loss", "poisson_nll_loss", "gaussian_nll_loss",
+}  # fmt: skip
+BINARY_OPS = {
+    "sub", "__sub__", "__rsub__", "add", "__add__", "__radd__", "mul", "__mul__", "__rmul__",
+    "div", "__truediv__", "__rtruediv__", "pow", "__pow__",
+}  # fmt: skip
+IGNORE_INDEX = -100  # label value PyTorch's and Hugging Face's losses skip (F.cross_entropy)
+
+
+@dataclass
+class LossObserver(TorchFunctionMode):
+    """Records the torch functions a loss calls and the calls that broadcast two shapes."""
+
+    calls: set[str] = field(default_factory=set)
+    broadcasts: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__init__()
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        name = getattr(func, "__name__", "")
+        self.calls.add(name)
+        pair = [a for a in args[:2] if isinstance(a, Tensor) and a.dim() > 0]
+        if len(pair) == 2 and pair[0].shape != pair[1].shape:
+            grew = isinstance(out, Tensor) and out.numel() > max(pair[0].numel(), pair[1].numel())
+            if name in ELEMENTWISE_LOSSES or (name in BINARY_OPS and grew):
+                self.broadcasts.append(f"{name}({list(pair[0].shape)}, {list(pair[1].shape)})")
+        return out
+
+
+@dataclass(frozen=True)
+class Baseline:
+    value: float  # NaN when unknown
+    kind: str
+
+
+def chance_baseline(calls: set[str], logits: Tensor, targets: Tensor) -> Baseline:
+    """ln C for cross-entropy, the target variance for MSE (the loss of predicting the mean)."""
+    if calls & CE_LOSSES and logits.dim() >= 1:
+        return Baseline(math.log(logits.shape[-1]), "ln C (cross-entropy)")
+    if calls & MSE_LOSSES and targets.numel() > 1:
+        return Baseline(float(targets.float().var()), "target variance (MSE)")
+    return Baseline(math.nan, "unknown")
+
+
+def observe_loss(ctx: Context, outputs: Any, targets: Tensor) -> tuple[Tensor, LossObserver]:
+    observer = LossObserver()
+    with observer:
+        loss = ctx.loss(outputs, targets)
+    return loss, observer
+
+
+def accuracy(logits: Tensor, targets: Tensor) -> float:
+    """Share of targets whose class is the argmax (labels equal to IGNORE_INDEX skipped)."""
+    if targets.is_floating_point() or logits.dim() == 0 or logits.shape[:-1] != targets.shape:
+        return math.nan
+    keep = targets != IGNORE_INDEX
+    if not bool(keep.any()):
+        return math.nan
+    hits = logits.detach().argmax(dim=-1) == targets
+    return float(hits[keep].float().mean())

@@ -1,0 +1,117 @@
+"""Curves for tables that carry a Plot: a terminal chart for Rich, PNG files via matplotlib."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from nndiag.report import Plot, Report, Table
+
+WIDTH, HEIGHT = 60, 10  # terminal chart cells
+
+
+def finite_points(table: Table, plot: Plot) -> list[tuple[float, float]]:
+    """(x, y) pairs that are finite, and positive on a log axis."""
+    points = []
+    for row in table.rows:
+        x, y = row.get(plot.x), row.get(plot.y)
+        if not (isinstance(x, (int, float)) and isinstance(y, (int, float))):
+            continue
+        if (
+            math.isfinite(x)
+            and math.isfinite(y)
+            and (x > 0 or not plot.log_x)
+            and (y > 0 or not plot.log_y)
+        ):
+            points.append((float(x), float(y)))
+    return points
+
+
+def _axes(table: Table, plot: Plot) -> list[tuple[float, float]]:
+    return [
+        (math.log10(x) if plot.log_x else x, math.log10(y) if plot.log_y else y)
+        for x, y in finite_points(table, plot)
+    ]
+
+
+def _label(value: float, log: bool) -> str:
+    return f"{10**value:.3g}" if log else f"{value:.3g}"
+
+
+def text_chart(table: Table, plot: Plot, width: int = WIDTH, height: int = HEIGHT) -> str:
+    """A dot chart of y against x, with marked x positions as `|` columns."""
+    points = _axes(table, plot)
+    if len(points) < 2:
+        return "(not enough finite points to plot)"
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    xspan, yspan = (x1 - x0) or 1.0, (y1 - y0) or 1.0
+    grid = [[" "] * width for _ in range(height)]
+    for _label_text, mark in plot.marks:
+        mx = math.log10(mark) if plot.log_x and mark > 0 else mark
+        if x0 <= mx <= x1:
+            col = round((mx - x0) / xspan * (width - 1))
+            for row in grid:
+                row[col] = "|"
+    for x, y in points:
+        col = round((x - x0) / xspan * (width - 1))
+        line = height - 1 - round((y - y0) / yspan * (height - 1))
+        grid[line][col] = "•"
+    top, bottom = _label(y1, plot.log_y), _label(y0, plot.log_y)
+    margin = max(len(top), len(bottom))
+    lines = [
+        f"{(top if i == 0 else bottom if i == height - 1 else ''):>{margin}} ┤{''.join(row)}"
+        for i, row in enumerate(grid)
+    ]
+    left, right = _label(x0, plot.log_x), _label(x1, plot.log_x)
+    axis = f"{'':>{margin}} └{'─' * width}"
+    scale = f"{'':>{margin}}  {left}{right:>{width - len(left)}}"
+    legend = (
+        f"{plot.y} vs {plot.x}"
+        + (" (log y)" if plot.log_y else "")
+        + (" (log x)" if plot.log_x else "")
+    )
+    marks = "  ".join(f"|{label}={value:.3g}" for label, value in plot.marks)
+    return "\n".join([*lines, axis, scale, f"{'':>{margin}}  {legend}  {marks}".rstrip()])
+
+
+def write_pngs(report: Report, directory: Path) -> list[Path]:
+    """One PNG per plotted table; needs matplotlib (an optional dependency)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for result in report.results:
+        for table in result.tables:
+            if table.plot is None:
+                continue
+            plot = table.plot
+            points = finite_points(table, plot)
+            xs, ys = [p[0] for p in points], [p[1] for p in points]
+            fig, ax = plt.subplots(figsize=(6, 4))
+            ax.plot(xs, ys, marker=".", linewidth=1)
+            for label, value in plot.marks:
+                ax.axvline(value, linestyle="--", linewidth=1, color="grey")
+                ax.annotate(
+                    label,
+                    (value, 1),
+                    xycoords=("data", "axes fraction"),
+                    rotation=90,
+                    va="top",
+                    ha="right",
+                    fontsize=8,
+                )
+            ax.set_xscale("log" if plot.log_x else "linear")
+            ax.set_yscale("log" if plot.log_y else "linear")
+            ax.set_xlabel(plot.x)
+            ax.set_ylabel(plot.y)
+            ax.set_title(f"{result.name}: {table.name}")
+            path = directory / f"{result.name}-{table.name}.png"
+            fig.tight_layout()
+            fig.savefig(path, dpi=100)
+            plt.close(fig)
+            written.append(path)
+    return written
