@@ -81,7 +81,10 @@ def check(
                 make_optimizer=make_optimizer or spec.make_optimizer,
                 progress=progress,
             )
-        return run_probes(ctx, select(include, exclude))
+        names = select(include, exclude)
+        if opts.lr_suggested and ProbeName.OVERFIT in names and ProbeName.LR_RANGE not in names:
+            names = select([*names, ProbeName.LR_RANGE])  # --lr suggested needs the range test
+        return run_probes(ctx, names)
 
 
 def run_probes(ctx: Context, names: list[ProbeName]) -> Report:
@@ -97,12 +100,20 @@ def run_probes(ctx: Context, names: list[ProbeName]) -> Report:
                 ProbeResult(str(name.value), Status.FAILED, error="interrupted (Ctrl-C)")
             )
             break
+        if name is ProbeName.LR_RANGE and ctx.options.lr_suggested:
+            ctx.options = _with_suggested_lr(ctx.options, results[-1])
     return Report(
         model=model_info(ctx),
         results=tuple(results),
         seconds=time.perf_counter() - started,
         interrupted=interrupted,
     )
+
+
+def _with_suggested_lr(options: CheckOptions, lr_range: ProbeResult) -> CheckOptions:
+    """`--lr suggested`: later training probes use the range test's pick (their default if none)."""
+    suggested = lr_range.metrics.get("suggested_lr")
+    return dataclasses.replace(options, lr=suggested if isinstance(suggested, float) else None)
 
 
 def run_probe(name: ProbeName, ctx: Context) -> ProbeResult:

@@ -14,7 +14,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from nndiag import __version__
-from nndiag.config import Amp, FailOn, Task
+from nndiag.config import Amp, FailOn, RangeMode, Task
 from nndiag.probes import PROBE_MODULES, ProbeName
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
@@ -67,8 +67,21 @@ StepsOpt = Annotated[
     int | None, typer.Option(min=1, help="Training steps of the overfit probe (default 300).")
 ]
 LrOpt = Annotated[
-    float | None,
-    typer.Option(min=0.0, help="Learning rate for training probes (default per probe)."),
+    str | None,
+    typer.Option(
+        metavar="LR",
+        help="Learning rate for training probes (default per probe), or 'suggested': overfit "
+        "trains at the lr-range probe's suggestion.",
+    ),
+]
+LrStartOpt = Annotated[float | None, typer.Option(min=0.0, help="LR range test: first LR (1e-7).")]
+LrEndOpt = Annotated[float | None, typer.Option(min=0.0, help="LR range test: last LR (10).")]
+RangeStepsOpt = Annotated[
+    int | None, typer.Option(min=2, help="LR range test: number of steps (100).")
+]
+RangeModeOpt = Annotated[RangeMode, typer.Option(help="LR range test: LR schedule.")]
+RepeatsOpt = Annotated[
+    int, typer.Option(min=1, help="LR range test: repeat with other seeds; report the spread.")
 ]
 AmpOpt = Annotated[Amp, typer.Option(help="Mixed precision for training probes.")]
 PlotOpt = Annotated[
@@ -117,6 +130,11 @@ def check(
     vocab_size: VocabOpt = None,
     steps: StepsOpt = None,
     lr: LrOpt = None,
+    lr_start: LrStartOpt = None,
+    lr_end: LrEndOpt = None,
+    range_steps: RangeStepsOpt = None,
+    range_mode: RangeModeOpt = RangeMode.EXP,
+    repeats: RepeatsOpt = 1,
     amp: AmpOpt = Amp.NONE,
     json_path: JsonOpt = None,
     csv_dir: CsvOpt = None,
@@ -126,12 +144,13 @@ def check(
     debug: DebugOpt = False,
 ) -> None:
     """Run every probe (or those chosen with --probe / --skip) and render the report."""
-    from nndiag.config import parse_device, parse_shape
+    from nndiag.config import parse_device, parse_lr, parse_shape
     from nndiag.errors import UsageError
 
     try:
         device = parse_device(device)
         shape = parse_shape(input_shape) if input_shape else None
+        learning_rate, lr_suggested = parse_lr(lr) if lr else (None, False)
         from nndiag.export import ensure_writable
 
         if json_path:
@@ -163,7 +182,13 @@ def check(
             task=task,
             vocab_size=vocab_size,
             steps=steps,
-            lr=lr,
+            lr=learning_rate,
+            lr_suggested=lr_suggested,
+            lr_start=lr_start,
+            lr_end=lr_end,
+            range_steps=range_steps,
+            range_mode=range_mode,
+            repeats=repeats,
             amp=amp,
             quiet=quiet,
             progress=RichProgress(err) if err.is_terminal and not quiet else None,

@@ -21,6 +21,11 @@ class Amp(StrEnum):
     FP16 = "fp16"
 
 
+class RangeMode(StrEnum):
+    EXP = "exp"
+    LINEAR = "linear"
+
+
 class FailOn(StrEnum):
     ERROR = "error"
     WARNING = "warning"
@@ -50,6 +55,23 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
+SUGGESTED = "suggested"
+
+
+def parse_lr(text: str) -> tuple[float | None, bool]:
+    """'3e-4' -> (3e-4, False); 'suggested' -> (None, True): train at the LR range test's pick."""
+    value = text.strip().lower()
+    if value == SUGGESTED:
+        return None, True
+    try:
+        lr = float(value)
+    except ValueError:
+        lr = -1.0
+    if not lr > 0:
+        raise UsageError(f"invalid --lr {text!r}: use a positive number or '{SUGGESTED}'")
+    return lr, False
+
+
 @dataclass(frozen=True)
 class CheckOptions:
     device: str = "auto"
@@ -62,4 +84,10 @@ class CheckOptions:
     quiet: bool = False
     steps: int | None = None  # training steps of the overfit probe (None: its default)
     lr: float | None = None  # learning rate for training probes (None: the optimizer's own)
+    lr_suggested: bool = False  # overfit trains at the lr-range probe's suggestion (--lr suggested)
     amp: Amp = Amp.NONE
+    lr_start: float | None = None  # LR range test: first and last LR, steps, schedule, repeats
+    lr_end: float | None = None
+    range_steps: int | None = None
+    range_mode: RangeMode = RangeMode.EXP
+    repeats: int = 1

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nndiag import synthetic
 from nndiag.config import CheckOptions, Task
 from nndiag.errors import UsageError
 from nndiag.loading import ModelSpec, describe_exception
@@ -27,6 +28,7 @@ from nndiag.loading import ModelSpec, describe_exception
 Batch = tuple[Any, Tensor]
 LossFn = Callable[[Any, Tensor], Tensor]
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+EMBED_WIDTH = 8  # width of the fixed random token embedding the synthetic teacher reads
 DEFAULT_LR = (
     1e-3  # Adam's default step size (Kingma & Ba 2015), also cs231n's update-ratio reference
 )
@@ -332,9 +334,12 @@ def _loader_source(make_loader: Callable[[], Iterable[Any]]) -> Callable[[], Bat
 def _synthetic_source(
     model: nn.Module, options: CheckOptions, device: torch.device
 ) -> Callable[[], Batch]:
-    """Random inputs of --input-shape (token ids with --vocab-size); targets shaped from the output.
+    """Random inputs of --input-shape (token ids with --vocab-size) with learnable targets.
 
-    Uses its own torch.Generator so that drawing batches never moves the global RNG.
+    Targets follow a fixed hidden rule (nndiag.synthetic) so that fresh batches carry signal:
+    next tokens of a Markov chain when the model predicts one class per input token (a language
+    model), else a fixed random teacher's argmax (classification) or output (regression). Outputs
+    of other shapes get random targets. A private torch.Generator leaves the global RNG alone.
     """
     if options.input_shape is None:
         raise UsageError(
@@ -343,24 +348,51 @@ def _synthetic_source(
         )
     shape = (options.batch_size, *options.input_shape)
     generator = torch.Generator().manual_seed(options.seed)
+    vocab = options.vocab_size
 
-    def inputs() -> Tensor:
-        if options.vocab_size:
-            return torch.randint(0, options.vocab_size, shape, generator=generator)
+    def draw_inputs() -> Tensor:
+        if vocab:
+            return torch.randint(0, vocab, shape, generator=generator)
         return torch.randn(shape, generator=generator)
 
-    probe_inputs = inputs()
-    logits = as_logits(_validate_forward(copy.deepcopy(model).to(device), probe_inputs.to(device)))
+    first = draw_inputs()
+    logits = as_logits(_validate_forward(copy.deepcopy(model).to(device), first.to(device)))
     classify = options.task is Task.CLASSIFICATION or (
         options.task is Task.AUTO and (options.num_classes is not None or logits.shape[-1] > 1)
     )
     num_classes = options.num_classes or logits.shape[-1]
-    pending = itertools.chain([probe_inputs], iter(inputs, None))
+    if vocab and classify and tuple(logits.shape[:-1]) == shape and num_classes >= vocab:
 
-    def next_batch() -> Batch:
+        def language_batch() -> Batch:
+            stream = synthetic.markov_tokens(
+                shape[0], shape[-1] + 1, vocab, generator=generator
+            ).reshape(shape[0], -1)
+            return stream[:, :-1].reshape(shape), stream[:, 1:].reshape(shape)
+
+        return language_batch
+
+    features = int(torch.tensor(options.input_shape).prod()) * (EMBED_WIDTH if vocab else 1)
+    out = num_classes if classify else (logits.shape[-1] if logits.dim() == 2 else 1)
+    rule = synthetic.teacher(features, out, task_seed=options.seed + 1)
+    embed = torch.randn(
+        vocab or 1, EMBED_WIDTH, generator=torch.Generator().manual_seed(options.seed)
+    )
+    pending = itertools.chain([first], iter(draw_inputs, None))
+
+    def batch() -> Batch:
         x = next(pending)
-        if classify:
-            return x, torch.randint(0, num_classes, tuple(logits.shape[:-1]), generator=generator)
-        return x, torch.randn(tuple(logits.shape), generator=generator)
+        if logits.dim() != 2:
+            return x, _random_targets(logits, classify, num_classes, generator)
+        with torch.no_grad():
+            teacher_out = rule((embed[x] if vocab else x).flatten(1))
+        return x, teacher_out.argmax(dim=1) if classify else teacher_out
 
-    return next_batch
+    return batch
+
+
+def _random_targets(
+    logits: Tensor, classify: bool, num_classes: int, generator: torch.Generator
+) -> Tensor:
+    if classify:
+        return torch.randint(0, num_classes, tuple(logits.shape[:-1]), generator=generator)
+    return torch.randn(tuple(logits.shape), generator=generator)

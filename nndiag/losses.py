@@ -6,10 +6,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
-from nndiag.context import Context
+from nndiag.context import Context, as_logits, call_model
 
 LOG_SOFTMAX_LOSSES = {"cross_entropy", "log_softmax"}
 LOGIT_SIGMOID_LOSSES = {"binary_cross_entropy_with_logits"}
@@ -68,6 +69,14 @@ def observe_loss(ctx: Context, outputs: Any, targets: Tensor) -> tuple[Tensor, L
     with observer:
         loss = ctx.loss(outputs, targets)
     return loss, observer
+
+
+def loss_at_init(ctx: Context) -> tuple[float, Baseline]:
+    """The loss of a fresh copy (in the user's mode) on the fixed batch, and its chance baseline."""
+    with torch.no_grad():
+        outputs = call_model(ctx.fresh_model(), ctx.inputs)
+        loss, observer = observe_loss(ctx, outputs, ctx.targets)
+    return float(loss), chance_baseline(observer.calls, as_logits(outputs), ctx.targets)
 
 
 def accuracy(logits: Tensor, targets: Tensor) -> float:

@@ -6,7 +6,7 @@ Vocabulary 80, embedding 32, context of 8 characters, two hidden ReLU layers of 
 
 from torch import nn
 
-from _tasks import markov_tokens
+from nndiag.synthetic import markov_tokens
 
 VOCAB, EMBED, CONTEXT, HIDDEN = 80, 32, 8, 128
 

@@ -2,7 +2,7 @@
 
 from torch import nn
 
-from _tasks import teacher_classification
+from nndiag.synthetic import teacher_classification
 
 IN_FEATURES, CLASSES = 20, 5
 

@@ -7,7 +7,7 @@ put in contiguous runs, so the batch cannot be memorised.
 
 from torch import nn
 
-from _tasks import teacher_classification
+from nndiag.synthetic import teacher_classification
 
 HIDDEN = 1  # meant to be 64
 

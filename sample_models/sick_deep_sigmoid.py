@@ -2,7 +2,7 @@
 
 from torch import nn
 
-from _tasks import teacher_classification
+from nndiag.synthetic import teacher_classification
 
 DEPTH, WIDTH = 16, 64
 

@@ -5,7 +5,7 @@ import math
 import torch
 from torch import nn
 
-from _tasks import teacher_classification
+from nndiag.synthetic import teacher_classification
 
 
 def build_model() -> nn.Module:

@@ -207,6 +207,7 @@ def test_json_and_csv_exports(tmp_path: Path) -> None:
         "init-loss",
         "gradients",
         "activations",
+        "lr-range",
     ]
     assert data["findings"][0]["code"] == "frozen-parameters"
     files = sorted(p.name for p in out_csv.iterdir())
@@ -217,6 +218,8 @@ def test_json_and_csv_exports(tmp_path: Path) -> None:
     grads = pd.read_csv(out_csv / "gradients-parameters.csv")
     assert {"parameter", "grad_norm", "weight_norm", "ratio", "update_ratio"} <= set(grads.columns)
     assert not grads["trainable"].iloc[0]  # the frozen first layer
+    curve = pd.read_csv(out_csv / "lr-range-curve.csv")
+    assert {"lr", "loss", "smoothed", "trend"} <= set(curve.columns) and len(curve) > 10
 
 
 def test_unwritable_export_fails_before_probes(tmp_path: Path) -> None:

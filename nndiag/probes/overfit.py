@@ -19,7 +19,7 @@ import torch
 from nndiag.config import Task
 from nndiag.context import Context, as_logits, call_model, map_tensors
 from nndiag.findings import Code, Finding, finding
-from nndiag.losses import accuracy, chance_baseline, observe_loss
+from nndiag.losses import accuracy, loss_at_init
 from nndiag.report import Plot, ProbeResult, Row, Status, Table
 from nndiag.training import new_trainer
 
@@ -106,13 +106,8 @@ def _zeroed(inputs: Any) -> Any:
 def probe(ctx: Context) -> ProbeResult:
     steps = ctx.options.steps or DEFAULT_STEPS
     lr = ctx.options.lr or (None if ctx.make_optimizer else OVERFIT_LR)
-    with torch.no_grad():
-        outputs = call_model(ctx.fresh_model().train(), ctx.inputs)
-        initial, observer = observe_loss(ctx, outputs, ctx.targets)
-    baseline = chance_baseline(observer.calls, as_logits(outputs), ctx.targets)
-    reference = (
-        min(float(initial), baseline.value) if math.isfinite(baseline.value) else float(initial)
-    )
+    initial, baseline = loss_at_init(ctx)
+    reference = min(initial, baseline.value) if math.isfinite(baseline.value) else initial
     threshold = PASS_LOSS_FRACTION * reference
 
     run = _train(ctx, ctx.inputs, steps, lr, threshold, "overfit one batch")
@@ -132,6 +127,12 @@ def probe(ctx: Context) -> ProbeResult:
         f"pass: loss <= {threshold:.3g} ({PASS_LOSS_FRACTION:g} x min(initial, chance))"
         + (f" and accuracy >= {PASS_ACCURACY:.0%}" if ctx.task is Task.CLASSIFICATION else "")
     ]
+    if ctx.options.lr_suggested:
+        notes.append(
+            f"--lr suggested: trained at the LR range test's suggestion {lr:.3g}"
+            if ctx.options.lr
+            else "--lr suggested: the LR range test made no suggestion; trained at the default LR"
+        )
     if run.passed_at is None:
         zero = _train(ctx, _zeroed(ctx.inputs), steps, lr, -math.inf, "overfit zeroed inputs")
         helps = run.final_loss < INPUTS_HELP_FRACTION * zero.final_loss
