@@ -10,21 +10,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
-import sys
-import time
-from pathlib import Path
 
-import torch
+from nndiag.api import run_probe
+from nndiag.context import call_model
+from nndiag.probes import ProbeName
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from nndiag.api import run_probe  # noqa: E402
-from nndiag.config import CheckOptions  # noqa: E402
-from nndiag.context import build_context, build_model, call_model  # noqa: E402
-from nndiag.loading import load_spec  # noqa: E402
-from nndiag.probes import ProbeName  # noqa: E402
+from common import contexts, timed
 
 INIT_PROBES = [
     ProbeName.SUMMARY,
@@ -35,42 +26,6 @@ INIT_PROBES = [
 ]
 
 
-def contexts(device: str):
-    for name in ("mlp.py", "cnn.py", "char_lm.py"):
-        spec = load_spec(str(ROOT / "sample_models" / name))
-        yield (
-            name,
-            build_context(
-                build_model(spec),
-                CheckOptions(device=device, batch_size=64),
-                target=name,
-                make_batch=spec.make_batch,
-            ),
-        )
-    from models import lm_batch, tiny_gpt2
-
-    batch = lm_batch(batch=16, length=32)
-    yield (
-        "gpt2-tiny",
-        build_context(
-            tiny_gpt2(), CheckOptions(device=device), target="gpt2", make_batch=lambda n: batch
-        ),
-    )
-
-
-def timed(fn, repeats: int, device: str) -> float:
-    times = []
-    for _ in range(repeats):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cpu")
@@ -79,7 +34,7 @@ def main() -> None:
     header = f"{'model':12} {'probe':12} {'probe ms':>9} {'fwd+bwd ms':>11} {'ratio':>6}"
     print(header)
     print("-" * len(header))
-    for name, ctx in contexts(args.device):
+    for name, ctx in contexts(args.device, batch_size=64):
         model = copy.deepcopy(ctx.model).to(ctx.device)
 
         def step(model=model, ctx=ctx) -> None:

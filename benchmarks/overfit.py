@@ -11,42 +11,15 @@ from __future__ import annotations
 
 import argparse
 import copy
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+from nndiag.api import run_probe
+from nndiag.context import call_model
+from nndiag.probes import ProbeName, overfit
 
-from nndiag.api import run_probe  # noqa: E402
-from nndiag.config import CheckOptions  # noqa: E402
-from nndiag.context import build_context, build_model, call_model  # noqa: E402
-from nndiag.loading import load_spec  # noqa: E402
-from nndiag.probes import ProbeName, overfit  # noqa: E402
-
-
-def contexts(device: str, steps: int):
-    options = CheckOptions(device=device, steps=steps, lr=1e-3)
-    for name in ("mlp.py", "cnn.py", "char_lm.py"):
-        spec = load_spec(str(ROOT / "sample_models" / name))
-        yield (
-            name,
-            build_context(build_model(spec), options, target=name, make_batch=spec.make_batch),
-        )
-    from models import lm_batch, tiny_gpt2
-
-    batch = lm_batch(batch=16, length=32)
-    yield (
-        "gpt2-tiny",
-        build_context(tiny_gpt2(), options, target="gpt2", make_batch=lambda n: batch),
-    )
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+from common import contexts, sync
 
 
 def plain_loop(ctx, steps: int) -> float:
@@ -71,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     overfit.PASS_LOSS_FRACTION = 0.0  # never pass early: both sides run every step
     print(f"{'model':12} {'probe ms/step':>14} {'plain ms/step':>14} {'ratio':>6}")
-    for name, ctx in contexts(args.device, args.steps):
+    for name, ctx in contexts(args.device, steps=args.steps, lr=1e-3):
         plain_loop(ctx, 5)  # warm-up
         plain = plain_loop(ctx, args.steps)
         result = run_probe(ProbeName.OVERFIT, ctx)

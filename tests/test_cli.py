@@ -207,6 +207,7 @@ def test_json_and_csv_exports(tmp_path: Path) -> None:
         "init-loss",
         "gradients",
         "activations",
+        "jacobian",
         "lr-range",
     ]
     assert data["findings"][0]["code"] == "frozen-parameters"
@@ -220,6 +221,8 @@ def test_json_and_csv_exports(tmp_path: Path) -> None:
     assert not grads["trainable"].iloc[0]  # the frozen first layer
     curve = pd.read_csv(out_csv / "lr-range-curve.csv")
     assert {"lr", "loss", "smoothed", "trend"} <= set(curve.columns) and len(curve) > 10
+    blocks = pd.read_csv(out_csv / "jacobian-blocks.csv")
+    assert {"block", "grad_norm", "gain"} <= set(blocks.columns)
 
 
 def test_unwritable_export_fails_before_probes(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ class ProbeName(StrEnum):
     INIT_LOSS = "init-loss"
     GRADIENTS = "gradients"
     ACTIVATIONS = "activations"
+    JACOBIAN = "jacobian"
     LR_RANGE = "lr-range"
     OVERFIT = "overfit"
 
@@ -32,6 +33,7 @@ PROBE_MODULES: dict[ProbeName, str] = {
     ProbeName.INIT_LOSS: "nndiag.probes.init_loss",
     ProbeName.GRADIENTS: "nndiag.probes.gradients",
     ProbeName.ACTIVATIONS: "nndiag.probes.activations",
+    ProbeName.JACOBIAN: "nndiag.probes.jacobian",
     ProbeName.LR_RANGE: "nndiag.probes.lr_range",
     ProbeName.OVERFIT: "nndiag.probes.overfit",
 }

@@ -219,7 +219,8 @@ def suggest(lrs: list[float], smoothed: list[float]) -> Suggestion:
     start = statistics.median(smoothed[: max(1, min(SKIP_START, lowest + 1))])
     depth = (start - smoothed[lowest]) / abs(start) if start else 0.0
     rules = {
-        "steepest": steepest(lrs, smoothed),
+        # Past the minimum a diverging run's trend wobbles steeply both ways: search the descent.
+        "steepest": steepest(lrs[: lowest + 1], smoothed[: lowest + 1]),
         "valley": valley(lrs, smoothed),
         "minimum/10": minimum_over_ten(lrs, smoothed),
     }

@@ -1,0 +1,222 @@
+"""The jacobian probe against the exact Jacobian (torch.autograd.functional.jacobian, float64)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import nndiag
+from nndiag.api import run_probe
+from nndiag.config import CheckOptions
+from nndiag.context import build_context
+from nndiag.probes import ProbeName
+from nndiag.probes.jacobian import (
+    NONLINEARITY_MIN,
+    PROBES,
+    _calibrated_copy,
+    _execution_order,
+    _surface,
+    blocks,
+    hutchinson_profile,
+    memory_horizon,
+    nonlinearity,
+    recurrent_radii,
+    spectral_norm,
+)
+
+from conftest import SAMPLES
+from models import tiny_gpt2
+
+
+class InPlaceNet(nn.Module):
+    """Tanh and in-place ReLUs (module and functional): hooks must see the pre-in-place grads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(6, 10)
+        self.act = nn.ReLU(inplace=True)
+        self.b = nn.Linear(10, 10)
+        self.c = nn.Linear(10, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.a(x))
+        return self.c(F.relu(torch.tanh(self.b(h)) + h, inplace=True))
+
+
+def tiny() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Linear(6, 12), nn.Tanh(), nn.Linear(12, 12), nn.GELU(), nn.Linear(12, 3)
+    )
+
+
+def context(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    return build_context(model, CheckOptions(device="cpu"), target="t", make_batch=lambda n: (x, y))
+
+
+def exact_jacobian(fn, x: torch.Tensor) -> torch.Tensor:
+    """(outputs, inputs) matrix of the whole batch in float64."""
+    jac = torch.autograd.functional.jacobian(fn, x.double())
+    out_numel = jac.shape[: jac.dim() - x.dim()].numel()
+    return jac.reshape(out_numel, x.numel())
+
+
+def prepared(model: nn.Module, x: torch.Tensor):
+    model = model.double()
+    ctx = context(model, x.double(), torch.zeros(x.shape[0], dtype=torch.long))
+    copy = _calibrated_copy(ctx)
+    order = _execution_order(copy, blocks(copy), ctx.inputs)
+    return copy, order, _surface(copy, ctx.inputs, order)
+
+
+@pytest.mark.parametrize("build", [tiny, InPlaceNet], ids=["tanh-gelu", "inplace"])
+def test_hutchinson_frobenius_within_its_error_bound(build) -> None:
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(1))
+    model, order, surface = prepared(build(), x)
+    jac = exact_jacobian(lambda t: model(t), x)
+    sv = torch.linalg.svdvals(jac)
+    exact = float((sv**2).sum())
+    for probes in (PROBES, 256):
+        profile = hutchinson_profile(surface, order, probes, torch.Generator().manual_seed(0))
+        estimate = sum(profile.frobenius_sq) / probes
+        # Gaussian Hutchinson: Var = 2‖JJᵀ‖_F² / k = 2 Σσ⁴ / k.
+        bound = 4 * math.sqrt(2 * float((sv**4).sum()) / probes)
+        assert abs(estimate - exact) <= bound, (probes, estimate, exact, bound)
+
+
+def test_block_norms_estimate_each_sub_jacobian() -> None:
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(2))
+    model, order, surface = prepared(tiny(), x)
+    profile = hutchinson_profile(surface, order, 512, torch.Generator().manual_seed(0))
+    hidden = model[:3](x.double())  # output of block 2 (the second Linear)
+    sub = exact_jacobian(lambda h: model[3:](h), hidden)
+    exact = float(torch.linalg.matrix_norm(sub) ** 2)
+    estimate = sum(n * n for n in profile.norms[2]) / 512
+    sv = torch.linalg.svdvals(sub)
+    assert abs(estimate - exact) <= 4 * math.sqrt(2 * float((sv**4).sum()) / 512)
+
+
+@pytest.mark.parametrize("build", [tiny, InPlaceNet], ids=["tanh-gelu", "inplace"])
+def test_spectral_norm_within_one_percent(build) -> None:
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(3))
+    model, _order, surface = prepared(build(), x)
+    exact = float(torch.linalg.matrix_norm(exact_jacobian(lambda t: model(t), x), 2))
+    estimate = spectral_norm(surface, torch.Generator().manual_seed(0), iterations=200)
+    assert estimate == pytest.approx(exact, rel=0.01)
+
+
+def test_probe_metrics_match_the_oracle() -> None:
+    x = torch.randn(5, 6, generator=torch.Generator().manual_seed(4))
+    model = tiny().double()
+    result = run_probe(ProbeName.JACOBIAN, context(model, x.double(), torch.zeros(5).long()))
+    jac = exact_jacobian(lambda t: model(t), x)
+    sv = torch.linalg.svdvals(jac)
+    m = result.metrics
+    assert m["spectral_norm"] == pytest.approx(float(sv.max()), rel=0.01)
+    # mean σ² per example: ‖J‖_F² / batch / min(d_in, d_out) = Σσ² / (5 · 3)
+    exact_mean = float((sv**2).sum()) / 15
+    bound = 4 * math.sqrt(2 * float((sv**4).sum()) / PROBES) / 15
+    assert abs(m["mean_sq_singular"] - exact_mean) <= bound
+    assert [r["block"] for r in result.table("blocks").rows] == ["x (input)", *"01234"]
+
+
+def test_nonlinearity_zero_for_affine_positive_otherwise() -> None:
+    x = torch.randn(16, 6, generator=torch.Generator().manual_seed(5))
+    affine = nn.Sequential(*[nn.Linear(6, 6) for _ in range(6)])
+    norm_only = nn.Sequential(nn.Linear(6, 6), nn.LayerNorm(6), nn.Linear(6, 3))
+    for model, nonlinear in [(affine, False), (tiny(), True), (norm_only, True)]:
+        _m, _o, surface = prepared(model.float(), x)
+        score = nonlinearity(surface, torch.Generator().manual_seed(0))
+        assert (score >= NONLINEARITY_MIN) is nonlinear, (model, score)
+
+
+def test_blocks_descend_into_stacks() -> None:
+    deep = nn.Sequential(*[nn.Linear(4, 4) for _ in range(24)])
+    assert len(blocks(deep)) == 24
+    gpt2 = tiny_gpt2(n_layer=4)
+    names = {m: n for n, m in gpt2.named_modules()}
+    found = [names[b] for b in blocks(gpt2)]
+    assert [f"transformer.h.{i}" for i in range(4)] == [f for f in found if ".h." in f]
+    assert "lm_head" in found and "transformer.wte" in found
+
+
+def test_batchnorm_is_calibrated_on_a_copy() -> None:
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+    x = 5 + torch.randn(32, 4, generator=torch.Generator().manual_seed(6))
+    ctx = context(model, x, torch.zeros(32).long())
+    copy = _calibrated_copy(ctx)
+    with torch.no_grad():
+        expected = model[0](x).mean(dim=0)
+    assert torch.allclose(copy[1].running_mean, expected, atol=1e-5)
+    assert not copy.training and torch.equal(model[1].running_mean, torch.zeros(8))
+
+
+def test_recurrent_radius_per_gate_and_memory_horizon() -> None:
+    lstm = nn.LSTM(4, 4)
+    with torch.no_grad():
+        lstm.weight_hh_l0.zero_()
+        lstm.weight_hh_l0[8:12] = 0.7 * torch.eye(4)  # the cell-candidate gate
+    (row,) = recurrent_radii(nn.Sequential(lstm))
+    assert row["spectral_radius"] == pytest.approx(0.7)
+    assert memory_horizon([1e-5, 1e-2, 0.5, 1.0]) == 3
+    assert memory_horizon([0.5, 0.9, 1.0]) == 3
+
+
+def jacobian_codes(target, **options) -> set[str]:
+    report = nndiag.check(target, probes=["jacobian"], device="cpu", **options)
+    result = report.result("jacobian")
+    assert result.status.value == "ok", result.error
+    return {f.code.value for f in result.findings}
+
+
+@pytest.mark.parametrize(
+    ("sample", "code"),
+    [
+        ("sick_exploding.py", "exploding-gradients"),
+        ("sick_deep_sigmoid.py", "vanishing-gradients"),
+        ("sick_linear_stack.py", "no-nonlinearity"),
+        ("sick_rnn_exploding.py", "exploding-gradients"),
+        ("sick_rnn_forgetful.py", "vanishing-gradients"),
+        ("sick_ignores_input.py", "output-ignores-input"),
+    ],
+)
+def test_sick_samples_fire_in_the_jacobian_probe(sample: str, code: str) -> None:
+    assert code in jacobian_codes(str(SAMPLES / sample))
+
+
+def test_healthy_lstm_and_residual_cnn_have_no_finding() -> None:
+    class Residual(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Conv2d(3, 8, 3, padding=1)
+            self.layers = nn.ModuleList(
+                nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+                for _ in range(6)
+            )
+            self.head = nn.Linear(8, 4)
+
+        def forward(self, x):
+            h = self.stem(x)
+            for layer in self.layers:
+                h = h + layer(h)
+            return self.head(h.mean(dim=(2, 3)))
+
+    class LSTMClassifier(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(20, 16)
+            self.lstm = nn.LSTM(16, 16, batch_first=True)
+            self.head = nn.Linear(16, 4)
+
+        def forward(self, tokens):
+            return self.head(self.lstm(self.embed(tokens))[0][:, -1])
+
+    g = torch.Generator().manual_seed(0)
+    images = (torch.randn(8, 3, 8, 8, generator=g), torch.randint(0, 4, (8,), generator=g))
+    tokens = (torch.randint(0, 20, (8, 24), generator=g), torch.randint(0, 4, (8,), generator=g))
+    assert jacobian_codes(Residual(), batch=images) == set()
+    assert jacobian_codes(LSTMClassifier(), batch=tokens) == set()
