@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nndiag import __version__
+from nndiag import __version__, thresholds
 from nndiag.config import CheckOptions
 from nndiag.context import (
     Batch,
@@ -50,13 +50,14 @@ def check(
 
     With a module, give a `batch` (inputs, targets) or a `make_batch(batch_size)` callable, or the
     synthetic-batch options (`input_shape=(3, 32, 32)`, `num_classes=10`). Extra keyword options are
-    those of CheckOptions (seed, batch_size, task, vocab_size, ...). The global RNG states of
+    those of CheckOptions (seed, batch_size, task, vocab_size, thresholds={"dead_fraction_max":
+    0.6}, ...). The global RNG states of
     `random`, numpy and torch are restored on return, and the module is never modified.
     """
     opts = CheckOptions(device=device, **options)
     include = [ProbeName(p) for p in probes or []]
     exclude = [ProbeName(p) for p in skip or []]
-    with preserved_rng():
+    with preserved_rng(), thresholds.overridden(opts.thresholds):
         seed_everything(opts.seed)
         if isinstance(target_or_model, nn.Module):
             fixed = batch

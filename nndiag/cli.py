@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -29,10 +30,10 @@ app = typer.Typer(
 
 _PROBES = ", ".join(p.value for p in ProbeName)
 TargetArg = Annotated[
-    str,
+    str | None,
     typer.Argument(
         metavar="TARGET",
-        help="model.py, model.py:factory, or package.module:attr",
+        help="model.py, model.py:factory, or package.module:attr (default: the config's target).",
         show_default=False,
     ),
 ]
@@ -87,6 +88,14 @@ AmpOpt = Annotated[Amp, typer.Option(help="Mixed precision for training probes."
 PlotOpt = Annotated[
     Path | None, typer.Option("--plot", help="Write a PNG per curve into this folder (matplotlib).")
 ]
+JunitOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--junit", help="Write JUnit XML: one testcase per probe, failures per --fail-on."
+    ),
+]
+HtmlOpt = Annotated[Path | None, typer.Option("--html", help="Save the rendered report as HTML.")]
+SvgOpt = Annotated[Path | None, typer.Option("--svg", help="Save the rendered report as SVG.")]
 FailOnOpt = Annotated[FailOn, typer.Option(help="Exit 1 on findings at or above this severity.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the findings.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
@@ -116,9 +125,44 @@ def _fail(message: str, debug: bool, exc: BaseException | None = None) -> NoRetu
     raise typer.Exit(EXIT_USAGE)
 
 
+def _load_config(ctx: typer.Context, value: Path | None) -> Path | None:
+    """Eager: read --config FILE or the nearest [tool.nndiag]; its keys become option defaults,
+    so anything given on the command line still wins."""
+    from nndiag.config import load_config
+    from nndiag.errors import UsageError
+
+    keys: dict[str, str] = {"probes": "probe"}
+    for param in ctx.command.params:
+        if param.name and param.name not in _NOT_CONFIGURABLE:
+            flags = [o.lstrip("-") for o in param.opts if o.startswith("--")] or [param.name]
+            keys.update({flag.replace("-", "_"): param.name for flag in flags})
+    try:
+        found = load_config(value, keys, Path.cwd())
+    except UsageError as exc:
+        _fail(str(exc), debug=False)
+    ctx.default_map = {**(ctx.default_map or {}), **found.options}
+    ctx.meta[_THRESHOLDS] = found.thresholds
+    return value
+
+
+_NOT_CONFIGURABLE = {"config", "debug"}
+_THRESHOLDS = "nndiag.thresholds"
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        callback=_load_config,
+        is_eager=True,
+        help="TOML file of option defaults and [thresholds] (default: [tool.nndiag] in the "
+        "nearest pyproject.toml).",
+    ),
+]
+
+
 @app.command()
 def check(
-    target: TargetArg,
+    ctx: typer.Context,
+    target: TargetArg = None,
     probe: ProbesOpt = None,
     skip: SkipOpt = None,
     device: DeviceOpt = "auto",
@@ -138,27 +182,27 @@ def check(
     amp: AmpOpt = Amp.NONE,
     json_path: JsonOpt = None,
     csv_dir: CsvOpt = None,
+    junit_path: JunitOpt = None,
+    html_path: HtmlOpt = None,
+    svg_path: SvgOpt = None,
     plot_dir: PlotOpt = None,
     fail_on: FailOnOpt = FailOn.ERROR,
     quiet: QuietOpt = False,
+    config: ConfigOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Run every probe (or those chosen with --probe / --skip) and render the report."""
     from nndiag.config import parse_device, parse_lr, parse_shape
     from nndiag.errors import UsageError
 
+    outputs = Outputs(json_path, csv_dir, junit_path, html_path, svg_path, plot_dir)
     try:
+        if target is None:
+            raise UsageError("no TARGET given, and no `target` in the nndiag configuration")
         device = parse_device(device)
         shape = parse_shape(input_shape) if input_shape else None
         learning_rate, lr_suggested = parse_lr(lr) if lr else (None, False)
-        from nndiag.export import ensure_writable
-
-        if json_path:
-            ensure_writable(json_path, directory=False)
-        if csv_dir:
-            ensure_writable(csv_dir, directory=True)
-        if plot_dir:
-            ensure_writable(plot_dir, directory=True)
+        outputs.check_writable()
     except UsageError as exc:
         _fail(str(exc), debug, exc)
 
@@ -166,7 +210,7 @@ def check(
 
     from nndiag.progress import RichProgress
 
-    out, err = Console(), Console(stderr=True)
+    out, err = Console(record=outputs.records), Console(stderr=True)
     try:
         from nndiag.api import check as run_check
 
@@ -191,27 +235,68 @@ def check(
             repeats=repeats,
             amp=amp,
             quiet=quiet,
+            thresholds=ctx.meta.get(_THRESHOLDS, {}),
             progress=RichProgress(err) if err.is_terminal and not quiet else None,
         )
     except UsageError as exc:
         _fail(str(exc), debug, exc)
+    raise typer.Exit(outputs.emit(report, out, err, quiet=quiet, fail_on=fail_on))
 
-    from nndiag.export import write_csv, write_json
-    from nndiag.render import render_report
 
-    render_report(report, out, quiet=quiet)
-    if json_path:
-        write_json(report, json_path)
-    if csv_dir:
-        write_csv(report, csv_dir)
-    if plot_dir:
-        try:
-            from nndiag.plot import write_pngs
+@dataclass(frozen=True)
+class Outputs:
+    """Where a rendered report goes besides the terminal; shared by `check` and `report`."""
 
-            write_pngs(report, plot_dir)
-        except ImportError:
-            err.print("nndiag: --plot needs matplotlib (pip install matplotlib); no PNG written")
-    raise typer.Exit(exit_code(report, fail_on))
+    json_path: Path | None = None
+    csv_dir: Path | None = None
+    junit_path: Path | None = None
+    html_path: Path | None = None
+    svg_path: Path | None = None
+    plot_dir: Path | None = None
+
+    @property
+    def records(self) -> bool:
+        return bool(self.html_path or self.svg_path)
+
+    def check_writable(self) -> None:
+        """Fail before any probe runs when a destination cannot be written."""
+        from nndiag.export import ensure_writable
+
+        for path in (self.json_path, self.junit_path, self.html_path, self.svg_path):
+            if path:
+                ensure_writable(path, directory=False)
+        for folder in (self.csv_dir, self.plot_dir):
+            if folder:
+                ensure_writable(folder, directory=True)
+
+    def emit(self, report: Any, out: Any, err: Any, *, quiet: bool, fail_on: FailOn) -> int:
+        """Render, write every requested file, and return the exit code."""
+        from nndiag.export import write_csv, write_json, write_junit
+        from nndiag.findings import Severity
+        from nndiag.render import render_report
+
+        render_report(report, out, quiet=quiet)
+        if self.json_path:
+            write_json(report, self.json_path)
+        if self.csv_dir:
+            write_csv(report, self.csv_dir)
+        if self.junit_path:
+            threshold = None if fail_on is FailOn.NEVER else Severity(fail_on.value)
+            write_junit(report, self.junit_path, threshold)
+        if self.html_path:
+            out.save_html(str(self.html_path), clear=False)
+        if self.svg_path:
+            out.save_svg(str(self.svg_path), title=f"nndiag {report.model.target}", clear=False)
+        if self.plot_dir:
+            try:
+                from nndiag.plot import write_pngs
+
+                write_pngs(report, self.plot_dir)
+            except ImportError:
+                err.print(
+                    "nndiag: --plot needs matplotlib (pip install matplotlib); no PNG written"
+                )
+        return exit_code(report, fail_on)
 
 
 def exit_code(report: Any, fail_on: FailOn) -> int:
@@ -222,6 +307,79 @@ def exit_code(report: Any, fail_on: FailOn) -> int:
         return EXIT_OK
     failed = any(r.status is Status.FAILED for r in report.results)
     return EXIT_FINDINGS if report.failing(fail_on.value) or failed else EXIT_OK
+
+
+ReportFileArg = Annotated[
+    Path, typer.Argument(metavar="FILE.json", help="A report saved with --json.")
+]
+
+
+@app.command()
+def report(
+    file: ReportFileArg,
+    csv_dir: CsvOpt = None,
+    junit_path: JunitOpt = None,
+    html_path: HtmlOpt = None,
+    svg_path: SvgOpt = None,
+    plot_dir: PlotOpt = None,
+    fail_on: FailOnOpt = FailOn.ERROR,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Re-render a saved JSON report (and export it again); exit codes as for check."""
+    import json
+
+    from rich.console import Console
+
+    from nndiag.errors import UsageError
+
+    outputs = Outputs(None, csv_dir, junit_path, html_path, svg_path, plot_dir)
+    try:
+        outputs.check_writable()
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read report {file}: {exc}") from exc
+        from nndiag.report import Report
+
+        try:
+            saved = Report.from_dict(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UsageError(f"{file} is not an nndiag JSON report ({exc!r})") from exc
+    except UsageError as exc:
+        _fail(str(exc), debug, exc)
+    out, err = Console(record=outputs.records), Console(stderr=True)
+    raise typer.Exit(outputs.emit(saved, out, err, quiet=quiet, fail_on=fail_on))
+
+
+CodeArg = Annotated[
+    str | None, typer.Argument(metavar="CODE", help="A finding code, e.g. dead-units.")
+]
+
+
+@app.command()
+def explain(code: CodeArg = None) -> None:
+    """Explain a finding code (what it means, how it is measured, causes, fixes), or list them."""
+    from rich.console import Console
+
+    from nndiag import codes
+    from nndiag.findings import CATALOG, Code
+
+    console = Console()
+    if code is None:
+        from rich.table import Table
+
+        table = Table("code", "severity", "the disease", title="nndiag finding codes")
+        for known, info in CATALOG.items():
+            table.add_row(known.value, info.severity.value, info.title)
+        console.print(table)
+        console.print("nndiag explain CODE shows one code's page.")
+        return
+    if code not in {c.value for c in Code}:
+        _fail(f"unknown finding code {code!r}; run `nndiag explain` for the list", debug=False)
+    from rich.markdown import Markdown
+
+    console.print(Markdown(codes.page(code)))
 
 
 def _probe_command(name: ProbeName) -> None:

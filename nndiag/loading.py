@@ -15,7 +15,8 @@ import importlib.util
 import re
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -85,26 +86,34 @@ def _import_file(path: Path) -> ModuleType:
     if spec is None or spec.loader is None:
         raise UsageError(f"cannot import {path} as a Python file")
     module = importlib.util.module_from_spec(spec)
-    # The file's folder goes on sys.path so that it can import its sibling modules.
-    folder = str(path.resolve().parent)
-    sys.path.insert(0, folder)
     sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        raise UsageError(f"syntax error in {path} line {exc.lineno}: {exc.msg}") from exc
-    except Exception as exc:
-        raise UsageError(f"importing {path} raised {describe_exception(exc)}") from exc
-    finally:
-        sys.path.remove(folder)
+    # The file's folder goes on sys.path so that it can import its sibling modules.
+    with _on_sys_path(path.resolve().parent):
+        try:
+            spec.loader.exec_module(module)
+        except SyntaxError as exc:
+            raise UsageError(f"syntax error in {path} line {exc.lineno}: {exc.msg}") from exc
+        except Exception as exc:
+            raise UsageError(f"importing {path} raised {describe_exception(exc)}") from exc
     return module
+
+
+@contextmanager
+def _on_sys_path(folder: Path) -> Iterator[None]:
+    entry = str(folder)
+    sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        sys.path.remove(entry)
 
 
 def _import_module(name: str) -> ModuleType:
     if not re.match(r"^[A-Za-z_][\w.]*$", name):
         raise UsageError(f"target {name!r} is neither a .py file nor an importable module name")
     try:
-        return importlib.import_module(name)
+        with _on_sys_path(Path.cwd()):  # as `python -m` does: packages of the working directory
+            return importlib.import_module(name)
     except ModuleNotFoundError as exc:
         raise UsageError(f"no such module: {name} ({exc})") from exc
     except SyntaxError as exc:

@@ -119,9 +119,19 @@ def probe_section(result: ProbeResult) -> RenderableType:
 
 def findings_view(report: Report) -> RenderableType:
     findings = report.findings
+    failed = [r for r in report.results if r.status is Status.FAILED]
+    # A probe that could not finish ran no check: never call the model healthy then.
+    unfinished = [
+        Text.assemble(("FAILED ", SEVERITY_STYLE[Severity.ERROR]), f" probe {r.name}: {r.error}")
+        for r in failed
+    ]
     if not findings:
+        if failed:
+            return Group(
+                Text(f"No findings, but {len(failed)} probe(s) could not finish:"), *unfinished
+            )
         return Text("No findings: the model looks healthy on every probe that ran.", style="green")
-    lines: list[RenderableType] = [Text(f"Findings ({len(findings)})", style="bold")]
+    lines: list[RenderableType] = [Text(f"Findings ({len(findings)})", style="bold"), *unfinished]
     for f in findings:
         where = (
             f" in {', '.join(f.where[:5])}" + (" ..." if len(f.where) > 5 else "")

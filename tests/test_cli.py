@@ -20,7 +20,16 @@ runner = CliRunner()
 CHAR_LM = str(SAMPLES / "char_lm.py")
 
 
-@pytest.mark.parametrize("args", [["--help"], ["check", "--help"], ["gradients", "--help"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["check", "--help"],
+        ["gradients", "--help"],
+        ["explain"],
+        ["explain", "dead-units"],
+    ],
+)
 def test_help_does_not_import_torch_or_pandas(args: list[str]) -> None:
     code = textwrap.dedent(f"""
         import sys

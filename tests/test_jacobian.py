@@ -15,8 +15,8 @@ from nndiag.config import CheckOptions
 from nndiag.context import build_context
 from nndiag.probes import ProbeName
 from nndiag.probes.jacobian import (
+    HUTCHINSON_PROBES,
     NONLINEARITY_MIN,
-    PROBES,
     _calibrated_copy,
     _execution_order,
     _surface,
@@ -80,7 +80,7 @@ def test_hutchinson_frobenius_within_its_error_bound(build) -> None:
     jac = exact_jacobian(lambda t: model(t), x)
     sv = torch.linalg.svdvals(jac)
     exact = float((sv**2).sum())
-    for probes in (PROBES, 256):
+    for probes in (HUTCHINSON_PROBES, 256):
         profile = hutchinson_profile(surface, order, probes, torch.Generator().manual_seed(0))
         estimate = sum(profile.frobenius_sq) / probes
         # Gaussian Hutchinson: Var = 2‖JJᵀ‖_F² / k = 2 Σσ⁴ / k.
@@ -119,7 +119,7 @@ def test_probe_metrics_match_the_oracle() -> None:
     assert m["spectral_norm"] == pytest.approx(float(sv.max()), rel=0.01)
     # mean σ² per example: ‖J‖_F² / batch / min(d_in, d_out) = Σσ² / (5 · 3)
     exact_mean = float((sv**2).sum()) / 15
-    bound = 4 * math.sqrt(2 * float((sv**4).sum()) / PROBES) / 15
+    bound = 4 * math.sqrt(2 * float((sv**4).sum()) / HUTCHINSON_PROBES) / 15
     assert abs(m["mean_sq_singular"] - exact_mean) <= bound
     assert [r["block"] for r in result.table("blocks").rows] == ["x (input)", *"01234"]
 

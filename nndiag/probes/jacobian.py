@@ -46,7 +46,7 @@ NAME = "jacobian"
 
 # Hutchinson probes: the relative standard error of ‖J‖_F² is at most sqrt(2/k), 0.71 for k = 4,
 # and far smaller for wide layers (sqrt(2 Σσ⁴/k)/Σσ²); 4 keeps the probe at ~k+2 backward passes.
-PROBES = 4
+HUTCHINSON_PROBES = 4
 # Power iteration on JᵀJ: stop when σ_max changes by less than 1e-4 relative, or after 50 steps
 # (tests: within 1% of the exact σ_max on tiny models in ~10 iterations).
 POWER_ITERATIONS = 50
@@ -251,9 +251,10 @@ def hutchinson_profile(
 
 
 def spectral_norm(
-    surface: Surface, generator: torch.Generator, iterations: int = POWER_ITERATIONS
+    surface: Surface, generator: torch.Generator, iterations: int | None = None
 ) -> float:
     """σ_max(J) by power iteration on JᵀJ; Ju by the double-backward trick, then Jᵀ(Ju)."""
+    iterations = iterations or POWER_ITERATIONS
     x = surface.x0.clone().requires_grad_(True)
     out = surface(x)
     v = torch.zeros_like(out, requires_grad=True)
@@ -329,14 +330,14 @@ def _time_dim(model: nn.Module, surface: Surface, out_shape: torch.Size) -> int 
 def temporal_sensitivity(
     surface: Surface, time_dim: int, generator: torch.Generator
 ) -> list[float]:
-    """‖∂ y_last / ∂ x_t‖ per step t, relative to the last step's (Hutchinson over PROBES)."""
+    """‖∂ y_last / ∂ x_t‖ per step t relative to the last step's, averaged over probes."""
     x = surface.x0.clone().requires_grad_(True)
     out = surface(x)
     steps = x.shape[time_dim]
     # An output with the same time axis (a language model) is read at its last step.
     y = out.select(time_dim, -1) if out.dim() >= 3 and out.shape[time_dim] == steps else out
     total = torch.zeros(steps, dtype=torch.float64, device=x.device)
-    for _ in range(PROBES):
+    for _ in range(HUTCHINSON_PROBES):
         v = torch.randn(y.shape, generator=generator).to(y.device, y.dtype)
         (dx,) = torch.autograd.grad(y, x, v, retain_graph=True, allow_unused=True)
         if dx is None:
@@ -382,7 +383,7 @@ def probe(ctx: Context) -> ProbeResult:
             metrics={"measured_from": _origin(surface, names), "frobenius_sq": 0.0},
             findings=(_ignores_input(surface, names),),
         )
-    profile = hutchinson_profile(surface, order, PROBES, generator)
+    profile = hutchinson_profile(surface, order, HUTCHINSON_PROBES, generator)
 
     rows = _block_rows(profile, order, names)
     per_example = surface.x0.shape[0] if surface.x0.dim() > 1 else 1
@@ -401,7 +402,7 @@ def probe(ctx: Context) -> ProbeResult:
     metrics: dict[str, Any] = {
         "measured_from": _origin(surface, names),
         "blocks": len(rows) - 1,
-        "probes": PROBES,
+        "probes": HUTCHINSON_PROBES,
         "frobenius_sq": frob_sq,
         "frobenius_rel_stderr": _relative_stderr(profile.frobenius_sq),
         "mean_sq_singular": mean_sq_singular,
@@ -526,7 +527,7 @@ def _diagnose(metrics: dict[str, Any], rows: list[Row]) -> list[Finding]:
                 Code.OUTPUT_IGNORES_INPUT,
                 NAME,
                 f"the Jacobian of the output with respect to {metrics['measured_from']} is exactly "
-                f"zero ({PROBES} random probes)",
+                f"zero ({HUTCHINSON_PROBES} random probes)",
             )
         )
         return findings

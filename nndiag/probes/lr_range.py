@@ -82,8 +82,9 @@ def schedule(i: int, steps: int, start: float, end: float, mode: RangeMode) -> f
     return start * (end / start) ** t
 
 
-def smooth(losses: list[float], beta: float = SMOOTH_BETA) -> list[float]:
+def smooth(losses: list[float], beta: float | None = None) -> list[float]:
     """Bias-corrected exponential moving average (Adam-style correction, as in fastai)."""
+    beta = SMOOTH_BETA if beta is None else beta
     avg, out = 0.0, []
     for k, loss in enumerate(losses, start=1):
         avg = beta * avg + (1 - beta) * loss

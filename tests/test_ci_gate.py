@@ -1,0 +1,179 @@
+"""What a CI pipeline relies on: JUnit XML, configuration files, explain, report re-rendering."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+from typer.testing import CliRunner
+
+import nndiag
+from nndiag.cli import app
+from nndiag.codes import page
+from nndiag.findings import Code
+from nndiag.probes import activations
+
+from conftest import SAMPLES
+
+runner = CliRunner()
+FAST = ["--skip", "overfit", "--skip", "lr-range"]
+
+
+def test_ci_recipe_gives_exit_code_junit_and_csv(tmp_path: Path) -> None:
+    """issue 7's done-when: --junit out.xml --csv reports/ --fail-on warning."""
+    junit, csv = tmp_path / "out.xml", tmp_path / "reports"
+    target = str(SAMPLES / "sick_frozen.py")
+    args = ["check", target, "--junit", str(junit), "--csv", str(csv), "--fail-on", "warning"]
+    result = runner.invoke(app, [*args, *FAST])
+    assert result.exit_code == 1, result.output
+    root = ET.parse(junit).getroot()
+    assert root.tag == "testsuites"
+    (suite,) = root.findall("testsuite")
+    cases = suite.findall("testcase")
+    assert [c.get("name") for c in cases] == [
+        "summary", "data", "init-loss", "gradients", "activations", "jacobian"
+    ]  # fmt: skip
+    for element in (root, suite):
+        assert {"tests", "failures", "errors"} <= set(element.attrib)
+    assert all({"classname", "name", "time"} <= set(c.attrib) for c in cases)
+    failing = {c.get("name"): c.find("failure") for c in cases if c.find("failure") is not None}
+    assert set(failing) == {"gradients"}
+    assert failing["gradients"].get("type") == "frozen-parameters"
+    assert suite.get("failures") == "1" and suite.get("tests") == "6"
+    assert (csv / "findings.csv").exists() and (csv / "gradients-parameters.csv").exists()
+
+
+def test_junit_below_threshold_goes_to_system_out_and_failed_probes_are_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(ctx):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(activations, "probe", broken)
+    junit = tmp_path / "j.xml"
+    target = str(SAMPLES / "sick_frozen.py")
+    result = runner.invoke(
+        app, ["check", target, "--junit", str(junit), "--fail-on", "error", *FAST]
+    )
+    assert result.exit_code == 1  # a probe that could not finish fails the gate
+    cases = {c.get("name"): c for c in ET.parse(junit).getroot().iter("testcase")}
+    assert cases["gradients"].find("failure") is None
+    assert "frozen-parameters" in cases["gradients"].findtext("system-out")
+    assert "boom" in cases["activations"].find("error").get("message")
+    assert "probe activations: RuntimeError: boom" in result.output
+
+
+def write_project(root: Path, config: str) -> Path:
+    shutil.copy(SAMPLES / "mlp.py", root / "mlp.py")
+    (root / "pyproject.toml").write_text(config)
+    sub = root / "src" / "deep"
+    sub.mkdir(parents=True)
+    return sub
+
+
+CONFIG = """
+[project]
+name = "user-project"
+
+[tool.nndiag]
+target = "mlp.py"
+probes = ["summary", "activations"]
+fail-on = "warning"
+device = "cpu"
+
+[tool.nndiag.thresholds]
+dead_fraction_max = 0.0
+"""
+
+
+def test_pyproject_is_found_upward_and_the_cli_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(write_project(tmp_path, CONFIG))
+    result = runner.invoke(app, ["check"])
+    # target, probes and fail-on from the file; the lowered threshold turns one dead unit in 64
+    # into a warning, and fail-on = warning makes it fail.
+    assert result.exit_code == 1, result.output
+    assert "dead-units" in result.output and "gradients" not in result.output
+    assert runner.invoke(app, ["check", "--fail-on", "never"]).exit_code == 0
+    assert activations.DEAD_FRACTION_MAX == 0.5  # restored after the check
+
+
+def test_config_file_option_and_plain_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(SAMPLES / "sick_frozen.py", tmp_path / "model.py")
+    (tmp_path / "ci.toml").write_text('target = "model.py"\nprobe = ["gradients"]\n')
+    result = runner.invoke(app, ["check", "--config", "ci.toml", "--json", "r.json"])
+    assert result.exit_code == 0, result.output  # frozen-parameters is a warning
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert [p["name"] for p in data["probes"]] == ["gradients"]
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ("[tool.nndiag]\nbogus = 1\n", "unknown key(s) bogus"),
+        ("[tool.nndiag]\n[tool.nndiag.thresholds]\nnot_a_threshold = 1\n", "unknown threshold"),
+        ('[tool.nndiag]\nthresholds = "high"\n', "must map threshold names to numbers"),
+        ("[tool.nndiag\n", "cannot read config"),
+    ],
+)
+def test_bad_config_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: str, message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text(config)
+    result = runner.invoke(app, ["check", str(SAMPLES / "mlp.py"), "--probe", "summary"])
+    assert result.exit_code == 2 and message in result.stderr, result.output
+    if "bogus" in message:
+        assert "batch-size" in result.stderr and "fail-on" in result.stderr  # the valid keys
+
+
+def test_missing_target_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["check"])
+    assert result.exit_code == 2 and "no TARGET" in result.stderr
+
+
+def test_api_thresholds() -> None:
+    report = nndiag.check(
+        str(SAMPLES / "mlp.py"), probes=["activations"], thresholds={"dead_fraction_max": 0.0}
+    )
+    assert [f.code.value for f in report.findings] == ["dead-units"]
+    assert activations.DEAD_FRACTION_MAX == 0.5
+
+
+def test_explain_lists_every_code_and_prints_its_page() -> None:
+    listing = runner.invoke(app, ["explain"])
+    assert listing.exit_code == 0
+    assert all(code.value in listing.output for code in Code)
+    one = runner.invoke(app, ["explain", "loss-broadcast"])
+    assert one.exit_code == 0
+    for heading in ("How it is measured", "Typical causes", "What to do"):
+        assert heading in one.output and heading in page("loss-broadcast")
+    assert "squeeze" in one.output
+    unknown = runner.invoke(app, ["explain", "no-such-code"])
+    assert unknown.exit_code == 2 and "unknown finding code" in unknown.stderr
+
+
+def test_report_rerenders_a_saved_json_with_html_and_svg(tmp_path: Path) -> None:
+    saved = tmp_path / "r.json"
+    first = runner.invoke(
+        app, ["check", str(SAMPLES / "sick_frozen.py"), "--json", str(saved), *FAST]
+    )
+    html, svg = tmp_path / "r.html", tmp_path / "r.svg"
+    again = runner.invoke(
+        app, ["report", str(saved), "--html", str(html), "--svg", str(svg), "--fail-on", "warning"]
+    )
+    assert again.exit_code == 1  # the saved warning fails under --fail-on warning
+    assert "frozen-parameters" in again.output and "jacobian · blocks" in again.output
+    assert first.output.splitlines()[-6:] == again.output.splitlines()[-6:]  # same findings text
+    assert "<html" in html.read_text().lower() and "frozen-parameters" in html.read_text()
+    assert svg.read_text().startswith("<svg")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"not": "a report"}')
+    result = runner.invoke(app, ["report", str(bad)])
+    assert result.exit_code == 2 and "not an nndiag JSON report" in result.stderr
