@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from nndiag.errors import UsageError
+
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from nndiag.report import Report
 
-__all__ = ["__version__", "check"]
+__all__ = ["UsageError", "__version__", "check"]
 
 
 def check(target_or_model: Any, *args: Any, **kwargs: Any) -> Report:

@@ -249,6 +249,10 @@ def build_context(
     progress: Progress | None = None,
 ) -> Context:
     """Validate the contract end to end and return the context the probes share."""
+    if not any(True for _ in model.parameters()):
+        raise UsageError(
+            f"{type(model).__name__} has no parameters: there is nothing to train or diagnose"
+        )
     device = resolve_device(options.device)
     to_device = lambda b: (map_tensors(lambda t: t.to(device), b[0]), b[1].to(device))  # noqa: E731
 
@@ -267,6 +271,8 @@ def build_context(
     fixed = to_device(source())
     probe_copy = copy.deepcopy(model).to(device)
     outputs = _validate_forward(probe_copy, fixed[0])
+    if not probe_copy.training:  # the training probes will run it in train mode
+        _validate_forward(probe_copy.train(), fixed[0], " in train mode")
     logits = as_logits(outputs)
 
     def loss(outputs: Any, targets: Tensor) -> Tensor:
@@ -298,7 +304,7 @@ def build_context(
     )
 
 
-def _validate_forward(model: nn.Module, inputs: Any) -> Any:
+def _validate_forward(model: nn.Module, inputs: Any, mode: str = "") -> Any:
     try:
         with torch.no_grad():
             return call_model(model, inputs)
@@ -308,7 +314,7 @@ def _validate_forward(model: nn.Module, inputs: Any) -> Any:
         ) from exc
     except Exception as exc:
         raise UsageError(
-            f"the model rejected the batch {describe(inputs)}: {describe_exception(exc)}"
+            f"the model rejected the batch {describe(inputs)}{mode}: {describe_exception(exc)}"
         ) from exc
 
 

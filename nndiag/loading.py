@@ -50,10 +50,15 @@ def split_target(target: str) -> tuple[str, str | None]:
 
 def load_spec(target: str) -> ModelSpec:
     source, attr = split_target(target)
-    module = _import_file(Path(source)) if source.endswith(".py") else _import_module(source)
-    name = attr or DEFAULT_FACTORY
-    if attr is None and not source.endswith(".py"):
+    if source.endswith(".py"):
+        module = _import_file(Path(source))
+    elif Path(source).is_file():
+        raise UsageError(f"{source} is not a Python file: give a .py file or package.module:attr")
+    elif attr is None:
         raise UsageError(f"module target {target!r} needs ':attr' naming the model factory")
+    else:
+        module = _import_module(source)
+    name = attr or DEFAULT_FACTORY
     factory = getattr(module, name, None)
     if factory is None:
         raise UsageError(

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from nndiag.config import Amp
 from nndiag.context import Context, as_logits, call_model
+from nndiag.report import ProbeResult, Status
 
 AMP_DTYPES = {Amp.BF16: torch.bfloat16, Amp.FP16: torch.float16}
 
@@ -67,3 +68,11 @@ def new_trainer(ctx: Context, lr: float | None) -> Trainer:
     """A fresh copy of the user's model in train mode with its own optimizer."""
     model = ctx.fresh_model().train()
     return Trainer(ctx, model, ctx.optimizer(model, lr), ctx.options.amp)
+
+
+def skipped_when_frozen(ctx: Context, name: str) -> ProbeResult | None:
+    """Training probes have nothing to train when every parameter is frozen: skip, saying why."""
+    if any(p.requires_grad for p in ctx.model.parameters()):
+        return None
+    reason = "every parameter has requires_grad=False: nothing to train"
+    return ProbeResult(name, Status.SKIPPED, error=reason)

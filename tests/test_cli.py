@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -12,6 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+import nndiag
 from nndiag.cli import app
 
 from conftest import SAMPLES
@@ -100,13 +102,20 @@ BAD_INPUTS = {
         GOOD.replace(
             "return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))", "return Weird()"
         )
-        + "\nclass Weird(nn.Module):\n    def forward(self, x):\n"
-        "        return 'text'\n",
+        + "\nclass Weird(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.lin = nn.Linear(4, 3)\n    def forward(self, x):\n        return 'text'\n",
         "unsupported model output",
     ),
     "loss not scalar": (
         GOOD + "\ndef loss_fn(out, y):\n    return (out - out).sum(dim=1)\n",
         "loss must be a scalar",
+    ),
+    "no parameters": (
+        GOOD.replace(
+            "return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))",
+            "return nn.Sequential(nn.ReLU())",
+        ),
+        "has no parameters",
     ),
 }
 
@@ -121,6 +130,35 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path: Path, case: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("nndiag: error:"), result.stderr
     assert message in lines[0]
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_raises_usage_error_from_the_api(tmp_path: Path, case: str) -> None:
+    body, message = BAD_INPUTS[case]
+    target = str(tmp_path / "absent.py") if body is None else write(tmp_path, body)
+    with pytest.raises(nndiag.UsageError, match=re.escape(message)):
+        nndiag.check(target, device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("model.txt", "model.txt is not a Python file"),
+        ("no_such_package.models:Net", "no such module: no_such_package.models"),
+        ("json", "needs ':attr'"),
+        ("collections:OrderedDict", "not an nn.Module"),
+        ("bad name!:Net", "neither a .py file nor an importable module name"),
+    ],
+)
+def test_targets_that_are_not_models(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str, message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model.txt").write_text("build_model = None\n")
+    result = runner.invoke(app, ["check", target])
+    assert result.exit_code == 2 and message in result.stderr, result.output
+    with pytest.raises(nndiag.UsageError, match=re.escape(message)):
+        nndiag.check(target)
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:

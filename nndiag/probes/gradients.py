@@ -222,14 +222,19 @@ def _diagnose(rows: list[Row], metrics: dict[str, Any]) -> tuple[list[Finding], 
     frozen = [r for r in rows if not r["trainable"]]
     if frozen:
         share = sum(r["numel"] for r in frozen) / max(1, sum(r["numel"] for r in rows))
-        mark(frozen, "trainable", Severity.WARNING)
+        everything = len(frozen) == len(rows)  # then nothing trains at all: an error
+        mark(frozen, "trainable", Severity.ERROR if everything else Severity.WARNING)
         findings.append(
             finding(
                 Code.FROZEN_PARAMETERS,
                 NAME,
-                f"{share:.0%} of the parameters ({len(frozen)} tensors) have requires_grad=False",
+                "every parameter has requires_grad=False: nothing will train"
+                if everything
+                else f"{share:.0%} of the parameters ({len(frozen)} tensors) have "
+                "requires_grad=False",
                 where=sorted({r["module"] for r in frozen}),
                 evidence={"frozen_share": share},
+                severity=Severity.ERROR if everything else None,
             )
         )
 

@@ -28,7 +28,7 @@ from nndiag.context import Context
 from nndiag.findings import Code, Finding, finding
 from nndiag.losses import loss_at_init
 from nndiag.report import Plot, ProbeResult, Row, Status, Table
-from nndiag.training import new_trainer
+from nndiag.training import new_trainer, skipped_when_frozen
 
 NAME = "lr-range"
 
@@ -242,6 +242,9 @@ def suggest(lrs: list[float], smoothed: list[float]) -> Suggestion:
 
 
 def probe(ctx: Context) -> ProbeResult:
+    skipped = skipped_when_frozen(ctx, NAME)
+    if skipped:
+        return skipped
     options = ctx.options
     start, end = options.lr_start or START_LR, options.lr_end or END_LR
     steps = options.range_steps or NUM_STEPS

@@ -21,7 +21,7 @@ from nndiag.context import Context, as_logits, call_model, map_tensors
 from nndiag.findings import Code, Finding, finding
 from nndiag.losses import accuracy, loss_at_init
 from nndiag.report import Plot, ProbeResult, Row, Status, Table
-from nndiag.training import new_trainer
+from nndiag.training import new_trainer, skipped_when_frozen
 
 NAME = "overfit"
 
@@ -104,6 +104,9 @@ def _zeroed(inputs: Any) -> Any:
 
 
 def probe(ctx: Context) -> ProbeResult:
+    skipped = skipped_when_frozen(ctx, NAME)
+    if skipped:
+        return skipped
     steps = ctx.options.steps or DEFAULT_STEPS
     lr = ctx.options.lr or (None if ctx.make_optimizer else OVERFIT_LR)
     initial, baseline = loss_at_init(ctx)
