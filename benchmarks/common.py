@@ -7,6 +7,7 @@ batches (nndiag.synthetic) so that training-based benchmarks measure learning.
 
 from __future__ import annotations
 
+import copy
 import statistics
 import sys
 import time
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from nndiag.config import CheckOptions  # noqa: E402
-from nndiag.context import Context, build_context, build_model  # noqa: E402
+from nndiag.context import Context, build_context, build_model, call_model  # noqa: E402
 from nndiag.loading import load_spec  # noqa: E402
 from nndiag.synthetic import markov_tokens  # noqa: E402
 
@@ -102,3 +103,35 @@ def timed(fn: Callable[[], object], repeats: int, device: str | torch.device) ->
         sync(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+# ---- plain PyTorch doing the same work: the baselines every ratio is taken against -------------
+
+
+def plain_fwd_bwd(ctx: Context) -> Callable[[], None]:
+    """One forward and backward of the loss on the fixed batch: what an init probe does once."""
+    model = copy.deepcopy(ctx.model).to(ctx.device)
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        ctx.loss(call_model(model, ctx.inputs), ctx.targets).backward()
+
+    return step
+
+
+def plain_training(ctx: Context, steps: int, *, fresh_batches: bool) -> float:
+    """Seconds for `steps` Adam steps on a copy (train mode), reading every loss as the probes do;
+    on the fixed batch (overfit) or on a fresh batch per step (lr-range)."""
+    model = copy.deepcopy(ctx.model).to(ctx.device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    sync(ctx.device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        inputs, targets = ctx.next_batch() if fresh_batches else ctx.batch
+        optimizer.zero_grad(set_to_none=True)
+        loss = ctx.loss(call_model(model, inputs), targets)
+        loss.item()
+        loss.backward()
+        optimizer.step()
+    sync(ctx.device)
+    return time.perf_counter() - start

@@ -9,13 +9,11 @@ Prints, per model and probe, the median probe time and its ratio to the median p
 from __future__ import annotations
 
 import argparse
-import copy
 
 from nndiag.api import run_probe
-from nndiag.context import call_model
 from nndiag.probes import ProbeName
 
-from common import contexts, timed
+from common import contexts, plain_fwd_bwd, timed
 
 INIT_PROBES = [
     ProbeName.SUMMARY,
@@ -35,12 +33,7 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for name, ctx in contexts(args.device, batch_size=64):
-        model = copy.deepcopy(ctx.model).to(ctx.device)
-
-        def step(model=model, ctx=ctx) -> None:
-            model.zero_grad(set_to_none=True)
-            ctx.loss(call_model(model, ctx.inputs), ctx.targets).backward()
-
+        step = plain_fwd_bwd(ctx)
         step()  # warm-up
         base = timed(step, args.repeats, args.device)
         for probe in INIT_PROBES:

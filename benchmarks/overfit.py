@@ -10,31 +10,11 @@ Prints ms per step for each and the ratio (issue 5's target: within 10%).
 from __future__ import annotations
 
 import argparse
-import copy
-import time
-
-import torch
 
 from nndiag.api import run_probe
-from nndiag.context import call_model
 from nndiag.probes import ProbeName, overfit
 
-from common import contexts, sync
-
-
-def plain_loop(ctx, steps: int) -> float:
-    model = copy.deepcopy(ctx.model).to(ctx.device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    sync(str(ctx.device))
-    start = time.perf_counter()
-    for _ in range(steps):
-        optimizer.zero_grad(set_to_none=True)
-        loss = ctx.loss(call_model(model, ctx.inputs), ctx.targets)
-        loss.item()  # the probe reads every loss too (early stopping)
-        loss.backward()
-        optimizer.step()
-    sync(str(ctx.device))
-    return (time.perf_counter() - start) / steps
+from common import contexts, plain_training
 
 
 def main() -> None:
@@ -45,8 +25,8 @@ def main() -> None:
     overfit.PASS_LOSS_FRACTION = 0.0  # never pass early: both sides run every step
     print(f"{'model':12} {'probe ms/step':>14} {'plain ms/step':>14} {'ratio':>6}")
     for name, ctx in contexts(args.device, steps=args.steps, lr=1e-3):
-        plain_loop(ctx, 5)  # warm-up
-        plain = plain_loop(ctx, args.steps)
+        plain_training(ctx, 5, fresh_batches=False)  # warm-up
+        plain = plain_training(ctx, args.steps, fresh_batches=False) / args.steps
         result = run_probe(ProbeName.OVERFIT, ctx)
         probe = result.metrics["ms_per_step"] / 1e3
         print(f"{name:12} {probe * 1e3:14.3f} {plain * 1e3:14.3f} {probe / plain:6.2f}")

@@ -1,0 +1,209 @@
+"""Every probe on every benchmark model: time and peak memory against plain PyTorch, in one run.
+
+    python benchmarks/run_all.py [--device cpu|cuda] [--repeats 3] [--steps 50]
+
+Per model and probe it prints the probe's time as a multiple of the plain-PyTorch equivalent
+measured in the same run, and its peak memory as a multiple of one plain training step's:
+
+| probe | plain equivalent | target (issue 8) |
+| --- | --- | --- |
+| summary, data, init-loss, gradients, activations | one forward+backward on the fixed batch | 3x |
+| jacobian | one forward+backward | its Hutchinson profile (k+2)x, k = HUTCHINSON_PROBES |
+| overfit | the same number of Adam steps on the fixed batch (per step) | 1.15x |
+| lr-range | the same number of Adam steps on fresh batches | 1.15x |
+
+Peak memory is the peak above the level before the measurement, after one warm-up run: on CPU the
+resident set size (Linux: VmHWM after resetting it through /proc/self/clear_refs) in a fresh worker
+process per measurement, with large blocks allocated through mmap so that RSS follows the live
+tensors; on CUDA `max_memory_allocated`. Target: 2.5x one training
+step. Then the wall time of the whole `nndiag check` on the sample files, start-up included, and
+of `nndiag --help`. Nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from nndiag.api import run_probe
+from nndiag.context import Context
+from nndiag.probes import ProbeName, jacobian
+from nndiag.thresholds import overridden
+
+from common import ROOT, SAMPLES, contexts, plain_training, timed
+from jacobian import parts as jacobian_parts
+
+INIT_PROBES = [
+    ProbeName.SUMMARY,
+    ProbeName.DATA,
+    ProbeName.INIT_LOSS,
+    ProbeName.GRADIENTS,
+    ProbeName.ACTIVATIONS,
+]
+INIT_TARGET, TRAINING_TARGET, MEMORY_TARGET = 3.0, 1.15, 2.5
+MB = 2**20
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+@contextmanager
+def peak_memory(device: torch.device) -> Iterator[Callable[[], float]]:
+    """Yields a function giving the peak bytes used above the level at entry."""
+    result = {"peak": math.nan}
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats(device)
+        start = torch.cuda.memory_allocated(device)
+        yield lambda: result["peak"]
+        torch.cuda.synchronize()
+        result["peak"] = torch.cuda.max_memory_allocated(device) - start
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+        start_kb = _status_kb("VmRSS")
+    except OSError:  # not Linux: no per-measurement peak
+        yield lambda: result["peak"]
+        return
+    yield lambda: result["peak"]
+    result["peak"] = (_status_kb("VmHWM") - start_kb) * 1024.0
+
+
+# Training probes without early exits, so that both sides run every step.
+OVERRIDES = {
+    ProbeName.OVERFIT: {"pass_loss_fraction": 0.0},
+    ProbeName.LR_RANGE: {"diverge_factor": math.inf, "end_lr": 1e-2},
+}
+PLAIN_STEP = "plain-step"
+
+
+def run_once(ctx: Context, what: str) -> object:
+    """One plain training step, or one probe run with its benchmark overrides."""
+    if what == PLAIN_STEP:
+        return plain_training(ctx, 1, fresh_batches=False)
+    name = ProbeName(what)
+    with overridden(OVERRIDES.get(name, {})):
+        return run_probe(name, ctx)
+
+
+def peak_bytes(model: str, what: str, device: str, steps: int) -> float:
+    """Peak memory of `what`: in this process on CUDA, in a fresh worker process on CPU (where
+    the allocator keeps freed memory, so an in-process RSS peak says little)."""
+    if device.startswith("cuda"):
+        _, ctx = next(contexts(device, names=(model,), steps=steps, range_steps=steps))
+        run_once(ctx, what)  # warm-up
+        with peak_memory(ctx.device) as peak:
+            run_once(ctx, what)
+        return peak()
+    cmd = [sys.executable, __file__, "--memory-worker", model, what, "--device", device]
+    # Large blocks through mmap, so that freeing returns them to the OS and RSS follows the live
+    # tensors instead of glibc's free lists.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+    out = subprocess.run([*cmd, "--steps", str(steps)], capture_output=True, text=True, env=env)
+    return float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else math.nan
+
+
+def memory_worker(model: str, what: str, device: str, steps: int) -> None:
+    _, ctx = next(contexts(device, names=(model,), steps=steps, range_steps=steps))
+    run_once(ctx, what)  # warm-up: imports, kernel caches and thread pools are not working memory
+    with peak_memory(ctx.device) as peak:
+        run_once(ctx, what)
+    print(peak())
+
+
+def probe_rows(name: str, ctx: Context, args: argparse.Namespace) -> list[tuple]:
+    """(model, probe, seconds, plain seconds, target or nan, peak bytes, plain step bytes)."""
+    device, repeats, steps = str(ctx.device), args.repeats, args.steps
+    step_memory = peak_bytes(name, PLAIN_STEP, device, steps)
+    rows = []
+    parts = jacobian_parts(ctx, repeats)
+    base = parts["fwd_bwd"]
+    for probe in INIT_PROBES:
+        run_probe(probe, ctx)  # warm-up (imports, allocator)
+        seconds = timed(lambda p=probe: run_probe(p, ctx), repeats, device)
+        memory = peak_bytes(name, probe.value, device, steps)
+        rows.append((name, probe.value, seconds, base, INIT_TARGET, memory, step_memory))
+    memory = peak_bytes(name, ProbeName.JACOBIAN.value, device, steps)
+    k = jacobian.HUTCHINSON_PROBES
+    rows.append((name, "jacobian", parts["probe"], base, math.nan, memory, step_memory))
+    rows.append((name, "  profile", parts["profile"], base, k + 2.0, math.nan, step_memory))
+    plain_training(ctx, 3, fresh_batches=False)  # warm-up
+    plain_step = plain_training(ctx, steps, fresh_batches=False) / steps
+    result = run_once(ctx, ProbeName.OVERFIT.value)
+    per_step = result.metrics["ms_per_step"] / 1e3  # type: ignore[attr-defined]
+    memory = peak_bytes(name, ProbeName.OVERFIT.value, device, steps)
+    rows.append((name, "overfit/step", per_step, plain_step, TRAINING_TARGET, memory, step_memory))
+    plain_range = plain_training(ctx, steps, fresh_batches=True)
+    seconds = run_once(ctx, ProbeName.LR_RANGE.value).seconds  # type: ignore[attr-defined]
+    memory = peak_bytes(name, ProbeName.LR_RANGE.value, device, steps)
+    rows.append((name, "lr-range", seconds, plain_range, TRAINING_TARGET, memory, step_memory))
+    return rows
+
+
+def wall(args: list[str], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(args, check=False, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--memory-worker", nargs=2, metavar=("MODEL", "WHAT"))
+    args = parser.parse_args()
+    if args.memory_worker:
+        memory_worker(*args.memory_worker, args.device, args.steps)
+        return
+    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
+    print(f"device: {args.device} ({device_name}), torch {torch.__version__}\n")
+    header = (
+        f"{'model':10} {'probe':13} {'probe ms':>9} {'plain ms':>9} {'ratio':>6} {'target':>6} "
+        f"{'peak MB':>8} {'step MB':>8} {'mem x':>6}"
+    )
+    print(header + "\n" + "-" * len(header))
+    misses = []
+    for name, ctx in contexts(args.device, steps=args.steps, range_steps=args.steps):
+        for model, probe, seconds, base, target, memory, step_memory in probe_rows(name, ctx, args):
+            ratio = seconds / base
+            mem_ratio = memory / step_memory if step_memory > MB else math.nan
+            late, heavy = ratio > target, mem_ratio > MEMORY_TARGET
+            if late or heavy:
+                misses.append(f"{model} {probe.strip()}" + (f" {ratio:.2f}x time" if late else "")
+                              + (f" {mem_ratio:.2f}x memory" if heavy else ""))  # fmt: skip
+            print(
+                f"{model:10} {probe:13} {seconds * 1e3:9.2f} {base * 1e3:9.2f} {ratio:6.2f} "
+                f"{target:6.2f} {memory / MB:8.1f} {step_memory / MB:8.1f} {mem_ratio:6.2f}"
+                + (" *" if late or heavy else "")
+            )
+    print("\n* over a target (time, or memory 2.5x): " + ("; ".join(misses) or "none"))
+    print("jacobian: no single target; its Hutchinson profile (the row below it) has (k+2)x.")
+    print("mem x is nan where one plain training step raised the peak by less than 1 MB.\n")
+    nndiag = [sys.executable, "-m", "nndiag.cli"]
+    print(f"nndiag --help: {wall([*nndiag, '--help'], 5) * 1e3:.0f} ms (start-up)")
+    for sample in SAMPLES:
+        target = str(ROOT / "sample_models" / sample)
+        cmd = [*nndiag, "check", target, "--device", args.device, "--quiet", "--fail-on", "never"]
+        print(f"nndiag check {sample}: {wall(cmd, 1):.2f} s (whole command, start-up included)")
+
+
+if __name__ == "__main__":
+    main()

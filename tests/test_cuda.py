@@ -1,0 +1,102 @@
+"""The --device cuda paths; skipped without a CUDA GPU (`pytest tests/test_cuda.py` on one)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_state_safety import Everything, assert_same, snapshot
+from typer.testing import CliRunner
+
+import nndiag
+from nndiag.api import run_probe
+from nndiag.cli import app
+from nndiag.config import Amp, CheckOptions
+from nndiag.context import build_context
+from nndiag.probes import PROBE_MODULES, ProbeName
+
+from conftest import SAMPLES
+from models import class_batch, lm_batch, tiny_gpt2
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    "sample", ["mlp.py", "cnn.py", "char_lm.py", "sick_exploding.py", "sick_rnn_exploding.py"]
+)
+def test_cuda_finds_what_cpu_finds(sample: str) -> None:
+    on_cpu = nndiag.check(str(SAMPLES / sample), device="cpu")
+    on_gpu = nndiag.check(str(SAMPLES / sample), device="cuda")
+    assert on_gpu.model.device.startswith("cuda")
+    assert all(r.status.value == "ok" for r in on_gpu.results), [r.error for r in on_gpu.results]
+    assert {f.code for f in on_gpu.findings} == {f.code for f in on_cpu.findings}
+
+
+@pytest.mark.parametrize("name", list(PROBE_MODULES), ids=lambda p: p.value)
+def test_cuda_probes_leave_model_and_rngs_untouched(name: ProbeName) -> None:
+    model = Everything().cuda()
+    inputs, targets = class_batch()
+    batch = (inputs.cuda(), targets.cuda())
+    ctx = build_context(model, CheckOptions(device="cuda"), target="t", make_batch=lambda n: batch)
+    before = snapshot(model)
+    cpu_rng, cuda_rng = torch.get_rng_state(), torch.cuda.get_rng_state()
+    result = run_probe(name, ctx)
+    assert result.status.value == "ok", result.error
+    assert_same(before, snapshot(model))
+    assert torch.equal(cpu_rng, torch.get_rng_state())
+    assert torch.equal(cuda_rng, torch.cuda.get_rng_state())
+
+
+@pytest.mark.parametrize("amp", [Amp.BF16, Amp.FP16])
+def test_training_probes_under_amp(amp: Amp) -> None:
+    report = nndiag.check(
+        str(SAMPLES / "mlp.py"), probes=["lr-range", "overfit"], device="cuda", amp=amp
+    )
+    assert report.result("overfit").metrics["passed"], report.result("overfit").metrics
+    assert report.result("lr-range").metrics["suggested_lr"] is not None
+
+
+def test_jacobian_with_cudnn_rnn() -> None:
+    target = str(SAMPLES / "sick_rnn_forgetful.py")
+    report = nndiag.check(target, probes=["jacobian"], device="cuda")
+    metrics = report.result("jacobian").metrics
+    assert metrics["spectral_norm"] > 0 and not report.result("jacobian").notes
+    assert "vanishing-gradients" in {f.code.value for f in report.findings}
+
+
+def test_jacobian_through_fused_attention() -> None:
+    report = nndiag.check(tiny_gpt2(), batch=lm_batch(), probes=["jacobian"], device="cuda")
+    result = report.result("jacobian")
+    assert result.metrics["spectral_norm"] > 0 and not result.notes and not result.findings
+
+
+HUNGRY = """
+import torch
+from torch import nn
+
+
+class Hungry(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 2)
+
+    def forward(self, x):
+        waste = torch.empty(2**40, device=x.device)  # 4 TiB: more than any GPU holds
+        return self.lin(x) + waste[:1]
+
+
+def build_model():
+    return Hungry()
+
+
+def make_batch(n):
+    return torch.randn(n, 4), torch.randint(0, 2, (n,))
+"""
+
+
+def test_real_out_of_memory_is_a_clear_usage_error(tmp_path) -> None:
+    model_file = tmp_path / "hungry.py"
+    model_file.write_text(HUNGRY)
+    result = runner.invoke(app, ["check", str(model_file), "--device", "cuda"])
+    assert result.exit_code == 2 and "out of memory" in result.stderr, result.output
+    assert "lower --batch-size" in result.stderr
