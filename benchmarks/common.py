@@ -75,6 +75,7 @@ def contexts(
     for name in SAMPLES:
         if names is None or name in names:
             spec = load_spec(str(ROOT / "sample_models" / name))
+            torch.manual_seed(0)  # the same weights in every process (memory workers included)
             model = build_model(spec)
             yield name, build_context(model, opts, target=name, make_batch=spec.make_batch)
     extra: dict[str, tuple[Callable[[], nn.Module], Callable[[int], object]]] = {

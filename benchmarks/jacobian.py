@@ -33,8 +33,7 @@ def parts(ctx: Context, repeats: int) -> dict[str, float]:
         jacobian.hutchinson_profile(surface, order, k, torch.Generator().manual_seed(0))
 
     def spectral() -> None:
-        with jacobian._double_backward_kernels():
-            jacobian.spectral_norm(surface, torch.Generator().manual_seed(0))
+        jacobian.spectral_norm(surface, torch.Generator().manual_seed(0))
 
     run_probe(ProbeName.JACOBIAN, ctx)  # warm-up
     profile()

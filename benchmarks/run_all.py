@@ -1,6 +1,7 @@
 """Every probe on every benchmark model: time and peak memory against plain PyTorch, in one run.
 
-    python benchmarks/run_all.py [--device cpu|cuda] [--repeats 3] [--steps 50]
+    python benchmarks/run_all.py [--device cpu|cuda] [--repeats 3] [--steps 50] [--batch-size N]
+                                 [--models NAME ...]
 
 Per model and probe it prints the probe's time as a multiple of the plain-PyTorch equivalent
 measured in the same run, and its peak memory as a multiple of one plain training step's:
@@ -17,7 +18,8 @@ resident set size (Linux: VmHWM after resetting it through /proc/self/clear_refs
 process per measurement, with large blocks allocated through mmap so that RSS follows the live
 tensors; on CUDA `max_memory_allocated`. Target: 2.5x one training
 step. Then the wall time of the whole `nndiag check` on the sample files, start-up included, and
-of `nndiag --help`. Nothing here is a test.
+of `nndiag --help`. `--batch-size` replaces each model's own batch size (a larger batch shows
+how the probes' fixed per-call overhead amortises). Nothing here is a test.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -100,25 +103,36 @@ def run_once(ctx: Context, what: str) -> object:
         return run_probe(name, ctx)
 
 
-def peak_bytes(model: str, what: str, device: str, steps: int) -> float:
+def model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """CheckOptions for the benchmark contexts, the same in the main process and its workers."""
+    options = {"steps": args.steps, "range_steps": args.steps}
+    return options | ({"batch_size": args.batch_size} if args.batch_size else {})
+
+
+def worker_args(args: argparse.Namespace) -> list[str]:
+    extra = ["--batch-size", str(args.batch_size)] if args.batch_size else []
+    return ["--device", args.device, "--steps", str(args.steps), *extra]
+
+
+def peak_bytes(model: str, what: str, args: argparse.Namespace) -> float:
     """Peak memory of `what`: in this process on CUDA, in a fresh worker process on CPU (where
     the allocator keeps freed memory, so an in-process RSS peak says little)."""
-    if device.startswith("cuda"):
-        _, ctx = next(contexts(device, names=(model,), steps=steps, range_steps=steps))
+    if args.device.startswith("cuda"):
+        _, ctx = next(contexts(args.device, names=(model,), **model_options(args)))
         run_once(ctx, what)  # warm-up
         with peak_memory(ctx.device) as peak:
             run_once(ctx, what)
         return peak()
-    cmd = [sys.executable, __file__, "--memory-worker", model, what, "--device", device]
+    cmd = [sys.executable, __file__, "--memory-worker", model, what, *worker_args(args)]
     # Large blocks through mmap, so that freeing returns them to the OS and RSS follows the live
     # tensors instead of glibc's free lists.
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
-    out = subprocess.run([*cmd, "--steps", str(steps)], capture_output=True, text=True, env=env)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     return float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else math.nan
 
 
-def memory_worker(model: str, what: str, device: str, steps: int) -> None:
-    _, ctx = next(contexts(device, names=(model,), steps=steps, range_steps=steps))
+def memory_worker(model: str, what: str, args: argparse.Namespace) -> None:
+    _, ctx = next(contexts(args.device, names=(model,), **model_options(args)))
     run_once(ctx, what)  # warm-up: imports, kernel caches and thread pools are not working memory
     with peak_memory(ctx.device) as peak:
         run_once(ctx, what)
@@ -128,16 +142,16 @@ def memory_worker(model: str, what: str, device: str, steps: int) -> None:
 def probe_rows(name: str, ctx: Context, args: argparse.Namespace) -> list[tuple]:
     """(model, probe, seconds, plain seconds, target or nan, peak bytes, plain step bytes)."""
     device, repeats, steps = str(ctx.device), args.repeats, args.steps
-    step_memory = peak_bytes(name, PLAIN_STEP, device, steps)
+    step_memory = peak_bytes(name, PLAIN_STEP, args)
     rows = []
     parts = jacobian_parts(ctx, repeats)
     base = parts["fwd_bwd"]
     for probe in INIT_PROBES:
         run_probe(probe, ctx)  # warm-up (imports, allocator)
         seconds = timed(lambda p=probe: run_probe(p, ctx), repeats, device)
-        memory = peak_bytes(name, probe.value, device, steps)
+        memory = peak_bytes(name, probe.value, args)
         rows.append((name, probe.value, seconds, base, INIT_TARGET, memory, step_memory))
-    memory = peak_bytes(name, ProbeName.JACOBIAN.value, device, steps)
+    memory = peak_bytes(name, ProbeName.JACOBIAN.value, args)
     k = jacobian.HUTCHINSON_PROBES
     rows.append((name, "jacobian", parts["probe"], base, math.nan, memory, step_memory))
     rows.append((name, "  profile", parts["profile"], base, k + 2.0, math.nan, step_memory))
@@ -145,11 +159,11 @@ def probe_rows(name: str, ctx: Context, args: argparse.Namespace) -> list[tuple]
     plain_step = plain_training(ctx, steps, fresh_batches=False) / steps
     result = run_once(ctx, ProbeName.OVERFIT.value)
     per_step = result.metrics["ms_per_step"] / 1e3  # type: ignore[attr-defined]
-    memory = peak_bytes(name, ProbeName.OVERFIT.value, device, steps)
+    memory = peak_bytes(name, ProbeName.OVERFIT.value, args)
     rows.append((name, "overfit/step", per_step, plain_step, TRAINING_TARGET, memory, step_memory))
     plain_range = plain_training(ctx, steps, fresh_batches=True)
     seconds = run_once(ctx, ProbeName.LR_RANGE.value).seconds  # type: ignore[attr-defined]
-    memory = peak_bytes(name, ProbeName.LR_RANGE.value, device, steps)
+    memory = peak_bytes(name, ProbeName.LR_RANGE.value, args)
     rows.append((name, "lr-range", seconds, plain_range, TRAINING_TARGET, memory, step_memory))
     return rows
 
@@ -168,20 +182,24 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--models", nargs="+", default=None, help="default: every model")
     parser.add_argument("--memory-worker", nargs=2, metavar=("MODEL", "WHAT"))
     args = parser.parse_args()
     if args.memory_worker:
-        memory_worker(*args.memory_worker, args.device, args.steps)
+        memory_worker(*args.memory_worker, args)
         return
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
-    print(f"device: {args.device} ({device_name}), torch {torch.__version__}\n")
+    batch = f"batch size {args.batch_size}" if args.batch_size else "each model's batch size"
+    print(f"device: {args.device} ({device_name}), torch {torch.__version__}, {batch}\n")
     header = (
         f"{'model':10} {'probe':13} {'probe ms':>9} {'plain ms':>9} {'ratio':>6} {'target':>6} "
         f"{'peak MB':>8} {'step MB':>8} {'mem x':>6}"
     )
     print(header + "\n" + "-" * len(header))
     misses = []
-    for name, ctx in contexts(args.device, steps=args.steps, range_steps=args.steps):
+    models = tuple(args.models) if args.models else None
+    for name, ctx in contexts(args.device, models, **model_options(args)):
         for model, probe, seconds, base, target, memory, step_memory in probe_rows(name, ctx, args):
             ratio = seconds / base
             mem_ratio = memory / step_memory if step_memory > MB else math.nan

@@ -19,6 +19,7 @@ from nndiag.config import Amp, FailOn, RangeMode, Task
 from nndiag.probes import PROBE_MODULES, ProbeName
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's code for a run stopped by Ctrl-C
 
 app = typer.Typer(
     help="Diagnose neural-network health before training: run it before every training job.",
@@ -300,9 +301,12 @@ class Outputs:
 
 
 def exit_code(report: Any, fail_on: FailOn) -> int:
-    """1 when a finding reaches --fail-on, or a probe could not finish (its check did not run)."""
+    """1 when a finding reaches --fail-on, or a probe could not finish (its check did not run);
+    130 for a run stopped by Ctrl-C, whatever --fail-on says: a partial report proves nothing."""
     from nndiag.report import Status
 
+    if report.interrupted:
+        return EXIT_INTERRUPTED
     if fail_on is FailOn.NEVER:
         return EXIT_OK
     failed = any(r.status is Status.FAILED for r in report.results)

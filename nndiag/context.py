@@ -87,6 +87,15 @@ def call_model(model: nn.Module, inputs: Any) -> Any:
     return model(inputs)
 
 
+def eval_mode_backward(model: nn.Module) -> AbstractContextManager[Any]:
+    """Kernels that can differentiate `model` in eval mode: cuDNN's RNN kernels refuse a backward
+    outside training mode (and have no double backward), the native ones have both. Only models
+    with recurrent layers give up cuDNN, and only inside the block (convolutions keep it)."""
+    if any(isinstance(m, nn.RNNBase) for m in model.modules()):
+        return torch.backends.cudnn.flags(enabled=False)
+    return nullcontext()
+
+
 def as_logits(outputs: Any) -> Tensor:
     """Tensor; tuple/list -> first element; dict or Hugging Face ModelOutput -> 'logits'."""
     if isinstance(outputs, Tensor):

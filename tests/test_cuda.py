@@ -64,6 +64,26 @@ def test_jacobian_with_cudnn_rnn() -> None:
     assert "vanishing-gradients" in {f.code.value for f in report.findings}
 
 
+def test_gradients_of_an_eval_mode_lstm() -> None:
+    model = _LastStep(torch.nn.LSTM(8, 8, batch_first=True)).eval()
+    probe = nndiag.check(
+        model,
+        batch=(torch.randn(4, 6, 8), torch.randn(4, 8)),
+        probes=["gradients"],
+        device="cuda",
+    ).result("gradients")
+    assert probe.status.value == "ok", probe.error
+
+
+class _LastStep(torch.nn.Module):
+    def __init__(self, body: torch.nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)[0][:, -1]
+
+
 def test_jacobian_through_fused_attention() -> None:
     report = nndiag.check(tiny_gpt2(), batch=lm_batch(), probes=["jacobian"], device="cuda")
     result = report.result("jacobian")

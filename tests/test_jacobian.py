@@ -12,7 +12,7 @@ from torch import nn
 import nndiag
 from nndiag.api import run_probe
 from nndiag.config import CheckOptions
-from nndiag.context import build_context
+from nndiag.context import build_context, eval_mode_backward
 from nndiag.probes import ProbeName
 from nndiag.probes.jacobian import (
     HUTCHINSON_PROBES,
@@ -223,3 +223,13 @@ def test_healthy_lstm_and_residual_cnn_have_no_finding() -> None:
     tokens = (torch.randint(0, 20, (8, 24), generator=g), torch.randint(0, 4, (8,), generator=g))
     assert jacobian_codes(Residual(), batch=images) == set()
     assert jacobian_codes(LSTMClassifier(), batch=tokens) == set()
+
+
+def test_recurrent_models_are_differentiated_without_cudnn() -> None:
+    # cuDNN's RNN kernels refuse a backward in eval mode; the switch must be scoped and restored.
+    before = torch.backends.cudnn.enabled
+    with eval_mode_backward(nn.LSTM(4, 4)):
+        assert not torch.backends.cudnn.enabled
+    with eval_mode_backward(nn.Linear(4, 4)):
+        assert torch.backends.cudnn.enabled == before
+    assert torch.backends.cudnn.enabled == before

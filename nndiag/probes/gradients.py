@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from nndiag.context import DEFAULT_LR, Context, call_model
+from nndiag.context import DEFAULT_LR, Context, call_model, eval_mode_backward
 from nndiag.findings import Code, Finding, Severity, finding
 from nndiag.hooks import execution_order, module_names
 from nndiag.report import Highlight, ProbeResult, Row, Status, Table
@@ -76,10 +76,11 @@ def _fan_in(module: nn.Module, weight: Tensor) -> int | None:
 def probe(ctx: Context) -> ProbeResult:
     model = ctx.fresh_model()
     model.zero_grad(set_to_none=True)
-    with execution_order(model) as order:
-        loss = ctx.loss(call_model(model, ctx.inputs), ctx.targets)
-    if loss.requires_grad:
-        loss.backward()
+    with eval_mode_backward(model):  # the user's model may be in eval mode
+        with execution_order(model) as order:
+            loss = ctx.loss(call_model(model, ctx.inputs), ctx.targets)
+        if loss.requires_grad:
+            loss.backward()
     names = module_names(model)
     position = {m: i for i, m in enumerate(order)}
     modules = sorted(names, key=lambda m: position.get(m, len(order)))

@@ -29,15 +29,21 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from nndiag.context import Context, as_logits, call_model, map_tensors, tensors_in
+from nndiag.context import (
+    Context,
+    as_logits,
+    call_model,
+    eval_mode_backward,
+    map_tensors,
+    tensors_in,
+)
 from nndiag.findings import Code, Finding, Severity, finding
 from nndiag.hooks import ForwardHook, forward_hooks, module_names
 from nndiag.report import Highlight, ProbeResult, Row, Status, Table
@@ -120,12 +126,13 @@ class Surface:
     entry: nn.Module | None  # the block whose output x replaces (token inputs), else None
 
     def __call__(self, x: Tensor) -> Tensor:
-        if self.entry is None:
-            swapped = _replace_first_float(self.inputs, x)
-            return as_logits(call_model(self.model, swapped))
-        hook = _substitute_output(x)
-        with forward_hooks({self.entry: hook}):
-            return as_logits(call_model(self.model, self.inputs))
+        with eval_mode_backward(self.model):  # the copy is measured in eval mode
+            if self.entry is None:
+                swapped = _replace_first_float(self.inputs, x)
+                return as_logits(call_model(self.model, swapped))
+            hook = _substitute_output(x)
+            with forward_hooks({self.entry: hook}):
+                return as_logits(call_model(self.model, self.inputs))
 
 
 def _replace_first_float(inputs: Any, x: Tensor) -> Any:
@@ -213,7 +220,9 @@ class Profile:
 
 def _catch(store: dict[int, Tensor], index: int) -> Callable[[Tensor], None]:
     def hook(grad: Tensor) -> None:
-        store[index] = grad.detach()
+        # Only ‖δ_l‖² is kept: holding every δ_l until the pass ends would cost as much memory
+        # as the activations again. A 0-d tensor, so CUDA does not sync inside the backward.
+        store[index] = grad.detach().double().pow(2).sum()
 
     return hook
 
@@ -249,8 +258,8 @@ def hutchinson_profile(
         (dx,) = torch.autograd.grad(out, x, v, retain_graph=True, allow_unused=True)
         dx = torch.zeros_like(x) if dx is None else dx
         frobenius.append(float(dx.double().pow(2).sum()))
-        for i, delta in [*store.items(), (-1, dx)]:
-            norms.setdefault(i, []).append(float(delta.double().pow(2).sum().sqrt()))
+        for i, squared in [*store.items(), (-1, dx.double().pow(2).sum())]:
+            norms.setdefault(i, []).append(float(squared.sqrt()))
     return Profile(norms, frobenius, out.shape)
 
 
@@ -262,9 +271,12 @@ def spectral_norm(
     graph of one forward pass, then Jᵀ(Ju) by a backward pass. Lanczos needs far fewer products
     than power iteration for the same accuracy. Returns σ_max and the number of products.
     """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     iterations = iterations or SPECTRAL_ITERATIONS
     x = surface.x0.clone().requires_grad_(True)
-    out = surface(x)
+    with sdpa_kernel([SDPBackend.MATH]):  # the fused attention kernels have no double backward
+        out = surface(x)
     v = torch.zeros_like(out, requires_grad=True)
     (vjp,) = torch.autograd.grad(out, x, v, create_graph=True)  # Jᵀv, linear in v
 
@@ -384,16 +396,6 @@ def memory_horizon(sensitivity: list[float]) -> int:
 # ---- the probe ---------------------------------------------------------------------------------
 
 
-@contextmanager
-def _double_backward_kernels() -> Iterator[None]:
-    """Kernels with a double backward, for the JVP trick: cuDNN's RNNs and the fused attention
-    kernels have none, the native RNN and the math attention do."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    with torch.backends.cudnn.flags(enabled=False), sdpa_kernel([SDPBackend.MATH]):
-        yield
-
-
 def probe(ctx: Context) -> ProbeResult:
     model = _calibrated_copy(ctx)
     names = module_names(model)
@@ -416,8 +418,7 @@ def probe(ctx: Context) -> ProbeResult:
     mean_sq_singular = frob_sq / per_example / d
     notes: list[str] = []
     try:
-        with _double_backward_kernels():
-            sigma, products = spectral_norm(surface, generator)
+        sigma, products = spectral_norm(surface, generator)
     except RuntimeError as exc:  # an operator without double backward
         sigma, products = math.nan, 0
         notes.append(f"spectral norm not computed: {str(exc).splitlines()[0]}")
