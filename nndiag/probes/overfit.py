@@ -70,8 +70,8 @@ def _train(
             # The last iteration only measures: the loss after `steps` updates.
             if step == steps:
                 with torch.no_grad(), trainer.autocast():
-                    logits = as_logits(call_model(trainer.model, inputs)).detach()
-                    loss = float(ctx.loss(call_model(trainer.model, inputs), ctx.targets))
+                    outputs = call_model(trainer.model, inputs)
+                    logits, loss = as_logits(outputs), float(ctx.loss(outputs, ctx.targets))
             else:
                 result = trainer.step(inputs, ctx.targets)
                 loss, logits = result.loss, result.logits
