@@ -20,6 +20,9 @@ from nndiag.probes import PROBE_MODULES, ProbeName
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's code for a run stopped by Ctrl-C
+# Width of the report when stdout is not a terminal (CI logs, files) and COLUMNS is unset: Rich
+# would assume 80, which folds the probe tables' column headers mid-word; CI log viewers are wider.
+PIPED_WIDTH = 120
 
 app = typer.Typer(
     help="Diagnose neural-network health before training: run it before every training job.",
@@ -211,7 +214,7 @@ def check(
 
     from nndiag.progress import RichProgress
 
-    out, err = Console(record=outputs.records), Console(stderr=True)
+    out, err = _stdout_console(outputs.records), Console(stderr=True)
     try:
         from nndiag.api import check as run_check
 
@@ -313,6 +316,15 @@ def exit_code(report: Any, fail_on: FailOn) -> int:
     return EXIT_FINDINGS if report.failing(fail_on.value) or failed else EXIT_OK
 
 
+def _stdout_console(record: bool) -> Any:
+    import os
+
+    from rich.console import Console
+
+    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    return Console(record=record, width=PIPED_WIDTH if piped else None)
+
+
 ReportFileArg = Annotated[
     Path, typer.Argument(metavar="FILE.json", help="A report saved with --json.")
 ]
@@ -352,7 +364,7 @@ def report(
             raise UsageError(f"{file} is not an nndiag JSON report ({exc!r})") from exc
     except UsageError as exc:
         _fail(str(exc), debug, exc)
-    out, err = Console(record=outputs.records), Console(stderr=True)
+    out, err = _stdout_console(outputs.records), Console(stderr=True)
     raise typer.Exit(outputs.emit(saved, out, err, quiet=quiet, fail_on=fail_on))
 
 

@@ -9,7 +9,6 @@ import math
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
-from rich.padding import Padding
 from rich.panel import Panel
 from rich.table import Table as RichTable
 from rich.text import Text
@@ -131,24 +130,21 @@ def findings_view(report: Report) -> RenderableType:
                 Text(f"No findings, but {len(failed)} probe(s) could not finish:"), *unfinished
             )
         return Text("No findings: the model looks healthy on every probe that ran.", style="green")
-    lines: list[RenderableType] = [Text(f"Findings ({len(findings)})", style="bold"), *unfinished]
+    # A grid, so that a long message or hint wraps under itself, not under the severity.
+    grid = RichTable.grid(padding=(0, 1))
+    grid.add_column(min_width=len("WARNING"), no_wrap=True)
+    grid.add_column()
     for f in findings:
         where = (
             f" in {', '.join(f.where[:5])}" + (" ..." if len(f.where) > 5 else "")
             if f.where
             else ""
         )
-        lines.append(
-            Text.assemble(
-                (f"{f.severity.value.upper():7}", SEVERITY_STYLE[f.severity]),
-                " ",
-                (f.code.value, "bold"),
-                f" [{f.probe}] {f.message}{where}",
-            )
-        )
+        body = Text.assemble((f.code.value, "bold"), f" [{f.probe}] {f.message}{where}")
         if f.hint:
-            lines.append(Padding(Text(f"hint: {f.hint}", style="dim"), (0, 0, 0, 8)))
-    return Group(*lines)
+            body.append(f"\nhint: {f.hint}", style="dim")
+        grid.add_row(Text(f.severity.value.upper(), style=SEVERITY_STYLE[f.severity]), body)
+    return Group(Text(f"Findings ({len(findings)})", style="bold"), *unfinished, grid)
 
 
 def render_report(report: Report, console: Console, *, quiet: bool = False) -> None:

@@ -14,7 +14,7 @@ import torch
 from typer.testing import CliRunner
 
 import nndiag
-from nndiag.cli import app
+from nndiag.cli import PIPED_WIDTH, app
 
 from conftest import SAMPLES
 
@@ -284,3 +284,15 @@ def test_quiet_prints_only_findings() -> None:
     result = runner.invoke(app, ["check", str(SAMPLES / "sick_frozen.py"), "-q"])
     assert "frozen-parameters" in result.output and "summary" not in result.output
     assert "\x1b" not in result.output  # not a TTY: no control characters
+
+
+def test_piped_output_is_wide_enough_for_the_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Rich would assume 80 columns off a terminal and fold the headers ("update_r atio").
+    monkeypatch.delenv("COLUMNS", raising=False)
+    result = runner.invoke(app, ["check", CHAR_LM, "--probe", "gradients"])
+    lines = result.output.splitlines()
+    assert " update_ratio " in result.output
+    assert max(len(line) for line in lines) == PIPED_WIDTH
+    monkeypatch.setenv("COLUMNS", "90")  # the user's choice wins
+    result = runner.invoke(app, ["check", CHAR_LM, "--probe", "gradients"])
+    assert max(len(line) for line in result.output.splitlines()) <= 90
