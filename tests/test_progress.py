@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from io import StringIO
 
+import pytest
 from rich.console import Console
 
 import nndiag
@@ -31,3 +34,24 @@ def test_progress_advances_to_total() -> None:
         for _ in range(3):
             advance(1)
     assert "3/3" in console.file.getvalue()  # type: ignore[attr-defined]
+
+
+class Recorder:
+    """Records every bar a probe opens and how far it advanced."""
+
+    def __init__(self) -> None:
+        self.bars: dict[str, list[int]] = {}
+
+    @contextmanager
+    def track(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
+        moved = self.bars.setdefault(description, [total, 0])
+        yield lambda steps=1: moved.__setitem__(1, moved[1] + steps)
+
+
+@pytest.mark.parametrize("probe", ["jacobian", "lr-range", "overfit"])
+def test_every_iterating_probe_reports_progress(probe: str) -> None:
+    recorder = Recorder()
+    nndiag.check(mlp(), batch=class_batch(), probes=[probe], steps=5, progress=recorder)
+    assert recorder.bars, f"{probe} opened no progress bar"
+    for total, moved in recorder.bars.values():
+        assert 0 < moved <= total

@@ -84,6 +84,11 @@ SHORT_HORIZON_FRACTION = 0.25
 MIN_SEQUENCE = 8
 
 Substitute = Callable[[Tensor], Tensor]
+Advance = Callable[[int], None]  # moves the progress bar by n passes
+
+
+def _unobserved(_passes: int) -> None:
+    """The default progress callback: tests and benchmarks call the estimates without a bar."""
 
 
 # ---- blocks ------------------------------------------------------------------------------------
@@ -240,7 +245,11 @@ def _block_hooks(order: list[nn.Module], store: dict[int, Tensor], x: Tensor) ->
 
 
 def hutchinson_profile(
-    surface: Surface, order: list[nn.Module], probes: int, generator: torch.Generator
+    surface: Surface,
+    order: list[nn.Module],
+    probes: int,
+    generator: torch.Generator,
+    advance: Advance = _unobserved,
 ) -> Profile | None:
     """The per-block profile, or None when no gradient path connects x to the output."""
     x = surface.x0.clone().requires_grad_(True)
@@ -260,11 +269,15 @@ def hutchinson_profile(
         frobenius.append(float(dx.double().pow(2).sum()))
         for i, squared in [*store.items(), (-1, dx.double().pow(2).sum())]:
             norms.setdefault(i, []).append(float(squared.sqrt()))
+        advance(1)
     return Profile(norms, frobenius, out.shape)
 
 
 def spectral_norm(
-    surface: Surface, generator: torch.Generator, iterations: int | None = None
+    surface: Surface,
+    generator: torch.Generator,
+    iterations: int | None = None,
+    advance: Advance = _unobserved,
 ) -> tuple[float, int]:
     """σ_max(J) = sqrt(λ_max(JᵀJ)) by Lanczos on JᵀJ (Golub & Van Loan §10.1), with full
     reorthogonalisation. Each step costs one product JᵀJ q: Ju by the double-backward trick on the
@@ -292,6 +305,7 @@ def spectral_norm(
     top = 0.0
     for _ in range(iterations):
         w = gram(basis[-1])
+        advance(1)
         alphas.append(float(w @ basis[-1]))
         for _ in range(2):  # twice is enough (Kahan-Parlett "twice is enough")
             w = w - torch.stack(basis).T @ (torch.stack(basis) @ w)
@@ -364,7 +378,7 @@ def _time_dim(model: nn.Module, surface: Surface, out_shape: torch.Size) -> int 
 
 
 def temporal_sensitivity(
-    surface: Surface, time_dim: int, generator: torch.Generator
+    surface: Surface, time_dim: int, generator: torch.Generator, advance: Advance = _unobserved
 ) -> list[float]:
     """‖∂ y_last / ∂ x_t‖ per step t relative to the last step's, averaged over probes."""
     x = surface.x0.clone().requires_grad_(True)
@@ -380,6 +394,7 @@ def temporal_sensitivity(
             return [0.0] * steps
         other = tuple(d for d in range(dx.dim()) if d != time_dim)
         total += dx.double().pow(2).sum(dim=other)
+        advance(1)
     norms = total.sqrt()
     last = float(norms[-1])
     return [float(n) / last if last > 0 else math.nan for n in norms]
@@ -397,12 +412,19 @@ def memory_horizon(sensitivity: list[float]) -> int:
 
 
 def probe(ctx: Context) -> ProbeResult:
+    # Backward passes, at most: the profile's and the temporal profile's probes, Lanczos products.
+    passes = 2 * HUTCHINSON_PROBES + SPECTRAL_ITERATIONS
+    with ctx.progress.track("jacobian", passes) as advance:
+        return _measure(ctx, advance)
+
+
+def _measure(ctx: Context, advance: Advance) -> ProbeResult:
     model = _calibrated_copy(ctx)
     names = module_names(model)
     order = _execution_order(model, blocks(model), ctx.inputs)
     surface = _surface(model, ctx.inputs, order)
     generator = torch.Generator().manual_seed(ctx.options.seed)
-    profile = hutchinson_profile(surface, order, HUTCHINSON_PROBES, generator)
+    profile = hutchinson_profile(surface, order, HUTCHINSON_PROBES, generator, advance)
     if profile is None:
         return ProbeResult(
             NAME,
@@ -418,7 +440,7 @@ def probe(ctx: Context) -> ProbeResult:
     mean_sq_singular = frob_sq / per_example / d
     notes: list[str] = []
     try:
-        sigma, products = spectral_norm(surface, generator)
+        sigma, products = spectral_norm(surface, generator, advance=advance)
     except RuntimeError as exc:  # an operator without double backward
         sigma, products = math.nan, 0
         notes.append(f"spectral norm not computed: {str(exc).splitlines()[0]}")
@@ -441,7 +463,7 @@ def probe(ctx: Context) -> ProbeResult:
     tables = [Table("blocks", tuple(rows), tuple(_highlights(rows)))]
     time_dim = _time_dim(model, surface, profile.out_shape)
     if time_dim is not None and surface.x0.shape[time_dim] >= MIN_SEQUENCE:
-        sensitivity = temporal_sensitivity(surface, time_dim, generator)
+        sensitivity = temporal_sensitivity(surface, time_dim, generator, advance)
         steps = len(sensitivity)
         tables.append(
             Table(
