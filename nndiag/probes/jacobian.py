@@ -225,9 +225,9 @@ class Profile:
 
 def _catch(store: dict[int, Tensor], index: int) -> Callable[[Tensor], None]:
     def hook(grad: Tensor) -> None:
-        # Only ‖δ_l‖² is kept: holding every δ_l until the pass ends would cost as much memory
+        # Only ‖δ_l‖ is kept: holding every δ_l until the pass ends would cost as much memory
         # as the activations again. A 0-d tensor, so CUDA does not sync inside the backward.
-        store[index] = grad.detach().double().pow(2).sum()
+        store[index] = torch.linalg.vector_norm(grad.detach(), dtype=torch.float64)
 
     return hook
 
@@ -266,9 +266,10 @@ def hutchinson_profile(
         v = torch.randn(out.shape, generator=generator).to(out.device, out.dtype)
         (dx,) = torch.autograd.grad(out, x, v, retain_graph=True, allow_unused=True)
         dx = torch.zeros_like(x) if dx is None else dx
-        frobenius.append(float(dx.double().pow(2).sum()))
-        for i, squared in [*store.items(), (-1, dx.double().pow(2).sum())]:
-            norms.setdefault(i, []).append(float(squared.sqrt()))
+        store[-1] = torch.linalg.vector_norm(dx, dtype=torch.float64)
+        frobenius.append(float(store[-1]) ** 2)
+        for i, norm in store.items():
+            norms.setdefault(i, []).append(float(norm))
         advance(1)
     return Profile(norms, frobenius, out.shape)
 
