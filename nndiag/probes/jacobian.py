@@ -308,8 +308,11 @@ def spectral_norm(
         w = gram(basis[-1])
         advance(1)
         alphas.append(float(w @ basis[-1]))
-        for _ in range(2):  # twice is enough (Kahan-Parlett "twice is enough")
-            w = w - torch.stack(basis).T @ (torch.stack(basis) @ w)
+        # Full reorthogonalisation, vector by vector and twice (Kahan-Parlett: "twice is
+        # enough"), in place: stacking the basis would copy it, as large as x times the steps.
+        for _ in range(2):
+            for q in basis:
+                w.sub_((q @ w) * q)  # no float(): on CUDA that would sync per vector
         tridiagonal = torch.diag(torch.tensor(alphas, dtype=torch.float64))
         if betas:
             off = torch.tensor(betas, dtype=torch.float64)
