@@ -294,12 +294,16 @@ def spectral_norm(
     v = torch.zeros_like(out, requires_grad=True)
     (vjp,) = torch.autograd.grad(out, x, v, create_graph=True)  # Jᵀv, linear in v
 
-    def gram(q: Tensor) -> Tensor:  # JᵀJ q, flattened, in float64
+    # The basis is kept in the model's precision (at least float32), not float64: it holds one
+    # vector of x's size per product, and the products themselves are only float32-accurate.
+    dtype = torch.promote_types(x.dtype, torch.float32)
+
+    def gram(q: Tensor) -> Tensor:  # JᵀJ q, flattened
         (ju,) = torch.autograd.grad(vjp, v, q.reshape(x.shape).to(x.dtype), retain_graph=True)
         (jtju,) = torch.autograd.grad(out, x, ju, retain_graph=True)
-        return jtju.detach().double().flatten()
+        return jtju.detach().to(dtype).flatten()
 
-    q = torch.randn(x.numel(), generator=generator, dtype=torch.float64).to(x.device)
+    q = torch.randn(x.numel(), generator=generator, dtype=torch.float64).to(x.device, dtype)
     basis = [q / q.norm()]
     alphas: list[float] = []
     betas: list[float] = []
