@@ -7,6 +7,7 @@ Only typer is imported at module level: torch, pandas and rich load inside the c
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -317,8 +318,6 @@ def exit_code(report: Any, fail_on: FailOn) -> int:
 
 
 def _stdout_console(record: bool) -> Any:
-    import os
-
     from rich.console import Console
 
     piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
