@@ -1,137 +1,302 @@
-"""Orchestration shared by the CLI and the Python API: load, build the context, run the probes."""
+"""Orchestration shared by the CLI and the Python API: load, build the context, plan the probes
+(selection, providers, budget), run them, link root causes, and return a Report."""
 
 from __future__ import annotations
 
 import dataclasses
-import random
+import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
 import torch
 from torch import nn
 
-from nndiag import __version__, thresholds
+from nndiag import __version__, budget, causes
 from nndiag.config import CheckOptions
-from nndiag.context import (
-    Batch,
+from nndiag.core.batches import Batch
+from nndiag.core.context import (
     Context,
+    Definition,
     LossFn,
     OptimizerFactory,
     Progress,
     build_context,
-    build_model,
-    describe,
-    out_of_memory_errors,
-    seed_everything,
 )
-from nndiag.errors import UsageError
-from nndiag.loading import describe_exception, load_spec
-from nndiag.probes import ProbeName, load_probe, select
-from nndiag.report import ModelInfo, ProbeResult, Report, Status
+from nndiag.core.contract import out_of_memory_errors, user_call
+from nndiag.core.state import preserved_process_state, preserved_rng, seed_everything
+from nndiag.core.tensors import describe
+from nndiag.errors import ContractError, OptionError, UsageError, UserExit, describe_exception
+from nndiag.loading import load_spec, model_namespace
+from nndiag.probes import registry, select, spec
+from nndiag.probes.base import ProbeSpec
+from nndiag.report import ModelInfo, ProbeResult, Report, Status, Table
+from nndiag.settings import ALIASES, Resolved, as_dict, nearest, resolve, with_aliases
+
+OPTION_NAMES = {f.name for f in dataclasses.fields(CheckOptions)}
+HEAVY_STEPS = 5.0  # plans cheaper than this many training steps are not priced
 
 
 def check(
-    target_or_model: str | nn.Module,
+    target_or_model: str | os.PathLike[str] | nn.Module,
     batch: Batch | None = None,
     loss_fn: LossFn | None = None,
-    probes: list[ProbeName | str] | None = None,
-    skip: list[ProbeName | str] | None = None,
+    probes: Iterable[str] | None = None,
+    skip: Iterable[str] | None = None,
     device: str = "auto",
     *,
     make_batch: Callable[[int], Batch] | None = None,
+    make_loader: Callable[[], Iterable[Batch]] | None = None,
     make_optimizer: OptimizerFactory | None = None,
     progress: Progress | None = None,
+    settings: Mapping[str, Mapping[str, Any]] | None = None,
+    thresholds: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> Report:
     """Run nndiag's probes on a target ('model.py', 'model.py:factory', 'pkg.mod:attr') or a module.
 
-    With a module, give a `batch` (inputs, targets) or a `make_batch(batch_size)` callable, or the
-    synthetic-batch options (`input_shape=(3, 32, 32)`, `num_classes=10`). Extra keyword options are
-    those of CheckOptions (seed, batch_size, task, vocab_size, thresholds={"dead_fraction_max":
-    0.6}, ...). The global RNG states of
-    `random`, numpy and torch are restored on return, and the module is never modified.
+    With a module, give a `batch` (inputs, targets), a `make_batch(batch_size)` or `make_loader()`
+    callable, or the synthetic-batch options (`input_shape=(3, 32, 32)`, `num_classes=10`). Other
+    keyword options are CheckOptions' (seed, batch_size, amp, budget, ...) and the aliases of probe
+    settings (steps, lr, lr_start, lr_end, range_steps, range_mode, repeats, precision, causal);
+    `settings={"activations": {"dead_fraction_max": 0.6}}` sets any probe's setting. The global
+    RNG states, default dtype, grad mode, thread count and sys.path are restored on return, and
+    the module is never modified.
     """
-    opts = CheckOptions(device=device, **options)
-    include = [ProbeName(p) for p in probes or []]
-    exclude = [ProbeName(p) for p in skip or []]
-    with preserved_rng(), thresholds.overridden(opts.thresholds):
+    general, aliased = _split_options(options)
+    opts = CheckOptions(device=device, **general)
+    if not isinstance(target_or_model, (str, os.PathLike, nn.Module)):
+        raise OptionError(
+            f"check() takes a target ('model.py', 'pkg.module:attr') or an nn.Module, got "
+            f"{type(target_or_model).__name__}"
+        )
+    if batch is not None and (make_batch is not None or make_loader is not None):
+        raise OptionError("give either batch, make_batch or make_loader, not several")
+    fixed = batch
+    definition = Definition(
+        make_batch=make_batch or (None if fixed is None else (lambda _n: fixed)),
+        make_loader=make_loader,
+        loss_fn=loss_fn,
+        make_optimizer=make_optimizer,
+    )
+    names = select(list(probes or []), list(skip or []))
+    if not names:
+        raise OptionError("no probe selected: --probe and --skip leave nothing to run")
+    specs = registry()
+    resolved = resolve(specs, with_aliases(settings, aliased), thresholds)
+    namespace = (
+        nullcontext()
+        if isinstance(target_or_model, nn.Module)
+        else model_namespace(os.fspath(target_or_model))
+    )
+    with preserved_process_state(), preserved_rng(), namespace:
+        if opts.threads:
+            torch.set_num_threads(opts.threads)
         seed_everything(opts.seed)
-        if isinstance(target_or_model, nn.Module):
-            fixed = batch
-            ctx = build_context(
-                target_or_model,
-                opts,
-                target=type(target_or_model).__name__,
-                make_batch=make_batch or (None if fixed is None else (lambda _n: fixed)),
-                loss_fn=loss_fn,
-                make_optimizer=make_optimizer,
-                progress=progress,
-            )
+        ctx = _context(target_or_model, opts, definition, progress)
+        torch.set_grad_enabled(True)  # whatever the model file did at import
+        return run_check(ctx, names, resolved)
+
+
+def _split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    general, aliased = {}, {}
+    for key, value in options.items():
+        if key in OPTION_NAMES:
+            general[key] = value
+        elif key in ALIASES:
+            aliased[key] = value
         else:
-            spec = load_spec(target_or_model)
-            ctx = build_context(
-                build_model(spec),
-                opts,
-                target=target_or_model,
-                make_batch=spec.make_batch,
-                make_loader=spec.make_loader,
-                loss_fn=loss_fn or spec.loss_fn,
-                make_optimizer=make_optimizer or spec.make_optimizer,
-                progress=progress,
-            )
-        names = select(include, exclude)
-        if opts.lr_suggested and ProbeName.OVERFIT in names and ProbeName.LR_RANGE not in names:
-            names = select([*names, ProbeName.LR_RANGE])  # --lr suggested needs the range test
-        return run_probes(ctx, names)
+            hint = nearest(key, [*OPTION_NAMES, *ALIASES])
+            suggestion = f" (did you mean {hint!r}?)" if hint else ""
+            raise OptionError(f"unknown option {key!r}{suggestion}")
+    return general, aliased
 
 
-def run_probes(ctx: Context, names: list[ProbeName]) -> Report:
+def _context(
+    target_or_model: str | os.PathLike[str] | nn.Module,
+    opts: CheckOptions,
+    definition: Definition,
+    progress: Progress | None,
+) -> Context:
+    if isinstance(target_or_model, nn.Module):
+        return build_context(
+            target_or_model, opts, target=type(target_or_model).__name__, definition=definition,
+            progress=progress,
+        )  # fmt: skip
+    target = os.fspath(target_or_model)
+    spec_ = load_spec(target)
+    model = user_call(f"{target}: the model factory", spec_.factory)
+    if not isinstance(model, nn.Module):
+        raise ContractError(
+            f"{target}: the factory returned {type(model).__name__}, not an nn.Module"
+        )
+    from_file = Definition(
+        make_batch=definition.make_batch or spec_.make_batch,
+        make_loader=definition.make_loader or spec_.make_loader,
+        loss_fn=definition.loss_fn or spec_.loss_fn,
+        make_optimizer=definition.make_optimizer or spec_.make_optimizer,
+        factory=spec_.factory,
+    )
+    return build_context(model, opts, target=target, definition=from_file, progress=progress)
+
+
+def planned(names: list[str], resolved: Resolved) -> list[ProbeSpec[Any, Any]]:
+    """The selected specs in run order, with the providers of every hard requirement added."""
+    providers = {s.provides: s for s in registry() if s.provides is not None}
+    chosen = set(names)
+    for name in names:
+        for need in spec(name).requires(resolved[name]):
+            if need in providers:
+                chosen.add(providers[need].name)
+    return [s for s in registry() if s.name in chosen]
+
+
+def run_check(ctx: Context, names: list[str], resolved: Resolved) -> Report:
     started = time.perf_counter()
+    specs = planned(names, resolved)
+    configs = dict(resolved.configs)
+    notes = list(resolved.notes) + _environment_notes(ctx)
+    plan = _budget(ctx, specs, configs, notes)
     results: list[ProbeResult] = []
     interrupted = False
-    for name in names:
+    for s in specs:
+        config = plan.configs[s.name] if plan else configs[s.name]
+        probe_started = time.perf_counter()
         try:
-            results.append(run_probe(name, ctx))
+            result = run_probe(s, ctx, config)
         except KeyboardInterrupt:
+            results.append(_partial(s, ctx, time.perf_counter() - probe_started))
             interrupted = True
-            results.append(
-                ProbeResult(str(name.value), Status.FAILED, error="interrupted (Ctrl-C)")
-            )
             break
-        if name is ProbeName.LR_RANGE and ctx.options.lr_suggested:
-            ctx.options = _with_suggested_lr(ctx.options, results[-1])
+        if plan and s.name in plan.cuts:
+            result = dataclasses.replace(result, cut=plan.cuts[s.name])
+        results.append(result)
     return Report(
         model=model_info(ctx),
-        results=tuple(results),
+        results=tuple(_linked(results)),
         seconds=time.perf_counter() - started,
         interrupted=interrupted,
+        notes=tuple(notes),
+        settings={
+            s.name: as_dict(plan.configs[s.name] if plan else configs[s.name]) for s in specs
+        },
     )
 
 
-def _with_suggested_lr(options: CheckOptions, lr_range: ProbeResult) -> CheckOptions:
-    """`--lr suggested`: later training probes use the range test's pick (their default if none)."""
-    suggested = lr_range.metrics.get("suggested_lr")
-    return dataclasses.replace(options, lr=suggested if isinstance(suggested, float) else None)
-
-
-def run_probe(name: ProbeName, ctx: Context) -> ProbeResult:
-    """Run one probe with the global RNG forked and seeded; an exception becomes a failed result."""
+def run_probe(s: ProbeSpec[Any, Any], ctx: Context, config: Any) -> ProbeResult:
+    """Measure, diagnose, present; the RNG is forked and seeded; an exception fails this probe
+    only (user code that exits ends the whole check)."""
     started = time.perf_counter()
+    ctx.partial.clear()
+    if s.trains and not ctx.trainable:
+        reason = "every parameter has requires_grad=False: nothing to train"
+        return ProbeResult(s.name, Status.SKIPPED, error=reason, headline=f"skipped: {reason}")
     try:
         with preserved_rng():
             torch.manual_seed(ctx.options.seed)
-            result = load_probe(name)(ctx)
+            measurement = s.measure(ctx, config)
+            findings = s.diagnose(measurement, config)
+            shown = s.present(measurement, config)
+        if s.provide is not None:
+            ctx.provided.put(s.provide(measurement))
     except out_of_memory_errors():
-        error = "out of memory: lower --batch-size (or use a smaller model / --device cpu)"
-        result = ProbeResult(name.value, Status.FAILED, error=error)
+        return _failed(
+            s.name,
+            "out of memory: lower --batch-size (or use a smaller model / --device cpu)",
+            started,
+        )
+    except UserExit:
+        raise
     except UsageError as exc:
-        result = ProbeResult(name.value, Status.FAILED, error=str(exc))
+        return _failed(s.name, str(exc), started)
     except Exception as exc:
-        result = ProbeResult(name.value, Status.FAILED, error=describe_exception(exc))
-    return dataclasses.replace(result, seconds=time.perf_counter() - started)
+        return _failed(s.name, describe_exception(exc), started)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # SystemExit from user code inside the probe
+        from nndiag.errors import from_user_code
+
+        raise from_user_code(f"the {s.name} probe's calls of user code", exc) from exc
+    return ProbeResult(
+        name=s.name,
+        status=Status.OK,
+        seconds=time.perf_counter() - started,
+        metrics=shown.metrics,
+        tables=shown.tables,
+        findings=tuple(findings),
+        notes=shown.notes,
+        headline=shown.headline,
+    )
+
+
+def _failed(name: str, error: str, started: float) -> ProbeResult:
+    return ProbeResult(
+        name, Status.FAILED, time.perf_counter() - started, error=error, headline=f"failed: {error}"
+    )
+
+
+def _partial(s: ProbeSpec[Any, Any], ctx: Context, seconds: float) -> ProbeResult:
+    """The running probe when Ctrl-C (or --timeout) cut it off: the rows it had recorded."""
+    tables = tuple(Table(name, tuple(rows)) for name, rows in ctx.partial.items() if rows)
+    kept = sum(len(t.rows) for t in tables)
+    error = f"interrupted after {seconds:.1f} s" + (f" ({kept} rows recorded)" if kept else "")
+    return ProbeResult(
+        s.name, Status.INTERRUPTED, seconds, tables=tables, error=error, headline=error
+    )
+
+
+def _linked(results: list[ProbeResult]) -> list[ProbeResult]:
+    """Root causes over the whole report, written back into each probe's findings."""
+    flat = [f for r in results for f in r.findings]
+    linked = iter(causes.link(flat))
+    return [
+        dataclasses.replace(r, findings=tuple(next(linked) for _ in r.findings)) for r in results
+    ]
+
+
+def _budget(
+    ctx: Context, specs: list[ProbeSpec[Any, Any]], configs: dict[str, Any], notes: list[str]
+) -> budget.Plan | None:
+    """Price the plan with one measured training step; cut what the budget cannot afford."""
+    heavy = sum(s.cost(configs[s.name]) for s in specs) >= HEAVY_STEPS
+    if not heavy or not ctx.trainable:
+        return None
+    from nndiag.core.training import after_steps
+
+    try:
+        step = after_steps(ctx).seconds
+    except (UserExit, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        notes.append(f"no time estimate: one training step failed ({describe_exception(exc)})")
+        return None
+    plan = budget.plan(specs, configs, step, ctx.options.budget)
+    if plan.cuts or plan.estimate_s >= budget.WORTH_SAYING_S:
+        text = budget.describe(plan)
+        notes.append(text)
+        ctx.progress.message(f"nndiag: {text}")
+    return plan
+
+
+def _environment_notes(ctx: Context) -> list[str]:
+    notes = []
+    if ctx.copier.rebuilt_because:
+        notes.append(
+            f"copies of the model are rebuilt from the factory with your weights: copy.deepcopy "
+            f"failed ({ctx.copier.rebuilt_because})"
+        )
+    cores = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
+    threads = torch.get_num_threads()
+    if ctx.device.type == "cpu" and threads > cores:
+        notes.append(
+            f"torch uses {threads} threads on {cores} available cores: oversubscribed, probes may "
+            f"run many times slower (set --threads {cores})"
+        )
+    return notes
 
 
 def model_info(ctx: Context) -> ModelInfo:
@@ -147,29 +312,7 @@ def model_info(ctx: Context) -> ModelInfo:
         input_shapes=f"{describe(ctx.inputs)} -> targets {describe(ctx.targets)}",
         nndiag_version=__version__,
         torch_version=torch.__version__,
+        batch_size=ctx.source.batch_size,
+        batch_origin=ctx.source.origin,
+        world_size=ctx.reduce.world,
     )
-
-
-@contextmanager
-def preserved_rng() -> Iterator[None]:
-    """Restore the RNG states of random, numpy, torch CPU and every CUDA device on exit."""
-    py_state = random.getstate()
-    np_state = _numpy_state()
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-    with torch.random.fork_rng(devices=devices):
-        try:
-            yield
-        finally:
-            random.setstate(py_state)
-            if np_state is not None:
-                import numpy as np
-
-                np.random.set_state(np_state)
-
-
-def _numpy_state() -> Any:
-    try:
-        import numpy as np
-    except ImportError:
-        return None
-    return np.random.get_state()

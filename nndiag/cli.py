@@ -1,7 +1,8 @@
 """The `nndiag` command line: parse, orchestrate, render, map to exit codes. Nothing else.
 
-Only typer is imported at module level: torch, pandas and rich load inside the commands, so that
-`nndiag --help` stays fast (a test proves it).
+Only typer is imported at module level (and the light probe configs, for the help's defaults):
+torch, pandas and rich load inside the commands, so that `nndiag --help` stays fast (a test
+proves it). Every usage error is one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -9,23 +10,67 @@ from __future__ import annotations
 import inspect
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from nndiag import __version__
-from nndiag.config import Amp, FailOn, RangeMode, Task
-from nndiag.probes import PROBE_MODULES, ProbeName
+from nndiag.config import Amp, Distributed, FailOn, Task
+from nndiag.probes import probe_names, spec
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's code for a run stopped by Ctrl-C
 # Width of the report when stdout is not a terminal (CI logs, files) and COLUMNS is unset: Rich
-# would assume 80, which folds the probe tables' column headers mid-word; CI log viewers are wider.
+# would assume 80; CI log viewers are wider.
 PIPED_WIDTH = 120
 
+ProbeName = StrEnum("ProbeName", {n.upper().replace("-", "_"): n for n in probe_names()})  # type: ignore[misc]
+
+
+def _echo_error(message: str) -> None:
+    """One line on stderr that survives any terminal encoding (PYTHONIOENCODING=ascii)."""
+    line = f"nndiag: error: {' '.join(message.split())}"
+    encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
+    typer.echo(line.encode(encoding, "replace").decode(encoding), err=True)
+
+
+class OneLineErrors(TyperGroup):
+    """Usage errors (a bad flag, a bad value) as one line and exit 2, not a box."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:  # type: ignore[override]
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except typer.Abort:
+            _echo_error("interrupted")
+            sys.exit(EXIT_INTERRUPTED)
+        except typer.TyperException as exc:
+            _echo_error(getattr(exc, "format_message", exc.__str__)())
+            sys.exit(EXIT_USAGE)
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+class CheckCommand(TyperCommand):
+    """`--details` takes an optional probe name: bare, it means every probe."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        fixed = list(args)
+        for i, arg in enumerate(fixed):
+            if arg == "--details":
+                following = fixed[i + 1] if i + 1 < len(fixed) else ""
+                if following != "all" and following not in probe_names():
+                    fixed.insert(i + 1, "all")
+                break
+        return super().parse_args(ctx, fixed)
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     help="Diagnose neural-network health before training: run it before every training job.",
     no_args_is_help=True,
     add_completion=False,
@@ -33,15 +78,18 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-_PROBES = ", ".join(p.value for p in ProbeName)
+
+def _default(probe: str, name: str) -> Any:
+    value = {f.name: f.default for f in fields(spec(probe).config)}[name]
+    return value.value if isinstance(value, StrEnum) else value
+
+
+_PROBES = ", ".join(probe_names())
 TargetArg = Annotated[
     str | None,
-    typer.Argument(
-        metavar="TARGET",
-        help="model.py, model.py:factory, or package.module:attr (default: the config's target).",
-        show_default=False,
-    ),
-]
+    typer.Argument(metavar="TARGET", show_default=False,
+                   help="model.py, model.py:factory, or package.module:attr (default: the config's target)."),
+]  # fmt: skip
 ProbesOpt = Annotated[
     list[ProbeName] | None,
     typer.Option(
@@ -57,52 +105,70 @@ DeviceOpt = Annotated[
 ]
 SeedOpt = Annotated[int, typer.Option(help="Seeds torch, numpy and random.")]
 BatchSizeOpt = Annotated[
-    int, typer.Option(min=1, help="Batch size passed to make_batch / synthetic.")
-]
+    int | None,
+    typer.Option(min=1, show_default=False,
+                 help="The batch size you train with [default: make_batch's default, the loader's batch, or 16]."),
+]  # fmt: skip
 InputShapeOpt = Annotated[
     str | None, typer.Option(help="Synthetic input shape of one example, e.g. 3,32,32.")
 ]
 NumClassesOpt = Annotated[int | None, typer.Option(min=2, help="Classes for synthetic targets.")]
 TaskOpt = Annotated[Task, typer.Option(help="Synthetic targets: class ids or real values.")]
 VocabOpt = Annotated[int | None, typer.Option(min=2, help="Synthetic token inputs in [0, N).")]
+StepsOpt = Annotated[int, typer.Option(min=1, help="overfit: training steps.", show_default=True)]
+LrOpt = Annotated[
+    str | None,
+    typer.Option(metavar="LR", help="overfit: learning rate, or 'suggested' (the lr-range probe's pick) "
+                 "[default: 3e-3 with Adam, or your make_optimizer's]."),
+]  # fmt: skip
+LrStartOpt = Annotated[float, typer.Option(min=0.0, help="lr-range: first LR.")]
+LrEndOpt = Annotated[float, typer.Option(min=0.0, help="lr-range: last LR.")]
+RangeStepsOpt = Annotated[int, typer.Option(min=2, help="lr-range: number of steps.")]
+RangeModeOpt = Annotated[str, typer.Option(help="lr-range: LR schedule, exp or linear.")]
+RepeatsOpt = Annotated[int, typer.Option(min=1, help="lr-range: repeat with other seeds.")]
+PrecisionOpt = Annotated[
+    str, typer.Option(help="precision: what you train in, fp32, bf16, fp16 or all.")
+]
+CausalOpt = Annotated[bool | None, typer.Option("--causal/--no-causal", show_default=False,
+                      help="dependencies: check causality (default: when targets are the inputs shifted by one).")]  # fmt: skip
+AmpOpt = Annotated[Amp, typer.Option(help="Mixed precision for the training probes.")]
+BudgetOpt = Annotated[float | None, typer.Option(min=0.0, show_default=False,
+                      help="Seconds for the whole check; 0: no limit [default: max(2 min, 70 training steps)].")]  # fmt: skip
+ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="torch threads during the check.")]
+StrictOpt = Annotated[
+    bool, typer.Option("--strict", help="Consequences of a root cause count toward --fail-on.")
+]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", metavar="PROBE.KEY=VALUE",
+                   help="Set a probe's setting, e.g. activations.dead_fraction_max=0.6 (repeatable).")]  # fmt: skip
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the whole report as JSON.")]
 CsvOpt = Annotated[
     Path | None, typer.Option("--csv", help="Write one CSV per table into this folder.")
 ]
-StepsOpt = Annotated[
-    int | None, typer.Option(min=1, help="Training steps of the overfit probe (default 300).")
-]
-LrOpt = Annotated[
-    str | None,
-    typer.Option(
-        metavar="LR",
-        help="Learning rate for training probes (default per probe), or 'suggested': overfit "
-        "trains at the lr-range probe's suggestion.",
-    ),
-]
-LrStartOpt = Annotated[float | None, typer.Option(min=0.0, help="LR range test: first LR (1e-7).")]
-LrEndOpt = Annotated[float | None, typer.Option(min=0.0, help="LR range test: last LR (10).")]
-RangeStepsOpt = Annotated[
-    int | None, typer.Option(min=2, help="LR range test: number of steps (100).")
-]
-RangeModeOpt = Annotated[RangeMode, typer.Option(help="LR range test: LR schedule.")]
-RepeatsOpt = Annotated[
-    int, typer.Option(min=1, help="LR range test: repeat with other seeds; report the spread.")
-]
-AmpOpt = Annotated[Amp, typer.Option(help="Mixed precision for training probes.")]
 PlotOpt = Annotated[
     Path | None, typer.Option("--plot", help="Write a PNG per curve into this folder (matplotlib).")
 ]
 JunitOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--junit", help="Write JUnit XML: one testcase per probe, failures per --fail-on."
-    ),
+    Path | None, typer.Option("--junit", help="Write JUnit XML: one testcase per probe.")
 ]
-HtmlOpt = Annotated[Path | None, typer.Option("--html", help="Save the rendered report as HTML.")]
-SvgOpt = Annotated[Path | None, typer.Option("--svg", help="Save the rendered report as SVG.")]
+HtmlOpt = Annotated[
+    Path | None, typer.Option("--html", help="Write the whole report as one HTML page (offline).")
+]
+SvgOpt = Annotated[
+    Path | None, typer.Option("--svg", help="Save the rendered report, with every table, as SVG.")
+]
 FailOnOpt = Annotated[FailOn, typer.Option(help="Exit 1 on findings at or above this severity.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the findings.")]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print only the verdict and the findings.")
+]
+DetailsOpt = Annotated[str | None, typer.Option("--details", metavar="[PROBE]", show_default=False,
+                       help="Show the tables: of every probe, or of one.")]  # fmt: skip
+IsolateOpt = Annotated[bool | None, typer.Option("--isolate/--no-isolate", show_default=False,
+                       help="Run the check in a child process (default: on when CI is set).")]  # fmt: skip
+TimeoutOpt = Annotated[
+    float | None,
+    typer.Option(min=0.0, help="With --isolate: stop the check after this many seconds (exit 2)."),
+]
+DistributedOpt = Annotated[Distributed, typer.Option(help="Under torchrun: ddp or fsdp.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
 
 
@@ -114,11 +180,75 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
 ) -> None:
-    """nndiag: gradient and activation health at init, loss and data bugs, model summary."""
+    """nndiag: can this model train? Gradient, activation and signal health at init, the LR, and
+    the silent bugs of model, loss and data."""
+    command = ctx.command.get_command(ctx, "check") if hasattr(ctx.command, "get_command") else None
+    found = _read_config(None, command) if command is not None else None
+    if found is not None:  # the discovered pyproject: its values are the help's defaults too
+        ctx.default_map = {name: found.options for name in ["check", *probe_names()]}
+        ctx.meta[_CONFIG] = found
+
+
+_CONFIG = "nndiag.config"
+_NOT_CONFIGURABLE = {"config", "debug"}
+
+
+def _config_keys(command: Any) -> dict[str, Any]:
+    """Each accepted config key (spelled like its flag, `_` or `-`) -> its parameter."""
+    keys: dict[str, Any] = {}
+    for param in command.params:
+        if param.name and param.name not in _NOT_CONFIGURABLE:
+            flags = [o.lstrip("-") for o in param.opts if o.startswith("--")] or [param.name]
+            keys.update({f.replace("-", "_"): param for f in [*flags, param.name]})
+    keys["probes"] = keys["probe"]
+    return keys
+
+
+def _read_config(path: Path | None, command: Any) -> Any:
+    """The configuration, every value checked with its flag's type: a bad value names the file
+    and the key, not a flag the user never typed."""
+    from nndiag.config import load_config
+    from nndiag.errors import OptionError, UsageError
+
+    params = _config_keys(command)
+    try:
+        found = load_config(
+            path, {k: p.name or k for k, p in params.items()}, probe_names(), Path.cwd()
+        )
+        for name, value in found.options.items():
+            param = next(p for p in params.values() if p.name == name)
+            try:
+                param.process_value(None, value)
+            except typer.TyperException as exc:
+                message = getattr(exc, "message", str(exc))
+                raise OptionError(
+                    f"{found.path}: {name.replace('_', '-')} = {value!r}: {message}"
+                ) from None
+    except UsageError as exc:
+        _fail(str(exc), debug=False)
+    return found if found.path is not None else None
+
+
+def _load_config(ctx: typer.Context, value: Path | None) -> Path | None:
+    """Eager --config FILE: its keys become option defaults; the command line still wins."""
+    if value is not None:
+        found = _read_config(value, ctx.command)
+        if found is not None:
+            ctx.default_map = {**(ctx.default_map or {}), **found.options}
+            ctx.meta[_CONFIG] = found
+    return value
+
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", callback=_load_config, is_eager=True,
+                 help="TOML file of options and per-probe settings (default: [tool.nndiag] in the nearest pyproject.toml)."),
+]  # fmt: skip
 
 
 def _fail(message: str, debug: bool, exc: BaseException | None = None) -> NoReturn:
@@ -126,45 +256,24 @@ def _fail(message: str, debug: bool, exc: BaseException | None = None) -> NoRetu
         import traceback
 
         traceback.print_exception(exc.__cause__ or exc)
-    typer.echo(f"nndiag: error: {message}", err=True)
+    _echo_error(message)
     raise typer.Exit(EXIT_USAGE)
 
 
-def _load_config(ctx: typer.Context, value: Path | None) -> Path | None:
-    """Eager: read --config FILE or the nearest [tool.nndiag]; its keys become option defaults,
-    so anything given on the command line still wins."""
-    from nndiag.config import load_config
-    from nndiag.errors import UsageError
-
-    keys: dict[str, str] = {"probes": "probe"}
-    for param in ctx.command.params:
-        if param.name and param.name not in _NOT_CONFIGURABLE:
-            flags = [o.lstrip("-") for o in param.opts if o.startswith("--")] or [param.name]
-            keys.update({flag.replace("-", "_"): param.name for flag in flags})
-    try:
-        found = load_config(value, keys, Path.cwd())
-    except UsageError as exc:
-        _fail(str(exc), debug=False)
-    ctx.default_map = {**(ctx.default_map or {}), **found.options}
-    ctx.meta[_THRESHOLDS] = found.thresholds
-    return value
+ALIAS_PARAMS = (
+    "steps",
+    "lr",
+    "lr_start",
+    "lr_end",
+    "range_steps",
+    "range_mode",
+    "repeats",
+    "precision",
+    "causal",
+)
 
 
-_NOT_CONFIGURABLE = {"config", "debug"}
-_THRESHOLDS = "nndiag.thresholds"
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        callback=_load_config,
-        is_eager=True,
-        help="TOML file of option defaults and [thresholds] (default: [tool.nndiag] in the "
-        "nearest pyproject.toml).",
-    ),
-]
-
-
-@app.command()
+@app.command(cls=CheckCommand)
 def check(
     ctx: typer.Context,
     target: TargetArg = None,
@@ -172,19 +281,25 @@ def check(
     skip: SkipOpt = None,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
-    batch_size: BatchSizeOpt = 16,
+    batch_size: BatchSizeOpt = None,
     input_shape: InputShapeOpt = None,
     num_classes: NumClassesOpt = None,
     task: TaskOpt = Task.AUTO,
     vocab_size: VocabOpt = None,
-    steps: StepsOpt = None,
+    steps: StepsOpt = _default("overfit", "steps"),
     lr: LrOpt = None,
-    lr_start: LrStartOpt = None,
-    lr_end: LrEndOpt = None,
-    range_steps: RangeStepsOpt = None,
-    range_mode: RangeModeOpt = RangeMode.EXP,
-    repeats: RepeatsOpt = 1,
+    lr_start: LrStartOpt = _default("lr-range", "start_lr"),
+    lr_end: LrEndOpt = _default("lr-range", "end_lr"),
+    range_steps: RangeStepsOpt = _default("lr-range", "num_steps"),
+    range_mode: RangeModeOpt = _default("lr-range", "mode"),
+    repeats: RepeatsOpt = _default("lr-range", "repeats"),
+    precision: PrecisionOpt = _default("precision", "formats"),
+    causal: CausalOpt = None,
     amp: AmpOpt = Amp.NONE,
+    budget: BudgetOpt = None,
+    threads: ThreadsOpt = None,
+    strict: StrictOpt = False,
+    settings: SetOpt = None,
     json_path: JsonOpt = None,
     csv_dir: CsvOpt = None,
     junit_path: JunitOpt = None,
@@ -193,59 +308,167 @@ def check(
     plot_dir: PlotOpt = None,
     fail_on: FailOnOpt = FailOn.ERROR,
     quiet: QuietOpt = False,
+    details: DetailsOpt = None,
+    isolate: IsolateOpt = None,
+    timeout: TimeoutOpt = None,
+    distributed: DistributedOpt = Distributed.NONE,
     config: ConfigOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Run every probe (or those chosen with --probe / --skip) and render the report."""
-    from nndiag.config import parse_device, parse_lr, parse_shape
     from nndiag.errors import UsageError
 
     outputs = Outputs(json_path, csv_dir, junit_path, html_path, svg_path, plot_dir)
+    found = ctx.meta.get(_CONFIG)
     try:
         if target is None:
             raise UsageError("no TARGET given, and no `target` in the nndiag configuration")
-        device = parse_device(device)
-        shape = parse_shape(input_shape) if input_shape else None
-        learning_rate, lr_suggested = parse_lr(lr) if lr else (None, False)
+        request = Request(
+            target=target,
+            probes=[p.value for p in probe or []],
+            skip=[p.value for p in skip or []],
+            options=_options(ctx, locals()),
+            settings=_settings(ctx, found, settings or [], locals()),
+            legacy=dict(found.legacy) if found else {},
+        )
+        if details is not None and details != "all" and details not in probe_names():
+            raise UsageError(f"--details {details!r}: give a probe name or nothing (every probe)")
         outputs.check_writable()
     except UsageError as exc:
         _fail(str(exc), debug, exc)
+    isolated = isolate if isolate is not None else bool(os.environ.get("CI"))
+    if timeout is not None and not isolated:
+        _fail(
+            "--timeout needs --isolate: a check in this process cannot be stopped from outside",
+            debug,
+        )
+    show = Show(quiet=quiet, details=details, fail_on=fail_on, strict=strict)
+    raise typer.Exit(_run(request, outputs, show, isolated, timeout, debug))
 
+
+def _options(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
+    from nndiag.config import parse_shape
+
+    options = {k: values[k] for k in ("device", "seed", "batch_size", "num_classes", "task", "vocab_size",
+                                       "amp", "budget", "threads", "strict", "distributed")}  # fmt: skip
+    if values["input_shape"] is not None:
+        options["input_shape"] = parse_shape(values["input_shape"])
+    return options
+
+
+def _settings(
+    ctx: typer.Context, found: Any, assignments: list[str], values: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Per-probe settings: the config file's tables, then the alias flags given on the command
+    line or as top-level config keys, then --set."""
+    from nndiag.config import parse_lr
+    from nndiag.settings import ALIASES
+
+    settings: dict[str, dict[str, Any]] = {
+        k: dict(v) for k, v in (found.settings if found else {}).items()
+    }
+    for name in ALIAS_PARAMS:
+        source = ctx.get_parameter_source(name)
+        if source is None or source.name == "DEFAULT" or values[name] is None:
+            continue
+        value = parse_lr(values[name]) if name == "lr" else values[name]
+        probe, key = ALIASES[name]
+        settings.setdefault(probe, {})[key] = value
+    for assignment in assignments:
+        probe, key, value = _assignment(assignment)
+        settings.setdefault(probe, {})[key] = value
+    return settings
+
+
+def _assignment(text: str) -> tuple[str, str, Any]:
+    import tomllib
+
+    from nndiag.errors import OptionError
+
+    name, sep, raw = text.partition("=")
+    probe, dot, key = name.strip().partition(".")
+    if not (sep and dot and probe and key):
+        raise OptionError(
+            f"--set {text!r}: use PROBE.KEY=VALUE, e.g. activations.dead_fraction_max=0.6"
+        )
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()  # a bare word: a string
+    return probe, key, value
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to check: everything api.check needs, JSON-able for a child process."""
+
+    target: str
+    probes: list[str]
+    skip: list[str]
+    options: dict[str, Any]
+    settings: dict[str, dict[str, Any]]
+    legacy: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Show:
+    quiet: bool
+    details: str | None
+    fail_on: FailOn
+    strict: bool
+
+
+def _run(
+    request: Request,
+    outputs: Outputs,
+    show: Show,
+    isolated: bool,
+    timeout: float | None,
+    debug: bool,
+) -> int:
     from rich.console import Console
 
-    from nndiag.progress import RichProgress
+    from nndiag.errors import UsageError
 
-    out, err = _stdout_console(outputs.records), Console(stderr=True)
+    err = Console(stderr=True)
     try:
-        from nndiag.api import check as run_check
+        if isolated:
+            from nndiag.isolation import run_isolated
 
-        report = run_check(
-            target,
-            probes=list(probe or []),
-            skip=list(skip or []),
-            device=device,
-            seed=seed,
-            batch_size=batch_size,
-            input_shape=shape,
-            num_classes=num_classes,
-            task=task,
-            vocab_size=vocab_size,
-            steps=steps,
-            lr=learning_rate,
-            lr_suggested=lr_suggested,
-            lr_start=lr_start,
-            lr_end=lr_end,
-            range_steps=range_steps,
-            range_mode=range_mode,
-            repeats=repeats,
-            amp=amp,
-            quiet=quiet,
-            thresholds=ctx.meta.get(_THRESHOLDS, {}),
-            progress=RichProgress(err) if err.is_terminal and not quiet else None,
-        )
+            report = run_isolated(request, timeout, quiet=show.quiet)
+        else:
+            report = _check_here(request, err, show.quiet)
     except UsageError as exc:
         _fail(str(exc), debug, exc)
-    raise typer.Exit(outputs.emit(report, out, err, quiet=quiet, fail_on=fail_on))
+    except KeyboardInterrupt:
+        _echo_error("interrupted before any probe finished")
+        return EXIT_INTERRUPTED
+    try:
+        code = outputs.emit(report, _stdout_console(), err, show)
+    except UsageError as exc:
+        _fail(str(exc), debug, exc)
+    if report.timed_out:
+        _echo_error(f"the check timed out after {timeout:g} s: the report is partial")
+        return EXIT_USAGE
+    return code
+
+
+def _check_here(request: Request, err: Any, quiet: bool) -> Any:
+    from nndiag.api import check as run_check
+    from nndiag.progress import LineProgress, RichProgress
+
+    progress = (
+        None if quiet else (RichProgress(err) if err.is_terminal else LineProgress(sys.stderr))
+    )
+    return run_check(
+        request.target,
+        probes=request.probes,
+        skip=request.skip,
+        settings=request.settings,
+        thresholds=request.legacy,
+        progress=progress,
+        **request.options,
+    )
 
 
 @dataclass(frozen=True)
@@ -259,10 +482,6 @@ class Outputs:
     svg_path: Path | None = None
     plot_dir: Path | None = None
 
-    @property
-    def records(self) -> bool:
-        return bool(self.html_path or self.svg_path)
-
     def check_writable(self) -> None:
         """Fail before any probe runs when a destination cannot be written."""
         from nndiag.export import ensure_writable
@@ -274,24 +493,26 @@ class Outputs:
             if folder:
                 ensure_writable(folder, directory=True)
 
-    def emit(self, report: Any, out: Any, err: Any, *, quiet: bool, fail_on: FailOn) -> int:
+    def emit(self, report: Any, out: Any, err: Any, show: Show) -> int:
         """Render, write every requested file, and return the exit code."""
-        from nndiag.export import write_csv, write_json, write_junit
+        from nndiag.export import write_csv, write_json, write_junit, write_text
         from nndiag.findings import Severity
         from nndiag.render import render_report
 
-        render_report(report, out, quiet=quiet)
+        render_report(report, out, quiet=show.quiet, details=show.details, strict=show.strict)
         if self.json_path:
             write_json(report, self.json_path)
         if self.csv_dir:
             write_csv(report, self.csv_dir)
         if self.junit_path:
-            threshold = None if fail_on is FailOn.NEVER else Severity(fail_on.value)
-            write_junit(report, self.junit_path, threshold)
+            threshold = None if show.fail_on is FailOn.NEVER else Severity(show.fail_on.value)
+            write_junit(report, self.junit_path, threshold, show.strict)
         if self.html_path:
-            out.save_html(str(self.html_path), clear=False)
+            from nndiag.html import page
+
+            write_text(self.html_path, page(report, show.strict))
         if self.svg_path:
-            out.save_svg(str(self.svg_path), title=f"nndiag {report.model.target}", clear=False)
+            write_text(self.svg_path, _svg(report, show))
         if self.plot_dir:
             try:
                 from nndiag.plot import write_pngs
@@ -301,27 +522,36 @@ class Outputs:
                 err.print(
                     "nndiag: --plot needs matplotlib (pip install matplotlib); no PNG written"
                 )
-        return exit_code(report, fail_on)
+        return exit_code(report, show.fail_on, show.strict)
 
 
-def exit_code(report: Any, fail_on: FailOn) -> int:
+def _svg(report: Any, show: Show) -> str:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from nndiag.render import render_report
+
+    recorder = Console(record=True, file=StringIO(), width=PIPED_WIDTH)
+    render_report(report, recorder, details="all", strict=show.strict)
+    return recorder.export_svg(title=f"nndiag {report.model.target}")
+
+
+def exit_code(report: Any, fail_on: FailOn, strict: bool = False) -> int:
     """1 when a finding reaches --fail-on, or a probe could not finish (its check did not run);
     130 for a run stopped by Ctrl-C, whatever --fail-on says: a partial report proves nothing."""
-    from nndiag.report import Status
-
     if report.interrupted:
         return EXIT_INTERRUPTED
     if fail_on is FailOn.NEVER:
         return EXIT_OK
-    failed = any(r.status is Status.FAILED for r in report.results)
-    return EXIT_FINDINGS if report.failing(fail_on.value) or failed else EXIT_OK
+    return EXIT_FINDINGS if report.failing(fail_on.value, strict) or report.unfinished else EXIT_OK
 
 
-def _stdout_console(record: bool) -> Any:
+def _stdout_console() -> Any:
     from rich.console import Console
 
     piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
-    return Console(record=record, width=PIPED_WIDTH if piped else None)
+    return Console(width=PIPED_WIDTH if piped else None)
 
 
 ReportFileArg = Annotated[
@@ -329,7 +559,23 @@ ReportFileArg = Annotated[
 ]
 
 
-@app.command()
+def _read_report(file: Path) -> Any:
+    import json
+
+    from nndiag.errors import UsageError
+    from nndiag.report import Report
+
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read report {file}: {exc}") from exc
+    try:
+        return Report.from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UsageError(f"{file} is not an nndiag JSON report ({exc!r})") from exc
+
+
+@app.command(cls=CheckCommand)
 def report(
     file: ReportFileArg,
     csv_dir: CsvOpt = None,
@@ -338,12 +584,12 @@ def report(
     svg_path: SvgOpt = None,
     plot_dir: PlotOpt = None,
     fail_on: FailOnOpt = FailOn.ERROR,
+    strict: StrictOpt = False,
     quiet: QuietOpt = False,
+    details: DetailsOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Re-render a saved JSON report (and export it again); exit codes as for check."""
-    import json
-
     from rich.console import Console
 
     from nndiag.errors import UsageError
@@ -351,20 +597,49 @@ def report(
     outputs = Outputs(None, csv_dir, junit_path, html_path, svg_path, plot_dir)
     try:
         outputs.check_writable()
-        try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"cannot read report {file}: {exc}") from exc
-        from nndiag.report import Report
-
-        try:
-            saved = Report.from_dict(data)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise UsageError(f"{file} is not an nndiag JSON report ({exc!r})") from exc
+        saved = _read_report(file)
+        code = outputs.emit(
+            saved, _stdout_console(), Console(stderr=True), Show(quiet, details, fail_on, strict)
+        )
     except UsageError as exc:
         _fail(str(exc), debug, exc)
-    out, err = _stdout_console(outputs.records), Console(stderr=True)
-    raise typer.Exit(outputs.emit(saved, out, err, quiet=quiet, fail_on=fail_on))
+    raise typer.Exit(code)
+
+
+class DiffFormat(StrEnum):
+    TEXT = "text"
+    MARKDOWN = "markdown"
+
+
+@app.command()
+def diff(
+    old: Annotated[
+        Path, typer.Argument(metavar="OLD.json", help="The reference report (e.g. main).")
+    ],
+    new: Annotated[
+        Path,
+        typer.Argument(metavar="NEW.json", help="The report to compare (e.g. a pull request)."),
+    ],
+    tolerance: Annotated[
+        float, typer.Option(min=0.0, help="Relative change of a statistic that counts as moved.")
+    ] = 0.25,
+    output_format: Annotated[
+        DiffFormat, typer.Option("--format", help="text, or markdown for a pull-request comment.")
+    ] = DiffFormat.TEXT,
+    fail_on: FailOnOpt = FailOn.ERROR,
+    debug: DebugOpt = False,
+) -> None:
+    """Compare two reports: new and resolved findings, statistics that moved. Exit 1 when a new
+    finding reaches --fail-on or a statistic moved beyond the tolerance."""
+    from nndiag.diff import compare, markdown, text
+    from nndiag.errors import UsageError
+
+    try:
+        result = compare(_read_report(old), _read_report(new), tolerance)
+    except UsageError as exc:
+        _fail(str(exc), debug, exc)
+    typer.echo(markdown(result) if output_format is DiffFormat.MARKDOWN else text(result))
+    raise typer.Exit(EXIT_FINDINGS if result.fails(fail_on.value) else EXIT_OK)
 
 
 CodeArg = Annotated[
@@ -378,42 +653,53 @@ def explain(code: CodeArg = None) -> None:
     from rich.console import Console
 
     from nndiag import codes
-    from nndiag.findings import CATALOG, Code
+    from nndiag.findings import CATALOG
 
     console = Console()
     if code is None:
         from rich.table import Table
 
-        table = Table("code", "severity", "the disease", title="nndiag finding codes")
+        table = Table(title="nndiag finding codes")
+        table.add_column("code", no_wrap=True)
+        for column in ("severity", "raised by", "the disease"):
+            table.add_column(column)
         for known, info in CATALOG.items():
-            table.add_row(known.value, info.severity.value, info.title)
+            table.add_row(str(known), info.severity.value, ", ".join(info.probes), info.title)
         console.print(table)
         console.print("nndiag explain CODE shows one code's page.")
         return
-    if code not in {c.value for c in Code}:
-        _fail(f"unknown finding code {code!r}; run `nndiag explain` for the list", debug=False)
+    if code not in CATALOG:
+        from nndiag.settings import nearest
+
+        hint = nearest(code, CATALOG)
+        _fail(f"unknown finding code {code!r}" + (f" (did you mean {hint!r}?)" if hint else "") +
+              "; run `nndiag explain` for the list", debug=False)  # fmt: skip
     from rich.markdown import Markdown
 
     console.print(Markdown(codes.page(code)))
 
 
-def _probe_command(name: ProbeName) -> None:
+def _probe_command(name: str) -> None:
     """Register `nndiag NAME TARGET ...`: `check` with only that probe and the same options."""
     signature = inspect.signature(check, eval_str=True)
     params = [p for n, p in signature.parameters.items() if n not in ("probe", "skip")]
 
     def command(**kwargs: Any) -> None:
-        check(probe=[name], skip=None, **kwargs)
+        check(probe=[ProbeName(name)], skip=None, **kwargs)
 
     command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
-    command.__annotations__ = dict(check.__annotations__)
-    command.__doc__ = f"Run only the {name.value} probe (same options as check)."
-    app.command(name=name.value)(command)
+    command.__doc__ = f"Run only the {name} probe (same options as check)."
+    app.command(name=name, cls=CheckCommand)(command)
 
 
-for _name in PROBE_MODULES:
+for _name in probe_names():
     _probe_command(_name)
 
 
+def run() -> None:
+    """The console script and `python -m nndiag`."""
+    app()
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+    run()

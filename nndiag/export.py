@@ -1,52 +1,91 @@
-"""Exports: the whole report as JSON, every probe table as CSV (pandas) plus findings.csv, and
-JUnit XML for CI test reporters."""
+"""Exports: the whole report as JSON, every table as CSV (pandas) plus findings.csv, JUnit XML
+for CI test reporters, and a self-contained HTML page.
+
+Every destination is checked before any probe runs (a file is created there and removed), and
+every file is written to a temporary name in its folder, then renamed: a failed write never
+leaves half a file.
+"""
 
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from nndiag.errors import UsageError
+from nndiag.errors import OutputError
 from nndiag.findings import Finding, Severity
 from nndiag.report import Report, Status
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+CSV_NAN = "NaN"  # pandas.read_csv reads it back as NaN; an empty cell is a missing value
 
 
 def ensure_writable(path: Path, *, directory: bool) -> None:
     """Fail before any probe runs when an export destination cannot be written."""
     folder = path if directory else path.parent
+    if not directory and path.is_dir():
+        raise OutputError(f"{path} is a directory; give a file path")
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".nndiag-", delete=True):
+            pass
     except OSError as exc:
-        raise UsageError(f"cannot create {folder}: {exc.strerror}") from exc
-    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise UsageError(f"cannot write to {path}: permission denied")
-    if not directory and path.is_dir():
-        raise UsageError(f"{path} is a directory; give a file path")
+        raise OutputError(f"cannot write to {folder}: {exc.strerror or exc}") from exc
+    if path.exists() and not os.access(path, os.W_OK):
+        raise OutputError(f"cannot write to {path}: permission denied")
 
 
-def write_json(report: Report, path: Path) -> Path:
-    path.write_text(report.to_json() + "\n", encoding="utf-8")
+def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
+    """Write through a temporary file in the same folder, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.replace(temporary, path)
+    except OSError as exc:
+        Path(temporary).unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
     return path
 
 
+def write_text(path: Path, text: str) -> Path:
+    return write_atomic(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def write_json(report: Report, path: Path) -> Path:
+    return write_text(path, report.to_json() + "\n")
+
+
 def write_csv(report: Report, directory: Path) -> list[Path]:
-    """One `<probe>-<table>.csv` per table and `findings.csv`; returns the files written."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """One `<probe>-<table>.csv` per table and `findings.csv`; every file, even of an empty
+    table, reads back with pandas.read_csv with the same columns; NaN stays NaN."""
     written = []
     for name, frame in report.to_frames().items():
-        path = directory / f"{name}.csv"
-        frame.to_csv(path, index=False)
-        written.append(path)
+        written.append(write_atomic(directory / f"{name}.csv", lambda p, f=frame: _csv(f, p)))
     return written
 
 
-def junit_xml(report: Report, fail_on: Severity | None) -> str:
+def _csv(frame: pd.DataFrame, path: Path) -> None:
+    if frame.columns.empty:  # a table with no columns at all: one placeholder column
+        frame = frame.assign(empty=[])
+    frame.to_csv(path, index=False, na_rep=CSV_NAN)
+
+
+def junit_xml(report: Report, fail_on: Severity | None, strict: bool = False) -> str:
     """JUnit XML: one testcase per probe. Findings at or above `fail_on` (None: never) become the
     testcase's <failure>, a probe that could not finish an <error>; the other findings go to
     <system-out>. GitLab, Jenkins and GitHub test reporters read this format."""
     from xml.etree import ElementTree as ET
 
-    failing = set() if fail_on is None else {id(f) for f in report.failing(fail_on)}
+    failing = set() if fail_on is None else {id(f) for f in report.failing(fail_on, strict)}
     suite = ET.Element(
         "testsuite",
         name=f"nndiag {report.model.target}",
@@ -64,10 +103,10 @@ def junit_xml(report: Report, fail_on: Severity | None) -> str:
             suite, "testcase", classname=classname, name=result.name, time=f"{result.seconds:.3f}"
         )
         bad = [f for f in result.findings if id(f) in failing]
-        if result.status is Status.FAILED:
+        if result.status in (Status.FAILED, Status.INTERRUPTED):
             counts["errors"] += 1
             ET.SubElement(
-                case, "error", message=result.error, type="probe-failed"
+                case, "error", message=result.error, type=f"probe-{result.status.value}"
             ).text = result.error
         elif result.status is Status.SKIPPED:
             counts["skipped"] += 1
@@ -77,8 +116,8 @@ def junit_xml(report: Report, fail_on: Severity | None) -> str:
             failure = ET.SubElement(
                 case,
                 "failure",
-                message="; ".join(f"{f.code.value}: {f.message}" for f in bad),
-                type=bad[0].code.value,
+                message="; ".join(f"{f.code}: {f.message}" for f in bad),
+                type=bad[0].code,
             )
             failure.text = "\n".join(_finding_text(f) for f in bad)
         rest = [f for f in result.findings if id(f) not in failing]
@@ -94,9 +133,9 @@ def junit_xml(report: Report, fail_on: Severity | None) -> str:
 
 def _finding_text(f: Finding) -> str:
     where = f" in {', '.join(f.where)}" if f.where else ""
-    return f"{f.severity.value} {f.code.value}: {f.message}{where}\n  hint: {f.hint}"
+    cause = f" (a consequence of {f.caused_by.code})" if f.caused_by else ""
+    return f"{f.severity.value} {f.code}: {f.message}{where}{cause}\n  hint: {f.hint}"
 
 
-def write_junit(report: Report, path: Path, fail_on: Severity | None) -> Path:
-    path.write_text(junit_xml(report, fail_on), encoding="utf-8")
-    return path
+def write_junit(report: Report, path: Path, fail_on: Severity | None, strict: bool = False) -> Path:
+    return write_text(path, junit_xml(report, fail_on, strict))

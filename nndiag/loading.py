@@ -5,16 +5,18 @@
 | path/to/model.py:make_net   | make_net                      |
 | package.module:attr         | attr (a class or a function)  |
 
-Every failure raises UsageError with one readable line; the CLI maps it to exit code 2.
+Every model file gets its own module namespace: its name in sys.modules is unique to its path,
+and the sibling modules it imports (`helpers.py` beside it) are its own, so two files whose
+siblings share a name never see each other's. Every failure raises a UsageError with one line.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import re
 import sys
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,10 +24,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from nndiag.errors import UsageError
+from nndiag.errors import TargetError, describe_exception
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_FACTORY = "build_model"
+HOOKS = ("make_batch", "make_loader", "loss_fn", "make_optimizer", "shard_model")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class ModelSpec:
     make_loader: Callable[[], Any] | None = None
     loss_fn: Callable[[Any, Any], Any] | None = None
     make_optimizer: Callable[[Any], Any] | None = None
+    shard_model: Callable[[Any, Any], Any] | None = None
 
 
 def split_target(target: str) -> tuple[str, str | None]:
@@ -53,89 +57,110 @@ def load_spec(target: str) -> ModelSpec:
     if source.endswith(".py"):
         module = _import_file(Path(source))
     elif Path(source).is_file():
-        raise UsageError(f"{source} is not a Python file: give a .py file or package.module:attr")
+        raise TargetError(f"{source} is not a Python file: give a .py file or package.module:attr")
     elif attr is None:
-        raise UsageError(f"module target {target!r} needs ':attr' naming the model factory")
+        raise TargetError(f"module target {target!r} needs ':attr' naming the model factory")
     else:
         module = _import_module(source)
     name = attr or DEFAULT_FACTORY
     factory = getattr(module, name, None)
     if factory is None:
-        raise UsageError(
+        raise TargetError(
             f"{source} defines no {name}(); add it or name the factory as {source}:NAME"
         )
     if not callable(factory):
-        raise UsageError(f"{source}:{name} is not callable")
+        raise TargetError(f"{source}:{name} is not callable")
 
     def optional(hook: str) -> Any:
         value = getattr(module, hook, None)
         if value is not None and not callable(value):
-            raise UsageError(f"{source}:{hook} must be callable, got {type(value).__name__}")
+            raise TargetError(f"{source}:{hook} must be callable, got {type(value).__name__}")
         return value
 
-    return ModelSpec(
-        target=target,
-        factory=factory,
-        make_batch=optional("make_batch"),
-        make_loader=optional("make_loader"),
-        loss_fn=optional("loss_fn"),
-        make_optimizer=optional("make_optimizer"),
-    )
+    return ModelSpec(target, factory, **{hook: optional(hook) for hook in HOOKS})
+
+
+def _module_name(path: Path) -> str:
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
+    return f"nndiag_user_{re.sub(r'[^A-Za-z0-9_]', '_', path.stem)}_{digest}"
 
 
 def _import_file(path: Path) -> ModuleType:
     if not path.is_file():
-        raise UsageError(f"model file not found: {path}")
-    module_name = f"nndiag_user_{re.sub(r'[^A-Za-z0-9_]', '_', path.stem)}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
+        raise TargetError(f"model file not found: {path}")
+    name = _module_name(path)
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
-        raise UsageError(f"cannot import {path} as a Python file")
+        raise TargetError(f"cannot import {path} as a Python file")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    # The file's folder goes on sys.path so that it can import its sibling modules.
-    with _on_sys_path(path.resolve().parent):
-        try:
-            spec.loader.exec_module(module)
-        except SyntaxError as exc:
-            raise UsageError(f"syntax error in {path} line {exc.lineno}: {exc.msg}") from exc
-        except Exception as exc:
-            raise UsageError(f"importing {path} raised {describe_exception(exc)}") from exc
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        raise TargetError(f"syntax error in {path} line {exc.lineno}: {exc.msg}") from exc
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        raise TargetError(f"importing {path} raised {describe_exception(exc)}") from exc
     return module
 
 
+def _siblings(folder: Path) -> set[str]:
+    """Top-level module names a file in `folder` can import from beside it."""
+    names = {p.stem for p in folder.glob("*.py")}
+    names |= {p.parent.name for p in folder.glob("*/__init__.py")}
+    return names
+
+
 @contextmanager
-def _on_sys_path(folder: Path) -> Iterator[None]:
-    entry = str(folder)
-    sys.path.insert(0, entry)
+def model_namespace(target: str) -> Iterator[None]:
+    """Where a target's code runs for the whole check: a model file's folder first on sys.path
+    (so it and its factory can import the modules beside it), a module target's working
+    directory (as `python -m` does). load_spec runs inside it."""
+    source, _ = split_target(target)
+    folder = Path(source).resolve().parent if source.endswith(".py") else Path.cwd()
+    with _own_siblings(folder) if source.endswith(".py") else _on_path(folder):
+        yield
+
+
+@contextmanager
+def _on_path(folder: Path) -> Iterator[None]:
+    sys.path.insert(0, str(folder))
     try:
         yield
     finally:
-        sys.path.remove(entry)
+        if str(folder) in sys.path:
+            sys.path.remove(str(folder))
+
+
+@contextmanager
+def _own_siblings(folder: Path) -> Iterator[None]:
+    """`folder` first on sys.path and no cached module of a sibling's name; the siblings
+    imported meanwhile leave sys.modules afterwards (the model module keeps them), and what was
+    cached under those names before comes back."""
+    siblings = _siblings(folder)
+    hidden = {n: m for n, m in sys.modules.items() if n.split(".")[0] in siblings}
+    for n in hidden:
+        del sys.modules[n]
+    try:
+        with _on_path(folder):
+            yield
+    finally:
+        for n in [n for n in sys.modules if n.split(".")[0] in siblings]:
+            del sys.modules[n]
+        sys.modules.update(hidden)
 
 
 def _import_module(name: str) -> ModuleType:
     if not re.match(r"^[A-Za-z_][\w.]*$", name):
-        raise UsageError(f"target {name!r} is neither a .py file nor an importable module name")
+        raise TargetError(f"target {name!r} is neither a .py file nor an importable module name")
     try:
-        with _on_sys_path(Path.cwd()):  # as `python -m` does: packages of the working directory
-            return importlib.import_module(name)
+        return importlib.import_module(name)
     except ModuleNotFoundError as exc:
-        raise UsageError(f"no such module: {name} ({exc})") from exc
+        raise TargetError(f"no such module: {name} ({exc})") from exc
     except SyntaxError as exc:
-        raise UsageError(f"syntax error in {exc.filename} line {exc.lineno}: {exc.msg}") from exc
-    except Exception as exc:
-        raise UsageError(f"importing {name} raised {describe_exception(exc)}") from exc
-
-
-def _is_library(filename: str) -> bool:
-    path = filename.replace("\\", "/")
-    return "/nndiag/" in path or "/site-packages/" in path or path.startswith("<")
-
-
-def describe_exception(exc: BaseException) -> str:
-    """'ValueError: message (at file.py:12)': the user's own frame, for a one-line error."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    user = [f for f in frames if not _is_library(f.filename)]
-    where = f" (at {Path(user[-1].filename).name}:{user[-1].lineno})" if user else ""
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {message}{where}" if message else f"{type(exc).__name__}{where}"
+        raise TargetError(f"syntax error in {exc.filename} line {exc.lineno}: {exc.msg}") from exc
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        raise TargetError(f"importing {name} raised {describe_exception(exc)}") from exc

@@ -1,13 +1,16 @@
-"""Curves for tables that carry a Plot: a terminal chart for Rich, PNG files via matplotlib."""
+"""Curves for tables that carry a Plot: a terminal chart and a sparkline for Rich, an inline SVG
+for the HTML page, PNG files via matplotlib (optional)."""
 
 from __future__ import annotations
 
 import math
+from html import escape
 from pathlib import Path
 
 from nndiag.report import Plot, Report, Table
 
 WIDTH, HEIGHT = 60, 10  # terminal chart cells
+SPARKS = "▁▂▃▄▅▆▇█"
 
 
 def finite_points(table: Table, plot: Plot) -> list[tuple[float, float]]:
@@ -75,6 +78,69 @@ def text_chart(table: Table, plot: Plot, width: int = WIDTH, height: int = HEIGH
     return "\n".join([*lines, axis, scale, f"{'':>{margin}}  {legend}  {marks}".rstrip()])
 
 
+def sparkline(
+    values: list[float], width: int = 24, log: bool = False, mark: int | None = None
+) -> str:
+    """`values` resampled to `width` cells of ▁..█ (min to max); `mark` (an index into values)
+    is drawn as ┃."""
+    points = [
+        (i, math.log10(v) if log else v)
+        for i, v in enumerate(values)
+        if math.isfinite(v) and (v > 0 or not log)
+    ]
+    if len(points) < 2:
+        return ""
+    width = min(width, len(points))
+    low, high = min(p[1] for p in points), max(p[1] for p in points)
+    span = (high - low) or 1.0
+    cells = []
+    for c in range(width):
+        chunk = points[c * len(points) // width : (c + 1) * len(points) // width] or [points[-1]]
+        value = sum(p[1] for p in chunk) / len(chunk)
+        cells.append(SPARKS[min(len(SPARKS) - 1, int((value - low) / span * len(SPARKS)))])
+    if mark is not None:
+        positions = [p[0] for p in points]
+        nearest = min(range(len(positions)), key=lambda k: abs(positions[k] - mark))
+        cells[min(width - 1, nearest * width // len(points))] = "┃"
+    return "".join(cells)
+
+
+def svg_chart(table: Table, plot: Plot, title: str, width: int = 480, height: int = 220) -> str:
+    """A self-contained SVG line chart (no scripts, no external files) for the HTML report."""
+    points = _axes(table, plot)
+    if len(points) < 2:
+        return f"<p>{escape(title)}: not enough finite points to plot</p>"
+    pad = 40
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    sx = lambda x: pad + (x - x0) / ((x1 - x0) or 1) * (width - 2 * pad)  # noqa: E731
+    sy = lambda y: height - pad - (y - y0) / ((y1 - y0) or 1) * (height - 2 * pad)  # noqa: E731
+    line = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in points)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" aria-label="{escape(title)}">',
+        f'<text x="{pad}" y="16" font-size="13">{escape(title)}</text>',
+        f'<polyline fill="none" stroke="#1f6feb" stroke-width="1.5" points="{line}"/>',
+        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#888"/>',
+        f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#888"/>',
+        f'<text x="{pad}" y="{height - pad + 14}" font-size="10">{_label(x0, plot.log_x)}</text>',
+        f'<text x="{width - pad}" y="{height - pad + 14}" font-size="10" text-anchor="end">{_label(x1, plot.log_x)}</text>',
+        f'<text x="{pad - 4}" y="{pad}" font-size="10" text-anchor="end">{_label(y1, plot.log_y)}</text>',
+        f'<text x="{pad - 4}" y="{height - pad}" font-size="10" text-anchor="end">{_label(y0, plot.log_y)}</text>',
+        f'<text x="{width / 2}" y="{height - 6}" font-size="10" text-anchor="middle">{escape(plot.x)}{" (log)" if plot.log_x else ""}</text>',
+    ]
+    for label, value in plot.marks:
+        mx = math.log10(value) if plot.log_x and value > 0 else value
+        if x0 <= mx <= x1:
+            parts.append(
+                f'<line x1="{sx(mx):.1f}" y1="{pad}" x2="{sx(mx):.1f}" y2="{height - pad}" stroke="#d29922" stroke-dasharray="4 3"/>'
+            )
+            parts.append(
+                f'<text x="{sx(mx) + 3:.1f}" y="{pad + 10}" font-size="10">{escape(label)}</text>'
+            )
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
 def write_pngs(report: Report, directory: Path) -> list[Path]:
     """One PNG per plotted table; needs matplotlib (an optional dependency)."""
     import matplotlib
@@ -90,20 +156,12 @@ def write_pngs(report: Report, directory: Path) -> list[Path]:
                 continue
             plot = table.plot
             points = finite_points(table, plot)
-            xs, ys = [p[0] for p in points], [p[1] for p in points]
             fig, ax = plt.subplots(figsize=(6, 4))
-            ax.plot(xs, ys, marker=".", linewidth=1)
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker=".", linewidth=1)
             for label, value in plot.marks:
                 ax.axvline(value, linestyle="--", linewidth=1, color="grey")
-                ax.annotate(
-                    label,
-                    (value, 1),
-                    xycoords=("data", "axes fraction"),
-                    rotation=90,
-                    va="top",
-                    ha="right",
-                    fontsize=8,
-                )
+                ax.annotate(label, (value, 1), xycoords=("data", "axes fraction"), rotation=90,
+                            va="top", ha="right", fontsize=8)  # fmt: skip
             ax.set_xscale("log" if plot.log_x else "linear")
             ax.set_yscale("log" if plot.log_y else "linear")
             ax.set_xlabel(plot.x)

@@ -1,159 +1,252 @@
-"""Rich rendering of a Report: results describe themselves, the console draws them.
+"""Rich rendering of a Report: verdict first, one screen by default, tables on demand.
 
-Output is deterministic for a fixed Console width with colour off (tests use golden files).
+    line 1     the verdict, the model's size and the time taken
+    Findings   grouped by root cause (consequences indented under their cause)
+    Probes     one line per probe with its key numbers (and a sparkline where it has a curve)
+    Notes      about the whole check (budget, threads, deprecations)
+
+`--details` adds every probe's tables (repeated blocks collapsed, the rows that matter first),
+`--details PROBE` one probe's. Output is deterministic for a fixed Console width with colour off
+(tests use golden files).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Iterable
 
 from rich.console import Console, Group, RenderableType
-from rich.panel import Panel
 from rich.table import Table as RichTable
 from rich.text import Text
 
-from nndiag.findings import Severity
-from nndiag.plot import text_chart
+from nndiag.condense import cell_text, view
+from nndiag.findings import Finding, Severity
+from nndiag.plot import sparkline, text_chart
 from nndiag.report import ProbeResult, Report, Status, Table
 
-MAX_ROWS = 40  # longer tables are cut in the terminal; --csv / --json keep every row
-SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
-STATUS_STYLE = {Status.OK: "green", Status.FAILED: "bold red", Status.SKIPPED: "dim"}
+MAX_ROWS = 25  # rows per table in --details; --csv / --json keep every row
+SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+STATUS_STYLE = {
+    Status.OK: "green",
+    Status.FAILED: "bold red",
+    Status.SKIPPED: "dim",
+    Status.INTERRUPTED: "bold red",
+}
+ALL = "all"
 
 
-def format_value(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return "-" if value is None else str(value).lower()
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
-        if value == 0 or 1e-3 <= abs(value) < 1e5:
-            return f"{value:.4g}"
-        return f"{value:.2e}"
-    return str(value)
+def _size(parameters: int) -> str:
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if parameters >= scale:
+            return f"{parameters / scale:.3g}{unit}"
+    return str(parameters)
 
 
-def header(report: Report) -> Panel:
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def verdict(report: Report, strict: bool = False) -> tuple[str, str]:
+    """The first line of every report, and its style."""
+    counted = [f for f in report.findings if strict or f.caused_by is None]
+    errors = sum(f.severity is Severity.ERROR for f in counted)
+    warnings = sum(f.severity is Severity.WARNING for f in counted)
     m = report.model
-    grid = RichTable.grid(padding=(0, 2))
-    grid.add_column(style="bold")
+    about = f"{m.model_class}, {_size(m.parameters)} parameters · {_duration(report.seconds)}"
+    if report.interrupted:
+        return f"nndiag: INTERRUPTED, the report is partial · {about}", "bold red"
+    problems = []
+    if errors:
+        problems.append(f"{errors} error{'s' * (errors != 1)}")
+    if warnings:
+        problems.append(f"{warnings} warning{'s' * (warnings != 1)}")
+    unfinished = len(report.unfinished)
+    if unfinished:
+        problems.append(f"{unfinished} probe{'s' * (unfinished != 1)} did not finish")
+    if problems:
+        return (
+            f"nndiag: {', '.join(problems)} · {about}",
+            "bold red" if errors or unfinished else "yellow",
+        )
+    return f"nndiag: ready to train · {about}", "bold green"
+
+
+def _finding_row(f: Finding, indent: bool) -> tuple[Text, Text]:
+    where = (
+        f" in {', '.join(f.where[:4])}" + (" ..." if len(f.where) > 4 else "") if f.where else ""
+    )
+    body = Text.assemble((f.code, "bold"), f" [{f.probe}] {f.message}{where}")
+    if f.caused_by is not None:
+        body.append(f" (a consequence of {f.caused_by.code})", style="dim")
+    elif f.hint:
+        body.append(f"\nhint: {f.hint}", style="dim")
+    label = ("  ↳ " if indent else "") + f.severity.value.upper()
+    return Text(label, style=SEVERITY_STYLE[f.severity.value]), body
+
+
+def findings_view(report: Report) -> RenderableType:
+    findings = report.findings
+    unfinished = [
+        Text.assemble(
+            ("FAILED ", SEVERITY_STYLE["error"]), f"probe {r.name} ({r.status.value}): {r.error}"
+        )
+        for r in report.unfinished
+    ]
+    if not findings:
+        if unfinished:
+            return Group(Text("No findings, but some checks did not run:"), *unfinished)
+        return Text("No findings: the model looks healthy on every probe that ran.", style="green")
+    grid = RichTable.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
     grid.add_column()
-    for key, value in [
-        ("target", m.target),
-        ("model", m.model_class),
-        ("parameters", f"{m.parameters:,} total, {m.trainable:,} trainable"),
-        ("batch", m.input_shapes),
-        ("device", m.device),
-        ("seed", str(m.seed)),
-        ("time", f"{m.created}  (probes took {report.seconds:.2f} s)"),
-    ]:
-        grid.add_row(key, value)
-    return Panel(grid, title=f"nndiag {m.nndiag_version}", title_align="left")
+    roots = [f for f in findings if f.caused_by is None]
+    shown: set[int] = set()
+    for root in roots:
+        grid.add_row(*_finding_row(root, indent=False))
+        for f in findings:
+            if f.caused_by is not None and f.caused_by.code == root.code and id(f) not in shown:
+                shown.add(id(f))
+                grid.add_row(*_finding_row(f, indent=True))
+    for f in findings:  # consequences whose cause was filtered out of this report
+        if f.caused_by is not None and id(f) not in shown:
+            grid.add_row(*_finding_row(f, indent=True))
+    return Group(Text(f"Findings ({len(findings)})", style="bold"), *unfinished, grid)
 
 
-MIN_COLUMN_WIDTH = 16  # cells fold only past this width; headers fold first
-TRANSPOSE_MIN_COLUMNS = 6  # a one-row table this wide reads better as field / value pairs
+def _spark(result: ProbeResult) -> str:
+    table = next((t for t in result.tables if t.plot is not None), None)
+    if table is None or table.plot is None:
+        return ""
+    plot = table.plot
+    points = [(r.get(plot.x), r.get(plot.y)) for r in table.rows if r.get("run", 0) == 0]
+    xs = [x for x, y in points if isinstance(x, (int, float)) and isinstance(y, (int, float))]
+    ys = [
+        float(y) for x, y in points if isinstance(x, (int, float)) and isinstance(y, (int, float))
+    ]
+    mark = None
+    if plot.marks and xs:
+        target = plot.marks[-1][1]
+        mark = min(
+            range(len(xs)),
+            key=lambda i: (
+                abs(math.log10(max(xs[i], 1e-300)) - math.log10(max(target, 1e-300)))
+                if plot.log_x
+                else abs(xs[i] - target)
+            ),
+        )
+    if plot.log_x and ys:  # a range test: draw the descent, not the final blow-up
+        ys = [min(y, ys[0] * 1.05) for y in ys]
+    line = sparkline(ys, log=plot.log_y, mark=mark)
+    return f"  {line}" if line else ""
+
+
+def probes_view(report: Report) -> RenderableType:
+    grid = RichTable.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True, style="bold")
+    grid.add_column(no_wrap=True, justify="right")
+    grid.add_column()
+    for r in report.results:
+        status = Text(
+            f"{r.seconds:.1f} s" if r.status is Status.OK else r.status.value,
+            style=STATUS_STYLE[r.status],
+        )
+        line = Text(r.headline or r.error or "")
+        spark = _spark(r) if r.status is Status.OK else ""
+        if spark:
+            line.append(spark, style="cyan")
+        if r.cut:
+            line.append(f" (budget: {r.cut})", style="dim")
+        grid.add_row(r.name, status, line)
+    return Group(Text("Probes", style="bold"), grid)
 
 
 def table_view(probe: str, table: Table) -> RenderableType:
     title = f"{probe} · {table.name}"
     if table.plot is not None:
         return Group(Text(title, style="italic"), Text(text_chart(table, table.plot)))
+    shown = view(table, MAX_ROWS)
     columns = table.display_columns
-    if len(table.rows) == 1 and len(columns) >= TRANSPOSE_MIN_COLUMNS:
-        return _record_view(title, table)
-    view = RichTable(title=title, title_justify="left", show_edge=False)
+    grid = RichTable(title=title, title_justify="left", show_edge=False)
     for column in columns:
         numeric = any(isinstance(r.get(column), (int, float)) for r in table.rows)
-        widest = max(len(format_value(r.get(column, ""))) for r in table.rows[:MAX_ROWS])
-        view.add_column(
-            column,
-            justify="right" if numeric else "left",
-            overflow="fold",
-            min_width=min(widest, MIN_COLUMN_WIDTH),
-        )
-    styles = {(h.row, h.column): SEVERITY_STYLE[h.severity] for h in table.highlights}
-    for i, row in enumerate(table.rows[:MAX_ROWS]):
-        view.add_row(
-            *[Text(format_value(row.get(c, "")), style=styles.get((i, c), "")) for c in columns]
-        )
-    if len(table.rows) > MAX_ROWS:
-        return Group(view, Text(f"... {len(table.rows) - MAX_ROWS} more rows in --csv / --json"))
-    return view
+        grid.add_column(column, justify="right" if numeric else "left", overflow="fold")
+    for i, row in enumerate(shown.rows):
+        cells = []
+        for column in columns:
+            level = shown.styles.get((i, column))
+            value = row.get(column)
+            text = (
+                "nan"
+                if level and isinstance(value, float) and math.isnan(value)
+                else cell_text(value)
+            )
+            cells.append(Text(text, style=SEVERITY_STYLE[level] if level else ""))
+        grid.add_row(*cells)
+    if not shown.rows:
+        return Group(Text(title, style="italic"), Text("(no rows)", style="dim"))
+    if shown.hidden:
+        return Group(grid, Text(f"... {shown.hidden} more rows in --csv / --json", style="dim"))
+    return grid
 
 
-def _record_view(title: str, table: Table) -> RichTable:
-    view = RichTable(title=title, title_justify="left", show_edge=False)
-    view.add_column("field")
-    view.add_column("value", justify="right")
-    styles = {h.column: SEVERITY_STYLE[h.severity] for h in table.highlights}
-    for key, value in table.rows[0].items():
-        view.add_row(key, Text(format_value(value), style=styles.get(key, "")))
-    return view
-
-
-def probe_section(result: ProbeResult) -> RenderableType:
-    title = Text.assemble(
-        (result.name, "bold"),
-        "  ",
-        (result.status.value, STATUS_STYLE[result.status]),
-        f"  {result.seconds:.2f} s",
-    )
+def details_view(results: Iterable[ProbeResult]) -> RenderableType:
     parts: list[RenderableType] = []
-    if result.error:
-        parts.append(Text(result.error, style="red"))
-    if result.metrics:
+    for r in results:
+        parts.append(Text(""))
         parts.append(
-            Text(
-                "  ".join(f"{k}={format_value(v)}" for k, v in result.metrics.items()), style="dim"
+            Text.assemble(
+                (r.name, "bold"),
+                "  ",
+                (r.status.value, STATUS_STYLE[r.status]),
+                f"  {r.seconds:.2f} s",
             )
         )
-    parts.extend(table_view(result.name, t) for t in result.tables)
-    parts.extend(Text(note, style="italic") for note in result.notes)
-    return Group(Text(""), title, *parts)
-
-
-def findings_view(report: Report) -> RenderableType:
-    findings = report.findings
-    failed = [r for r in report.results if r.status is Status.FAILED]
-    # A probe that could not finish ran no check: never call the model healthy then.
-    unfinished = [
-        Text.assemble(("FAILED ", SEVERITY_STYLE[Severity.ERROR]), f" probe {r.name}: {r.error}")
-        for r in failed
-    ]
-    if not findings:
-        if failed:
-            return Group(
-                Text(f"No findings, but {len(failed)} probe(s) could not finish:"), *unfinished
+        if r.metrics:
+            metrics = "  ".join(
+                f"{k}={cell_text(v)}"
+                for k, v in r.metrics.items()
+                if not isinstance(v, (list, dict))
             )
-        return Text("No findings: the model looks healthy on every probe that ran.", style="green")
-    # A grid, so that a long message or hint wraps under itself, not under the severity.
-    grid = RichTable.grid(padding=(0, 1))
-    grid.add_column(min_width=len("WARNING"), no_wrap=True)
-    grid.add_column()
-    for f in findings:
-        where = (
-            f" in {', '.join(f.where[:5])}" + (" ..." if len(f.where) > 5 else "")
-            if f.where
-            else ""
-        )
-        body = Text.assemble((f.code.value, "bold"), f" [{f.probe}] {f.message}{where}")
-        if f.hint:
-            body.append(f"\nhint: {f.hint}", style="dim")
-        grid.add_row(Text(f.severity.value.upper(), style=SEVERITY_STYLE[f.severity]), body)
-    return Group(Text(f"Findings ({len(findings)})", style="bold"), *unfinished, grid)
+            parts.append(Text(metrics, style="dim"))
+        parts.extend(table_view(r.name, t) for t in r.tables)
+        parts.extend(Text(note, style="italic") for note in r.notes)
+    return Group(*parts)
 
 
-def render_report(report: Report, console: Console, *, quiet: bool = False) -> None:
-    """The full report, or with quiet=True only the findings."""
+def render_report(
+    report: Report,
+    console: Console,
+    *,
+    quiet: bool = False,
+    details: str | None = None,
+    strict: bool = False,
+) -> None:
+    """The verdict, the findings and one line per probe; with `details` ('all' or a probe
+    name) their tables too; with quiet, only the verdict and the findings."""
+    text, style = verdict(report, strict)
+    console.print(Text(text, style=style))
+    m = report.model
     if not quiet:
-        console.print(header(report))
-        for result in report.results:
-            console.print(probe_section(result))
-        console.print()
-    if report.interrupted:
-        console.print(Text("Interrupted: the report is partial.", style="bold red"))
+        batch = f" · batch {m.batch_size} ({m.batch_origin})" if m.batch_size else ""
+        console.print(Text(m.target, style="dim"))
+        console.print(Text(f"{m.input_shapes}{batch} · {m.device} · seed {m.seed}", style="dim"))
+    console.print()
     console.print(findings_view(report))
+    if quiet:
+        return
+    console.print()
+    console.print(probes_view(report))
+    if report.notes:
+        console.print()
+        for note in report.notes:
+            console.print(Text(f"note: {note}", style="dim"))
+    if details:
+        chosen = [r for r in report.results if details == ALL or r.name == details]
+        console.print(details_view(chosen))
+    else:
+        console.print(
+            Text(
+                "Tables: --details (all probes) or --details PROBE; exports: --json, --csv, --html",
+                style="dim",
+            )
+        )

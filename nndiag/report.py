@@ -1,4 +1,4 @@
-"""Result objects: what probes return and what renderers and exporters consume.
+"""Result objects: what probes return and what renderers, exporters and `diff` consume.
 
 Plain frozen dataclasses with no torch import, so a saved JSON report can be re-read anywhere.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum, StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -17,12 +17,14 @@ if TYPE_CHECKING:
     import pandas as pd
 
 Row = dict[str, Any]
+SCHEMA = 2
 
 
 class Status(StrEnum):
     OK = "ok"
     FAILED = "failed"
     SKIPPED = "skipped"
+    INTERRUPTED = "interrupted"  # cut off by Ctrl-C or --timeout: its tables are partial
 
 
 @dataclass(frozen=True)
@@ -52,10 +54,12 @@ class Table:
     highlights: tuple[Highlight, ...] = ()
     display: tuple[str, ...] = ()  # columns shown in the terminal; exports keep every column
     plot: Plot | None = None  # drawn as a curve in the terminal (rows go to the exports only)
+    schema: tuple[str, ...] = ()  # the columns when there are no rows to read them from
+    key: str = ""  # the column that names a row (a layer, a site): used by `diff` and collapsing
 
     @property
     def columns(self) -> list[str]:
-        seen: dict[str, None] = {}
+        seen: dict[str, None] = dict.fromkeys(self.schema)
         for row in self.rows:
             seen.update(dict.fromkeys(row))
         return list(seen)
@@ -75,6 +79,8 @@ class ProbeResult:
     findings: tuple[Finding, ...] = ()
     error: str = ""
     notes: tuple[str, ...] = ()
+    headline: str = ""  # one line of key numbers for the default report
+    cut: str = ""  # what the budget cut, and how that weakens the verdict
 
     def table(self, name: str) -> Table:
         for table in self.tables:
@@ -95,6 +101,9 @@ class ModelInfo:
     input_shapes: str = ""
     nndiag_version: str = ""
     torch_version: str = ""
+    batch_size: int = 0
+    batch_origin: str = ""  # where the batch size came from
+    world_size: int = 1  # ranks under torchrun
 
 
 @dataclass(frozen=True)
@@ -103,12 +112,16 @@ class Report:
     results: tuple[ProbeResult, ...]
     seconds: float = 0.0
     interrupted: bool = False
+    notes: tuple[str, ...] = ()  # about the whole check: budget, threads, copies, deprecations
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # probe -> its config
+    timed_out: bool = False
 
     @property
     def findings(self) -> list[Finding]:
-        """All findings, worst first, in probe order within one severity."""
+        """All findings, worst first, in probe order within one severity; root causes before the
+        consequences of the same severity."""
         found = [f for r in self.results for f in r.findings]
-        return sorted(found, key=lambda f: -f.severity.rank)
+        return sorted(found, key=lambda f: (-f.severity.rank, f.caused_by is not None))
 
     def result(self, name: str) -> ProbeResult:
         for result in self.results:
@@ -116,90 +129,54 @@ class Report:
                 return result
         raise KeyError(f"no result for probe {name!r}")
 
-    def failing(self, fail_on: Severity | str) -> list[Finding]:
-        return at_or_above(self.findings, Severity(fail_on))
+    def failing(self, fail_on: Severity | str, strict: bool = False) -> list[Finding]:
+        """Findings at or above `fail_on`; consequences of a root cause only when strict."""
+        counted = [f for f in self.findings if strict or f.caused_by is None]
+        return at_or_above(counted, Severity(fail_on))
 
-    def assert_healthy(self, fail_on: Severity | str = Severity.ERROR) -> None:
+    @property
+    def unfinished(self) -> list[ProbeResult]:
+        return [r for r in self.results if r.status in (Status.FAILED, Status.INTERRUPTED)]
+
+    def assert_healthy(
+        self, fail_on: Severity | str = Severity.ERROR, strict: bool = False
+    ) -> None:
         """Raise AssertionError listing the findings at or above `fail_on` (for pytest)."""
-        bad = self.failing(fail_on)
-        failed = [r for r in self.results if r.status is Status.FAILED]
-        if bad or failed:
-            lines = [f"{f.severity.value} {f.code.value} [{f.probe}]: {f.message}" for f in bad]
-            lines += [f"probe {r.name} failed: {r.error}" for r in failed]
+        bad = self.failing(fail_on, strict)
+        if bad or self.unfinished:
+            lines = [f"{f.severity.value} {f.code} [{f.probe}]: {f.message}" for f in bad]
+            lines += [f"probe {r.name} {r.status.value}: {r.error}" for r in self.unfinished]
             raise AssertionError(f"{self.model.target} is not healthy:\n  " + "\n  ".join(lines))
 
     # ---- serialisation -------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema": 1,
+            "schema": SCHEMA,
             "model": vars(self.model).copy(),
             "seconds": self.seconds,
             "interrupted": self.interrupted,
-            "probes": [
-                {
-                    "name": r.name,
-                    "status": r.status.value,
-                    "seconds": r.seconds,
-                    "error": r.error,
-                    "notes": list(r.notes),
-                    "metrics": r.metrics,
-                    "tables": {
-                        t.name: {
-                            "rows": list(t.rows),
-                            "display": list(t.display),
-                            "plot": None
-                            if t.plot is None
-                            else {**vars(t.plot), "marks": [list(m) for m in t.plot.marks]},
-                            "highlights": [
-                                {"row": h.row, "column": h.column, "severity": h.severity.value}
-                                for h in t.highlights
-                            ],
-                        }
-                        for t in r.tables
-                    },
-                    "findings": [f.to_dict() for f in r.findings],
-                }
-                for r in self.results
-            ],
+            "timed_out": self.timed_out,
+            "notes": list(self.notes),
+            "settings": self.settings,
+            "probes": [_result_dict(r) for r in self.results],
             "findings": [f.to_dict() for f in self.findings],
         }
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(_json_safe(self.to_dict()), indent=indent, allow_nan=False)
+        return json.dumps(json_safe(self.to_dict()), indent=indent, allow_nan=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Report:
-        results = tuple(
-            ProbeResult(
-                name=p["name"],
-                status=Status(p["status"]),
-                seconds=p.get("seconds", 0.0),
-                metrics=dict(p.get("metrics", {})),
-                tables=tuple(
-                    Table(
-                        name=name,
-                        rows=tuple(t["rows"]),
-                        display=tuple(t.get("display", ())),
-                        plot=_plot_from_dict(t.get("plot")),
-                        highlights=tuple(
-                            Highlight(h["row"], h["column"], Severity(h["severity"]))
-                            for h in t.get("highlights", [])
-                        ),
-                    )
-                    for name, t in p.get("tables", {}).items()
-                ),
-                findings=tuple(Finding.from_dict(f) for f in p.get("findings", [])),
-                error=p.get("error", ""),
-                notes=tuple(p.get("notes", ())),
-            )
-            for p in data["probes"]
-        )
+        known = {f.name for f in fields(ModelInfo)}
         return cls(
-            model=ModelInfo(**data["model"]),
-            results=results,
+            model=ModelInfo(**{k: v for k, v in data["model"].items() if k in known}),
+            results=tuple(_result_from_dict(p) for p in data["probes"]),
             seconds=data.get("seconds", 0.0),
             interrupted=data.get("interrupted", False),
+            notes=tuple(data.get("notes", ())),
+            settings=dict(data.get("settings", {})),
+            timed_out=data.get("timed_out", False),
         )
 
     def to_frames(self) -> dict[str, pd.DataFrame]:
@@ -216,13 +193,74 @@ class Report:
                 {
                     **f.to_dict(),
                     "where": "; ".join(f.where),
-                    "evidence": json.dumps(_json_safe(f.evidence), allow_nan=False),
+                    "evidence": json.dumps(json_safe(f.evidence), allow_nan=False),
+                    "caused_by": "" if f.caused_by is None else f.caused_by.code,
                 }
                 for f in self.findings
             ],
-            columns=["code", "severity", "probe", "message", "where", "evidence", "hint"],
-        )
+            columns=["code", "severity", "probe", "message", "where", "evidence", "hint",
+                     "caused_by"],
+        )  # fmt: skip
         return frames
+
+
+def _result_dict(r: ProbeResult) -> dict[str, Any]:
+    return {
+        "name": r.name,
+        "status": r.status.value,
+        "seconds": r.seconds,
+        "error": r.error,
+        "notes": list(r.notes),
+        "headline": r.headline,
+        "cut": r.cut,
+        "metrics": r.metrics,
+        "tables": {
+            t.name: {
+                "rows": list(t.rows),
+                "display": list(t.display),
+                "schema": list(t.schema),
+                "key": t.key,
+                "plot": None
+                if t.plot is None
+                else {**vars(t.plot), "marks": [list(m) for m in t.plot.marks]},
+                "highlights": [
+                    {"row": h.row, "column": h.column, "severity": h.severity.value}
+                    for h in t.highlights
+                ],
+            }
+            for t in r.tables
+        },
+        "findings": [f.to_dict() for f in r.findings],
+    }
+
+
+def _result_from_dict(p: dict[str, Any]) -> ProbeResult:
+    return ProbeResult(
+        name=p["name"],
+        status=Status(p["status"]),
+        seconds=p.get("seconds", 0.0),
+        metrics=dict(p.get("metrics", {})),
+        tables=tuple(
+            Table(
+                name=name,
+                rows=tuple(json_restore(t["rows"])),
+                display=tuple(t.get("display", ())),
+                plot=_plot_from_dict(t.get("plot")),
+                highlights=tuple(
+                    Highlight(h["row"], h["column"], Severity(h["severity"]))
+                    for h in t.get("highlights", [])
+                ),
+                schema=tuple(t.get("schema", ())),
+                key=t.get("key", ""),
+            )
+            for name, t in p.get("tables", {}).items()
+        ),
+        findings=tuple(Finding.from_dict(f) for f in p.get("findings", [])),
+        error=p.get("error", ""),
+        notes=tuple(p.get("notes", ())),
+        headline=p.get("headline", ""),
+        cut=p.get("cut", ""),
+    )
 
 
 def _plot_from_dict(data: dict[str, Any] | None) -> Plot | None:
@@ -232,14 +270,24 @@ def _plot_from_dict(data: dict[str, Any] | None) -> Plot | None:
     return Plot(**{**data, "marks": marks})
 
 
-def _json_safe(value: Any) -> Any:
+NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def json_safe(value: Any) -> Any:
     """JSON has no NaN/Infinity: keep them readable as the strings "nan", "inf", "-inf"."""
     if isinstance(value, float) and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, Enum):
         return value.value
     return value
+
+
+def json_restore(rows: list[Row]) -> list[Row]:
+    """Table cells written as "nan"/"inf" by json_safe become floats again."""
+    return [
+        {k: NONFINITE.get(v, v) if isinstance(v, str) else v for k, v in r.items()} for r in rows
+    ]

@@ -34,3 +34,9 @@ def golden(request: pytest.FixtureRequest):
         assert text == path.read_text(encoding="utf-8"), f"render differs from golden {name}"
 
     return check
+
+
+@pytest.fixture(autouse=True)
+def _not_in_ci_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI=1 turns --isolate on by default; tests run checks in process unless they say so."""
+    monkeypatch.delenv("CI", raising=False)

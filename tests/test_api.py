@@ -9,17 +9,17 @@ import torch
 from torch import nn
 
 import nndiag
-from nndiag import api
-from nndiag.probes import ProbeName
+from nndiag.probes import BUILTIN
 from nndiag.report import Report, Status
 
 from conftest import SAMPLES
 from models import class_batch, mlp
+from probing import replace_measure
 
 
 def test_check_a_module_with_a_batch() -> None:
     report = nndiag.check(mlp(), batch=class_batch(), device="cpu")
-    assert [r.name for r in report.results] == [p.value for p in ProbeName]
+    assert [r.name for r in report.results] == list(BUILTIN)
     assert report.findings == []
     report.assert_healthy(fail_on="warning")
     frames = report.to_frames()
@@ -58,24 +58,13 @@ def test_user_test_pattern() -> None:
 
 
 def test_failing_probe_is_contained(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = api.load_probe
+    def explode(ctx, config):
+        raise RuntimeError("probe bug")
 
-    def broken(name: ProbeName):
-        if name is ProbeName.DATA:
+    def oom(ctx, config):
+        raise torch.OutOfMemoryError("CUDA out of memory")
 
-            def explode(ctx):
-                raise RuntimeError("probe bug")
-
-            return explode
-        if name is ProbeName.GRADIENTS:
-
-            def oom(ctx):
-                raise torch.OutOfMemoryError("CUDA out of memory")
-
-            return oom
-        return real(name)
-
-    monkeypatch.setattr(api, "load_probe", broken)
+    replace_measure(monkeypatch, {"data": explode, "gradients": oom})
     report = nndiag.check(mlp(), batch=class_batch())
     status = {r.name: r.status for r in report.results}
     assert status["data"] is Status.FAILED and status["gradients"] is Status.FAILED
@@ -100,5 +89,7 @@ def test_json_round_trip_keeps_everything() -> None:
 
 
 def test_unknown_probe_name_is_rejected() -> None:
-    with pytest.raises(ValueError):
-        nndiag.check(mlp(), batch=class_batch(), probes=["nope"])
+    with pytest.raises(
+        nndiag.UsageError, match="unknown probe 'gradient' \\(did you mean 'gradients'"
+    ):
+        nndiag.check(mlp(), batch=class_batch(), probes=["gradient"])

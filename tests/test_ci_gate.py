@@ -14,9 +14,10 @@ import nndiag
 from nndiag.cli import app
 from nndiag.codes import page
 from nndiag.findings import Code
-from nndiag.probes import activations
+from nndiag.probes.activations import Config as ActivationsConfig
 
 from conftest import SAMPLES
+from probing import replace_measure
 
 runner = CliRunner()
 FAST = ["--skip", "overfit", "--skip", "lr-range"]
@@ -34,7 +35,8 @@ def test_ci_recipe_gives_exit_code_junit_and_csv(tmp_path: Path) -> None:
     (suite,) = root.findall("testsuite")
     cases = suite.findall("testcase")
     assert [c.get("name") for c in cases] == [
-        "summary", "data", "init-loss", "gradients", "activations", "jacobian"
+        "summary", "data", "structure", "init-loss", "gradients", "activations", "jacobian",
+        "dependencies", "precision",
     ]  # fmt: skip
     for element in (root, suite):
         assert {"tests", "failures", "errors"} <= set(element.attrib)
@@ -42,17 +44,17 @@ def test_ci_recipe_gives_exit_code_junit_and_csv(tmp_path: Path) -> None:
     failing = {c.get("name"): c.find("failure") for c in cases if c.find("failure") is not None}
     assert set(failing) == {"gradients"}
     assert failing["gradients"].get("type") == "frozen-parameters"
-    assert suite.get("failures") == "1" and suite.get("tests") == "6"
+    assert suite.get("failures") == "1" and suite.get("tests") == "9"
     assert (csv / "findings.csv").exists() and (csv / "gradients-parameters.csv").exists()
 
 
 def test_junit_below_threshold_goes_to_system_out_and_failed_probes_are_errors(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(ctx):
+    def broken(ctx, config):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(activations, "probe", broken)
+    replace_measure(monkeypatch, {"activations": broken})
     junit = tmp_path / "j.xml"
     target = str(SAMPLES / "sick_frozen.py")
     result = runner.invoke(
@@ -63,7 +65,7 @@ def test_junit_below_threshold_goes_to_system_out_and_failed_probes_are_errors(
     assert cases["gradients"].find("failure") is None
     assert "frozen-parameters" in cases["gradients"].findtext("system-out")
     assert "boom" in cases["activations"].find("error").get("message")
-    assert "probe activations: RuntimeError: boom" in result.output
+    assert "probe activations (failed): RuntimeError: boom" in result.output
 
 
 def write_project(root: Path, config: str) -> Path:
@@ -84,7 +86,7 @@ probes = ["summary", "activations"]
 fail-on = "warning"
 device = "cpu"
 
-[tool.nndiag.thresholds]
+[tool.nndiag.activations]
 dead_fraction_max = 0.0
 """
 
@@ -99,7 +101,7 @@ def test_pyproject_is_found_upward_and_the_cli_wins(
     assert result.exit_code == 1, result.output
     assert "dead-units" in result.output and "gradients" not in result.output
     assert runner.invoke(app, ["check", "--fail-on", "never"]).exit_code == 0
-    assert activations.DEAD_FRACTION_MAX == 0.5  # restored after the check
+    assert ActivationsConfig().dead_fraction_max == 0.5  # nothing global changed
 
 
 def test_config_file_option_and_plain_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,9 +117,15 @@ def test_config_file_option_and_plain_toml(tmp_path: Path, monkeypatch: pytest.M
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ("[tool.nndiag]\nbogus = 1\n", "unknown key(s) bogus"),
+        ("[tool.nndiag]\nbogus = 1\n", "unknown key 'bogus'"),
+        ("[tool.nndiag]\nbatch_sise = 4\n", "did you mean 'batch-size'"),
+        ("[tool.nndiag.activations]\ndead_fraction = 0.1\n", "did you mean 'dead_fraction_max'"),
+        ("[tool.nndiag.gradient]\nx = 1\n", "did you mean 'gradients'"),
         ("[tool.nndiag]\n[tool.nndiag.thresholds]\nnot_a_threshold = 1\n", "unknown threshold"),
-        ('[tool.nndiag]\nthresholds = "high"\n', "must map threshold names to numbers"),
+        ('[tool.nndiag]\nthresholds = "high"\n', "must be a table"),
+        ('[tool.nndiag]\ntask = "x"\n', "pyproject.toml: task = 'x'"),
+        ('[tool.nndiag]\ninput-shape = "x"\n', "invalid --input-shape 'x'"),
+        ("[tool.nndiag.activations]\ndead_fraction_max = 2.0\n", "must be within [0.0, 1.0]"),
         ("[tool.nndiag\n", "cannot read config"),
     ],
 )
@@ -128,6 +136,7 @@ def test_bad_config_is_a_usage_error(
     (tmp_path / "pyproject.toml").write_text(config)
     result = runner.invoke(app, ["check", str(SAMPLES / "mlp.py"), "--probe", "summary"])
     assert result.exit_code == 2 and message in result.stderr, result.output
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     if "bogus" in message:
         assert "batch-size" in result.stderr and "fail-on" in result.stderr  # the valid keys
 
@@ -138,12 +147,40 @@ def test_missing_target_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.Mon
     assert result.exit_code == 2 and "no TARGET" in result.stderr
 
 
-def test_api_thresholds() -> None:
+def test_api_settings_and_deprecated_flat_thresholds() -> None:
     report = nndiag.check(
+        str(SAMPLES / "mlp.py"),
+        probes=["activations"],
+        settings={"activations": {"dead_fraction_max": 0.0}},
+    )
+    assert [f.code for f in report.findings] == ["dead-units"]
+    assert report.settings["activations"]["dead_fraction_max"] == 0.0
+    old = nndiag.check(
         str(SAMPLES / "mlp.py"), probes=["activations"], thresholds={"dead_fraction_max": 0.0}
     )
-    assert [f.code.value for f in report.findings] == ["dead-units"]
-    assert activations.DEAD_FRACTION_MAX == 0.5
+    assert [f.code for f in old.findings] == ["dead-units"]
+    assert any("deprecated" in note and "dead_fraction_max" in note for note in old.notes)
+    assert ActivationsConfig().dead_fraction_max == 0.5
+
+
+def test_legacy_thresholds_table_still_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text("[tool.nndiag.thresholds]\ndead_fraction_max = 0.0\n")
+    result = runner.invoke(
+        app, ["check", str(SAMPLES / "mlp.py"), "-p", "activations", "--fail-on", "warning"]
+    )
+    assert result.exit_code == 1 and "dead-units" in result.output
+    assert "deprecated" in result.output
+
+
+def test_set_option_and_unknown_setting(tmp_path: Path) -> None:
+    ok = runner.invoke(app, ["check", str(SAMPLES / "mlp.py"), "-p", "activations",
+                             "--set", "activations.dead_fraction_max=0", "--fail-on", "warning"])  # fmt: skip
+    assert ok.exit_code == 1 and "dead-units" in ok.output
+    bad = runner.invoke(app, ["check", str(SAMPLES / "mlp.py"), "--set", "activations.dead=0"])
+    assert bad.exit_code == 2 and "did you mean 'dead_fraction_max'" in bad.stderr
 
 
 def test_explain_lists_every_code_and_prints_its_page() -> None:
@@ -169,8 +206,8 @@ def test_report_rerenders_a_saved_json_with_html_and_svg(tmp_path: Path) -> None
         app, ["report", str(saved), "--html", str(html), "--svg", str(svg), "--fail-on", "warning"]
     )
     assert again.exit_code == 1  # the saved warning fails under --fail-on warning
-    assert "frozen-parameters" in again.output and "jacobian · blocks" in again.output
-    assert first.output.splitlines()[-6:] == again.output.splitlines()[-6:]  # same findings text
+    assert "frozen-parameters" in again.output
+    assert first.output.splitlines()[2:8] == again.output.splitlines()[2:8]  # same findings text
     assert "<html" in html.read_text().lower() and "frozen-parameters" in html.read_text()
     assert svg.read_text().startswith("<svg")
     bad = tmp_path / "bad.json"

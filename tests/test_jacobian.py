@@ -11,25 +11,19 @@ from torch import nn
 
 import nndiag
 from nndiag.api import run_probe
-from nndiag.config import CheckOptions
-from nndiag.context import build_context, eval_mode_backward
-from nndiag.probes import ProbeName
-from nndiag.probes.jacobian import (
-    HUTCHINSON_PROBES,
-    NONLINEARITY_MIN,
-    _calibrated_copy,
-    _execution_order,
-    _surface,
-    blocks,
-    hutchinson_profile,
-    memory_horizon,
-    nonlinearity,
-    recurrent_radii,
-    spectral_norm,
-)
+from nndiag.core.contract import eval_mode_backward
+from nndiag.core.surface import blocks, calibrated_copy, ordered_blocks, surface
+from nndiag.probes import spec
+from nndiag.probes.jacobian import Config
+from nndiag.probes.jacobian.estimators import hutchinson_profile, nonlinearity, score, spectral_norm
+from nndiag.probes.jacobian.sequences import memory_horizon, recurrent_radii
 
 from conftest import SAMPLES
 from models import tiny_gpt2
+from probing import config
+
+DEFAULTS = Config()
+HUTCHINSON_PROBES = DEFAULTS.hutchinson_probes
 
 
 class InPlaceNet(nn.Module):
@@ -55,7 +49,9 @@ def tiny() -> nn.Module:
 
 
 def context(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
-    return build_context(model, CheckOptions(device="cpu"), target="t", make_batch=lambda n: (x, y))
+    from probing import context as probing_context
+
+    return probing_context(model, (x, y))
 
 
 def exact_jacobian(fn, x: torch.Tensor) -> torch.Tensor:
@@ -68,9 +64,9 @@ def exact_jacobian(fn, x: torch.Tensor) -> torch.Tensor:
 def prepared(model: nn.Module, x: torch.Tensor):
     model = model.double()
     ctx = context(model, x.double(), torch.zeros(x.shape[0], dtype=torch.long))
-    copy = _calibrated_copy(ctx)
-    order = _execution_order(copy, blocks(copy), ctx.inputs)
-    return copy, order, _surface(copy, ctx.inputs, order)
+    copy = calibrated_copy(ctx, None, DEFAULTS.calibration_batches)
+    order = ordered_blocks(copy, ctx.inputs)
+    return copy, order, surface(copy, ctx.inputs, order)
 
 
 @pytest.mark.parametrize("build", [tiny, InPlaceNet], ids=["tanh-gelu", "inplace"])
@@ -97,7 +93,7 @@ def test_block_norms_estimate_each_sub_jacobian() -> None:
     hidden = model[:3](x.double())  # output of block 2 (the second Linear)
     sub = exact_jacobian(lambda h: model[3:](h), hidden)
     exact = float(torch.linalg.matrix_norm(sub) ** 2)
-    estimate = sum(n * n for n in profile.norms[2]) / 512
+    estimate = sum(profile.norms_sq[2]) / 512
     sv = torch.linalg.svdvals(sub)
     assert abs(estimate - exact) <= 4 * math.sqrt(2 * float((sv**4).sum()) / 512)
 
@@ -107,7 +103,10 @@ def test_spectral_norm_within_one_percent(build) -> None:
     x = torch.randn(4, 6, generator=torch.Generator().manual_seed(3))
     model, _order, surface = prepared(build(), x)
     exact = float(torch.linalg.matrix_norm(exact_jacobian(lambda t: model(t), x), 2))
-    estimate, products = spectral_norm(surface, torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    estimate, products = spectral_norm(
+        surface, generator, DEFAULTS.spectral_iterations, DEFAULTS.spectral_tolerance
+    )
     assert estimate == pytest.approx(exact, rel=0.01)
     assert products <= 24  # Lanczos: d = 24 products would be exact
 
@@ -115,7 +114,8 @@ def test_spectral_norm_within_one_percent(build) -> None:
 def test_probe_metrics_match_the_oracle() -> None:
     x = torch.randn(5, 6, generator=torch.Generator().manual_seed(4))
     model = tiny().double()
-    result = run_probe(ProbeName.JACOBIAN, context(model, x.double(), torch.zeros(5).long()))
+    ctx = context(model, x.double(), torch.zeros(5).long())
+    result = run_probe(spec("jacobian"), ctx, config("jacobian"))
     jac = exact_jacobian(lambda t: model(t), x)
     sv = torch.linalg.svdvals(jac)
     m = result.metrics
@@ -133,8 +133,8 @@ def test_nonlinearity_zero_for_affine_positive_otherwise() -> None:
     norm_only = nn.Sequential(nn.Linear(6, 6), nn.LayerNorm(6), nn.Linear(6, 3))
     for model, nonlinear in [(affine, False), (tiny(), True), (norm_only, True)]:
         _m, _o, surface = prepared(model.float(), x)
-        score = nonlinearity(surface, torch.Generator().manual_seed(0))
-        assert (score >= NONLINEARITY_MIN) is nonlinear, (model, score)
+        value = score(*nonlinearity(surface, torch.Generator().manual_seed(0)))
+        assert (value >= DEFAULTS.nonlinearity_min) is nonlinear, (model, value)
 
 
 def test_blocks_descend_into_stacks() -> None:
@@ -151,7 +151,7 @@ def test_batchnorm_is_calibrated_on_a_copy() -> None:
     model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
     x = 5 + torch.randn(32, 4, generator=torch.Generator().manual_seed(6))
     ctx = context(model, x, torch.zeros(32).long())
-    copy = _calibrated_copy(ctx)
+    copy = calibrated_copy(ctx, None, DEFAULTS.calibration_batches)
     with torch.no_grad():
         expected = model[0](x).mean(dim=0)
     assert torch.allclose(copy[1].running_mean, expected, atol=1e-5)
@@ -165,15 +165,15 @@ def test_recurrent_radius_per_gate_and_memory_horizon() -> None:
         lstm.weight_hh_l0[8:12] = 0.7 * torch.eye(4)  # the cell-candidate gate
     (row,) = recurrent_radii(nn.Sequential(lstm))
     assert row["spectral_radius"] == pytest.approx(0.7)
-    assert memory_horizon([1e-5, 1e-2, 0.5, 1.0]) == 3
-    assert memory_horizon([0.5, 0.9, 1.0]) == 3
+    assert memory_horizon([1e-5, 1e-2, 0.5, 1.0], DEFAULTS.horizon_fraction) == 3
+    assert memory_horizon([0.5, 0.9, 1.0], DEFAULTS.horizon_fraction) == 3
 
 
 def jacobian_codes(target, **options) -> set[str]:
     report = nndiag.check(target, probes=["jacobian"], device="cpu", **options)
     result = report.result("jacobian")
     assert result.status.value == "ok", result.error
-    return {f.code.value for f in result.findings}
+    return {f.code for f in result.findings}
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The LR range test: suggestion rules on synthetic curves, and the probe on real models."""
+"""The LR range test: rules and the estimate on synthetic curves, the probe on real models."""
 
 from __future__ import annotations
 
@@ -12,90 +12,120 @@ import torch
 from torch import nn
 
 import nndiag
-from nndiag.config import RangeMode
-from nndiag.probes.lr_range import (
-    MIN_DEPTH,
-    TREND_WINDOW,
-    minimum_over_ten,
-    running_median,
-    schedule,
-    smooth,
-    steepest,
-    suggest,
-    valley,
-)
+from nndiag.core.stats import running_median
+from nndiag.probes.lr_range import Config, Learnable, Mode
+from nndiag.probes.lr_range.analysis import analyse, refine, sweep_best
+from nndiag.probes.lr_range.rules import minimum_over_ten, smooth, steepest, valley
+from nndiag.probes.lr_range.running import schedule
 
 from conftest import SAMPLES
 from models import class_batch, mlp
 
 LRS = [1e-7 * (1e8) ** (i / 99) for i in range(100)]
+CONFIG = Config()
 
 
-def valley_curve(centre: float = 1e-3, depth: float = 2.0, blowup: float = 1.0) -> list[float]:
+def valley_curve(
+    centre: float = 1e-3, depth: float = 2.0, blowup: float = 1.0, noise: float = 0.0
+) -> list[float]:
     """Flat at 3, a logistic drop of `depth` centred at `centre`, then a rise past `blowup`."""
+    rng = random.Random(0)
     out = []
     for lr in LRS:
         x = math.log10(lr)
         drop = depth / (1 + math.exp(-(x - math.log10(centre)) * 3))
         rise = max(0.0, x - math.log10(blowup)) ** 2 * 20
-        out.append(3.0 - drop + rise)
+        out.append(3.0 - drop + rise + rng.gauss(0, noise))
     return out
 
 
 def test_steepest_is_the_steepest_point_in_log_lr() -> None:
-    pick = steepest(LRS, valley_curve(centre=1e-4))
+    pick = steepest(LRS, valley_curve(centre=1e-4), CONFIG.skip_start, CONFIG.skip_end)
     assert pick is not None and abs(math.log10(pick) - (-4)) < 0.2
 
 
 def test_minimum_over_ten_and_valley_sit_before_the_blowup() -> None:
     curve = valley_curve(centre=1e-4, blowup=1e-1)
     low = minimum_over_ten(LRS, curve)
-    assert low is not None and 1e-3 < low < 1e-2  # minimum is just before 0.1
+    assert low is not None and 1e-3 < low < 1e-2  # the minimum is just before 0.1
     pick = valley(LRS, curve)
     assert pick is not None and 1e-6 < pick < 1e-1
 
 
-def test_nan_tail_is_dropped_and_the_suggestion_stays_in_the_descent() -> None:
-    curve = valley_curve(centre=1e-4, blowup=1e-2)
+def test_nan_tail_is_dropped_and_the_estimate_stays_in_the_descent() -> None:
+    curve = valley_curve(centre=1e-4, blowup=1e-2, noise=0.01)
     curve[80:] = [math.nan] * 20
-    result = suggest(LRS, curve)
-    assert result.recommended is not None
+    result = analyse(LRS, curve, LRS[0], LRS[-1], CONFIG)
+    assert result.clear and result.estimate is not None and result.source == "rules"
     lowest = min(range(80), key=curve.__getitem__)
-    assert LRS[0] <= result.recommended <= LRS[lowest]
-    assert result.label in ("medium", "high")
+    assert LRS[0] <= result.estimate <= LRS[lowest]
 
 
-def test_noisy_plateau_has_no_suggestion() -> None:
+def test_noisy_plateau_has_no_clear_descent() -> None:
     rng = random.Random(0)
     flat = [2.0 + rng.gauss(0, 0.02) for _ in LRS]
-    result = suggest(LRS, running_median(flat, TREND_WINDOW))
-    assert result.recommended is None and result.depth < MIN_DEPTH and result.label == "none"
+    result = analyse(LRS, flat, LRS[0], LRS[-1], CONFIG)
+    assert not result.clear and result.estimate is None
+    assert "noise" in result.why
 
 
-def test_too_few_points_give_no_suggestion() -> None:
-    assert suggest(LRS[:5], valley_curve()[:5]).recommended is None
+def test_a_small_fall_clear_against_the_noise_is_a_fall() -> None:
+    # 3% lower at the bottom of the valley, with batch noise of 0.2%: a real descent.
+    curve = valley_curve(centre=1e-3, depth=0.09, blowup=1.0, noise=0.006)
+    result = analyse(LRS, curve, LRS[0], LRS[-1], CONFIG)
+    assert result.clear and result.descent is not None and result.descent.depth < 0.05
+
+
+def test_never_an_edge_suggestion() -> None:
+    # The only descent is in the first points: noise near the start, no valley afterwards.
+    curve = [3.0 - (0.5 if i < 6 else 0) for i in range(100)]
+    curve = [v + 2.0 * max(0, i - 60) for i, v in enumerate(curve)]
+    result = analyse(LRS, curve, LRS[0], LRS[-1], CONFIG)
+    assert result.estimate is None or result.estimate >= LRS[0] * 10 ** (0.1 * 8)
+
+
+def test_divergence_fallback_without_a_descent() -> None:
+    # Flat, then a clear blow-up at 1e-2: the estimate is a fraction of the divergence point.
+    curve = [2.0 + (0.0 if lr < 1e-2 else 5.0 * math.log10(lr / 1e-2) + 1) for lr in LRS]
+    result = analyse(LRS, curve, LRS[0], LRS[-1], CONFIG)
+    assert result.source == "divergence" and result.divergence is not None
+    assert result.estimate == pytest.approx(CONFIG.divergence_fraction * result.divergence)
+
+
+def test_too_few_points_give_no_estimate() -> None:
+    result = analyse(LRS[:5], valley_curve()[:5], LRS[0], LRS[-1], CONFIG)
+    assert result.estimate is None and "finite points" in result.why
+
+
+def test_sweep_best_and_its_placement() -> None:
+    assert sweep_best({1e-3: 1.0, 3e-3: 0.5, 1e-2: 0.9}) == (3e-3, "interior")
+    assert sweep_best({1e-3: 0.4, 3e-3: 0.5}) == (1e-3, "low edge")
+    assert sweep_best({1e-3: math.inf, 3e-3: math.inf}) == (None, "none")
+    # A parabola through three points in log10(lr): its vertex lies between the neighbours.
+    best = refine({1e-3: 1.0, 3.16e-3: 0.5, 1e-2: 0.6}, 3.16e-3)
+    assert 3.16e-3 < best < 1e-2
 
 
 def test_running_median_removes_a_spike_without_lag() -> None:
     values = [float(i) for i in range(20)]
     values[10] = 1000.0
-    trend = running_median(values, TREND_WINDOW)
+    trend = running_median(values, CONFIG.trend_window)
     assert trend[10] == pytest.approx(10.0, abs=1.0)
     assert trend[5] == 5.0  # a straight line is unchanged: no lag
 
 
 def test_ema_lags_and_is_bias_corrected() -> None:
-    assert smooth([5.0, 5.0, 5.0]) == pytest.approx([5.0, 5.0, 5.0])  # no pull toward 0
-    step = smooth([1.0] * 10 + [0.0] * 10)
+    assert smooth([5.0, 5.0, 5.0], 0.98) == pytest.approx([5.0, 5.0, 5.0])  # no pull toward 0
+    step = smooth([1.0] * 10 + [0.0] * 10, 0.98)
     assert step[-1] > 0.3  # 10 steps after the drop the EMA has not caught up
 
 
 def test_schedules_hit_both_ends() -> None:
-    for mode in RangeMode:
-        assert schedule(0, 50, 1e-6, 1.0, mode) == pytest.approx(1e-6)
-        assert schedule(49, 50, 1e-6, 1.0, mode) == pytest.approx(1.0)
-    assert schedule(1, 3, 1e-6, 1.0, RangeMode.EXP) == pytest.approx(1e-3)
-    assert schedule(1, 3, 0.0, 1.0, RangeMode.LINEAR) == pytest.approx(0.5)
+    for linear in (False, True):
+        assert schedule(0, 50, 1e-6, 1.0, linear) == pytest.approx(1e-6)
+        assert schedule(49, 50, 1e-6, 1.0, linear) == pytest.approx(1.0)
+    assert schedule(1, 3, 1e-6, 1.0, False) == pytest.approx(1e-3)
+    assert schedule(1, 3, 0.0, 1.0, True) == pytest.approx(0.5)
 
 
 def lr_range(target, **options):
@@ -105,37 +135,47 @@ def lr_range(target, **options):
     return result
 
 
-def test_healthy_mlp_gets_a_confident_suggestion_in_the_descent() -> None:
+def test_healthy_mlp_gets_a_confident_suggestion() -> None:
     result = lr_range(str(SAMPLES / "mlp.py"))
     m = result.metrics
     assert m["suggested_lr"] is not None and m["confidence"] in ("medium", "high")
-    rows = result.table("curve").rows
-    lowest = min(rows, key=lambda r: r["trend"])
-    assert rows[0]["lr"] <= m["suggested_lr"] <= lowest["lr"]
-    assert rows[0]["trend"] > lowest["trend"]
+    assert 1e-4 < m["suggested_lr"] < 1.0
+    assert m["learnable"] == Learnable.YES
     assert not result.findings
+    assert f"at batch {m['batch_size']}" in result.headline
 
 
-def test_random_labels_on_fresh_batches_are_called_unlearnable() -> None:
+def test_random_labels_are_unlearnable_data_with_a_suggestion() -> None:
     def make_batch(n):
         return torch.randn(n, 8), torch.randint(0, 4, (n,))
 
-    result = lr_range(mlp(), make_batch=make_batch)
-    assert any("no learnable signal" in note for note in result.notes)
+    result = lr_range(mlp(width=64), make_batch=make_batch)
+    assert [f.code for f in result.findings] == ["unlearnable-data"]
+    assert result.findings[0].severity.value == "info"
+    assert result.metrics["suggested_lr"] is not None
 
 
-def test_flat_model_is_unstable() -> None:
-    model = mlp()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    model[-1].bias.requires_grad_(True)  # only a bias learns: no loss decrease worth the name
+def test_a_model_that_cannot_learn_is_unstable() -> None:
+    model = nn.Sequential(nn.Linear(8, 4))
+    model.requires_grad_(False)
+    model[0].bias.requires_grad_(True)  # only a bias learns: no loss decrease worth the name
 
     def make_batch(n):
         return torch.randn(n, 8), torch.randint(0, 4, (n,))
 
     result = lr_range(model, make_batch=make_batch)
-    assert [f.code.value for f in result.findings] == ["lr-range-unstable"]
+    assert [f.code for f in result.findings] == ["lr-range-unstable"]
     assert result.metrics["suggested_lr"] is None
+
+
+def test_the_users_batch_size_is_the_default() -> None:
+    def make_batch(batch_size: int = 48):
+        return class_batch(batch=batch_size)
+
+    result = lr_range(mlp(), make_batch=make_batch, range_steps=30)
+    assert result.metrics["batch_size"] == 48
+    assert result.metrics["batch_origin"] == "make_batch's default"
+    assert any("x B/48" in note for note in result.notes)
 
 
 class RecordingSGD(torch.optim.SGD):
@@ -151,43 +191,67 @@ def test_parameter_groups_keep_their_ratio_and_linear_mode() -> None:
 
     def make_optimizer(params):
         params = list(params)
-        return RecordingSGD([{"params": params[:2]}, {"params": params[2:], "lr": 0.01}], lr=0.1)
+        return RecordingSGD(
+            [{"params": params[:2]}, {"params": params[2:], "lr": 0.01}], lr=0.1, momentum=0.9
+        )
 
-    lr_range(
+    result = lr_range(
         mlp(),
         batch=class_batch(),
         make_optimizer=make_optimizer,
-        range_mode=RangeMode.LINEAR,
+        range_mode=Mode.LINEAR,
         lr_start=1e-4,
         lr_end=1e-2,
         range_steps=20,
+        settings={"lr-range": {"sweep_steps": 0}},
     )
-    assert len(RecordingSGD.seen) >= 10
-    for first, second in RecordingSGD.seen:
+    range_steps = [lrs for lrs in RecordingSGD.seen if lrs[0] <= 1e-2 + 1e-12][
+        :20
+    ]  # not the timing steps
+    assert len(range_steps) >= 10
+    for first, second in range_steps:
         assert second == pytest.approx(first / 10)
-    steps = [s[0] for s in RecordingSGD.seen[:5]]
-    gaps = [b - a for a, b in itertools.pairwise(steps)]
+    gaps = [b - a for a, b in itertools.pairwise(s[0] for s in range_steps[:5])]
     assert max(gaps) == pytest.approx(min(gaps))  # linear ramp
+    assert "RecordingSGD" in result.metrics["optimizer"]
 
 
-def test_repeats_report_the_spread() -> None:
-    result = lr_range(str(SAMPLES / "mlp.py"), repeats=2)
+def test_an_optimizer_the_test_cannot_drive_gets_a_clear_message() -> None:
+    report = nndiag.check(
+        mlp(),
+        batch=class_batch(),
+        probes=["lr-range"],
+        make_optimizer=lambda p: torch.optim.LBFGS(p),
+    )
+    result = report.result("lr-range")
+    assert result.status.value == "failed" and "LBFGS needs a closure" in result.error
+
+
+def test_repeats_report_every_curve() -> None:
+    result = lr_range(str(SAMPLES / "mlp.py"), repeats=2, range_steps=40)
     assert {r["run"] for r in result.table("curve").rows} == {0, 1}
-    assert result.metrics["repeats"] == 2
-    assert 0 <= result.metrics["repeat_spread_decades"] < 2
 
 
 def test_lr_suggested_feeds_overfit() -> None:
-    report = nndiag.check(
-        str(SAMPLES / "mlp.py"), probes=["overfit"], device="cpu", lr_suggested=True
-    )
+    report = nndiag.check(str(SAMPLES / "mlp.py"), probes=["overfit"], device="cpu", lr="suggested")
     assert [r.name for r in report.results] == ["lr-range", "overfit"]
     suggested = report.result("lr-range").metrics["suggested_lr"]
     assert report.result("overfit").metrics["lr"] == suggested
 
 
-def test_nonlearning_model_keeps_user_modules_intact() -> None:
-    model = nn.Sequential(nn.Linear(8, 4))
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    lr_range(model, batch=class_batch())
-    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+def test_nan_mid_range_stops_the_curve_without_poisoning_it() -> None:
+    class Fragile(nn.Module):
+        """Finite until the weights grow, then NaN (a log of a negative number)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = mlp()
+
+        def forward(self, x):
+            out = self.net(x)
+            return torch.where(out.abs().max() > 50, torch.log(-out.abs() - 1), out)
+
+    result = lr_range(Fragile(), batch=class_batch())
+    rows = result.table("curve").rows
+    assert all(math.isfinite(r["loss"]) for r in rows)
+    assert "non-finite loss" in result.metrics["stopped"] or rows[-1]["lr"] < 10

@@ -9,27 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nndiag.api import run_probe
-from nndiag.config import CheckOptions
-from nndiag.context import build_context
-from nndiag.probes import ProbeName
-from nndiag.report import ProbeResult
-
 from models import class_batch, mlp
-
-
-def run(name: str, model: nn.Module, batch, loss_fn=None) -> ProbeResult:
-    ctx = build_context(
-        model, CheckOptions(device="cpu"), target="t", make_batch=lambda n: batch, loss_fn=loss_fn
-    )
-    result = run_probe(ProbeName(name), ctx)
-    assert result.status.value == "ok", result.error
-    return result
-
-
-def codes(result: ProbeResult) -> set[str]:
-    return {f.code.value for f in result.findings}
-
+from probing import codes, run
 
 # ---- data --------------------------------------------------------------------------------------
 
@@ -161,7 +142,7 @@ def test_nonfinite_names_first_module() -> None:
 
     model = nn.Sequential(nn.Linear(8, 8), Log(), nn.Linear(8, 4))
     result = run("init-loss", model, class_batch())
-    nonfinite = [f for f in result.findings if f.code.value == "nonfinite-values"]
+    nonfinite = [f for f in result.findings if f.code == "nonfinite-values"]
     assert nonfinite and nonfinite[0].where[0] == "1"
 
 
@@ -198,7 +179,7 @@ def test_no_gradient_names_detached_and_unused_modules() -> None:
             return self.used(x) + self.detached(x).detach()
 
     result = run("gradients", Net(), class_batch())
-    found = [f for f in result.findings if f.code.value == "no-gradient"]
+    found = [f for f in result.findings if f.code == "no-gradient"]
     assert found and set(found[0].where) == {"detached", "unused"}
     assert "unused" in found[0].message  # named as never called
 
@@ -207,7 +188,7 @@ def test_frozen_share() -> None:
     model = mlp()
     model[0].requires_grad_(False)
     found = [f for f in run("gradients", model, class_batch()).findings]
-    frozen = [f for f in found if f.code.value == "frozen-parameters"]
+    frozen = [f for f in found if f.code == "frozen-parameters"]
     total = sum(p.numel() for p in model.parameters())
     assert frozen[0].evidence["frozen_share"] == pytest.approx(
         sum(p.numel() for p in model[0].parameters()) / total
@@ -215,16 +196,17 @@ def test_frozen_share() -> None:
 
 
 def test_init_gain_uses_fan_in_of_each_layout() -> None:
-    from nndiag.probes.gradients import _fan_in
+    from nndiag.probes.gradients import _is_affine, fan_in
 
     linear, conv = nn.Linear(20, 7), nn.Conv2d(3, 5, kernel_size=3)
-    assert _fan_in(linear, linear.weight) == 20
-    assert _fan_in(conv, conv.weight) == 27
+    assert fan_in(linear, linear.weight) == 20
+    assert fan_in(conv, conv.weight) == 27
     from transformers.pytorch_utils import Conv1D
 
     hf = Conv1D(nf=7, nx=20)  # weight stored as (in, out)
-    assert _fan_in(hf, hf.weight) == 20
-    assert _fan_in(nn.Embedding(10, 4), nn.Embedding(10, 4).weight) is None
+    assert fan_in(hf, hf.weight) == 20
+    embedding = nn.Embedding(10, 4)
+    assert not _is_affine(embedding, "weight", embedding.weight)
 
 
 def test_raw_randn_init_is_flagged_and_default_is_not() -> None:

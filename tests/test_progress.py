@@ -47,6 +47,9 @@ class Recorder:
         moved = self.bars.setdefault(description, [total, 0])
         yield lambda steps=1: moved.__setitem__(1, moved[1] + steps)
 
+    def message(self, text: str) -> None:
+        self.bars.setdefault(text, [0, 0])
+
 
 @pytest.mark.parametrize("probe", ["jacobian", "lr-range", "overfit"])
 def test_every_iterating_probe_reports_progress(probe: str) -> None:
@@ -54,4 +57,17 @@ def test_every_iterating_probe_reports_progress(probe: str) -> None:
     nndiag.check(mlp(), batch=class_batch(), probes=[probe], steps=5, progress=recorder)
     assert recorder.bars, f"{probe} opened no progress bar"
     for total, moved in recorder.bars.values():
-        assert 0 < moved <= total
+        assert 0 < moved <= total or total == 0  # total 0: a message
+
+
+def test_plain_lines_with_an_eta_off_a_terminal() -> None:
+    from io import StringIO
+
+    from nndiag.progress import LineProgress
+
+    stream = StringIO()
+    with LineProgress(stream, every=0.0).track("work", total=4) as advance:
+        for _ in range(4):
+            advance(1)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("nndiag: work 1/4 (25%), ETA") and len(lines) == 4

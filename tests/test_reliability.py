@@ -16,14 +16,14 @@ from torch import nn
 from typer.testing import CliRunner
 
 import nndiag
-from nndiag import api
 from nndiag.cli import app
-from nndiag.probes import PROBE_MODULES, ProbeName
+from nndiag.core.training import Trainer
+from nndiag.probes import BUILTIN
 from nndiag.report import Status
-from nndiag.training import Trainer
 
 from conftest import SAMPLES
 from models import class_batch, mlp
+from probing import replace_measure
 
 runner = CliRunner()
 
@@ -31,18 +31,10 @@ runner = CliRunner()
 def test_out_of_memory_fails_one_probe_and_the_report_is_still_exported(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = api.load_probe
+    def oom(ctx, config):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
-    def oom_in_gradients(name: ProbeName):
-        if name is ProbeName.GRADIENTS:
-
-            def oom(ctx):
-                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
-
-            return oom
-        return real(name)
-
-    monkeypatch.setattr(api, "load_probe", oom_in_gradients)
+    replace_measure(monkeypatch, {"gradients": oom})
     out = tmp_path / "r.json"
     target = str(SAMPLES / "mlp.py")
     result = runner.invoke(app, ["check", target, "--json", str(out), "--skip", "overfit"])
@@ -72,12 +64,13 @@ def test_ctrl_c_during_training_stops_with_a_partial_report(
     args = ["check", str(SAMPLES / "mlp.py"), "--json", str(out), "--fail-on", "never"]
     result = runner.invoke(app, args)
     assert result.exit_code == 130  # interrupted, even where findings would not fail the run
-    assert "Interrupted: the report is partial." in result.output
+    assert result.output.startswith("nndiag: INTERRUPTED, the report is partial")
     data = json.loads(out.read_text())
     assert data["interrupted"] is True
     names = [p["name"] for p in data["probes"]]
     assert names[-1] == "lr-range" and "overfit" not in names  # stopped inside lr-range
-    assert data["probes"][-1]["error"] == "interrupted (Ctrl-C)"
+    assert data["probes"][-1]["status"] == "interrupted"
+    assert data["probes"][-1]["error"].startswith("interrupted after")
     assert all(p["status"] == "ok" for p in data["probes"][:-1])
 
 
@@ -94,7 +87,7 @@ def test_all_frozen_model_skips_training_and_fails_the_gate() -> None:
     status = {r.name: r.status for r in report.results}
     assert status["overfit"] is Status.SKIPPED and status["lr-range"] is Status.SKIPPED
     assert "nothing to train" in report.result("overfit").error
-    (frozen,) = [f for f in report.findings if f.code.value == "frozen-parameters"]
+    (frozen,) = [f for f in report.findings if f.code == "frozen-parameters"]
     assert frozen.severity.value == "error" and "nothing will train" in frozen.message
     with pytest.raises(AssertionError, match="frozen-parameters"):
         report.assert_healthy()
@@ -185,13 +178,20 @@ def test_fuzzed_architectures_get_a_complete_report_and_stay_untouched(case) -> 
     before = snapshot(model)
     rng = (torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy())
     try:
-        report = nndiag.check(model, batch=batch, device="cpu", steps=20, range_steps=20)
+        report = nndiag.check(
+            model,
+            batch=batch,
+            device="cpu",
+            steps=20,
+            range_steps=20,
+            settings={"lr-range": {"sweep_steps": 10}},
+        )
     except nndiag.UsageError as exc:
         # The only acceptable refusal: bad input with a one-line reason (e.g. BatchNorm in train
         # mode on a batch of one).
         assert str(exc) and "\n" not in str(exc)
     else:
-        assert [r.name for r in report.results] == [p.value for p in PROBE_MODULES]
+        assert [r.name for r in report.results] == list(BUILTIN)
         for result in report.results:
             assert result.status is not Status.FAILED or result.error, result.name
         assert not [r.name for r in report.results if r.status is Status.FAILED], [

@@ -9,16 +9,19 @@ from io import StringIO
 from rich.console import Console
 
 import nndiag
+from nndiag.condense import cell_text as format_value
 from nndiag.findings import Code, Severity, finding
-from nndiag.render import format_value, render_report
+from nndiag.render import render_report
 from nndiag.report import Highlight, ModelInfo, ProbeResult, Report, Status, Table
 
 from conftest import SAMPLES
 
 
-def render(report: Report, quiet: bool = False) -> str:
-    console = Console(file=StringIO(), width=100, color_system=None)
-    render_report(report, console, quiet=quiet)
+def render(
+    report: Report, quiet: bool = False, details: str | None = "all", width: int = 100
+) -> str:
+    console = Console(file=StringIO(), width=width, color_system=None)
+    render_report(report, console, quiet=quiet, details=details)
     return console.file.getvalue()  # type: ignore[attr-defined]
 
 
@@ -100,13 +103,13 @@ def test_long_tables_are_cut_with_a_pointer_to_exports() -> None:
         handmade(), results=(ProbeResult("x", Status.OK, tables=(Table("t", rows),)),)
     )
     text = render(report)
-    assert "60 more rows in --csv / --json" in text
+    assert "75 more rows in --csv / --json" in text
 
 
 def test_format_value() -> None:
     assert format_value(62288) == "62,288"
     assert format_value(0.5) == "0.5"
     assert format_value(2e-9) == "2.00e-09"
-    assert format_value(math.nan) == "nan"
+    assert format_value(math.nan) == "–"  # a statistic that does not apply
+    assert format_value(None) == "–"
     assert format_value(True) == "true"
-    assert format_value(None) == "-"

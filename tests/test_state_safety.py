@@ -10,11 +10,10 @@ import torch
 from torch import nn
 
 from nndiag.api import check, run_probe
-from nndiag.config import CheckOptions
-from nndiag.context import build_context
-from nndiag.probes import PROBE_MODULES, ProbeName
+from nndiag.probes import BUILTIN, spec
 
 from models import class_batch
+from probing import config, context
 
 
 class Everything(nn.Module):
@@ -58,16 +57,16 @@ def assert_same(before: dict, after: dict) -> None:
     assert all(g is None for g in after["grads"].values())
 
 
-@pytest.mark.parametrize("name", list(PROBE_MODULES), ids=lambda p: p.value)
+@pytest.mark.parametrize("name", BUILTIN)
 @pytest.mark.parametrize("mode", ["train", "eval"])
-def test_probe_leaves_model_and_rng_untouched(name: ProbeName, mode: str) -> None:
+def test_probe_leaves_model_and_rng_untouched(name: str, mode: str) -> None:
     model = Everything().train(mode == "train")
-    batch = class_batch()
-    ctx = build_context(model, CheckOptions(device="cpu"), target="t", make_batch=lambda n: batch)
+    ctx = context(model, class_batch())
     before, rng = snapshot(model), rng_states()
-    result = run_probe(name, ctx)
+    result = run_probe(spec(name), ctx, config(name))
     assert result.status.value == "ok", result.error
     assert_same(before, snapshot(model))
+    assert torch.is_grad_enabled() and torch.get_default_dtype() == torch.float32
     after = rng_states()
     assert torch.equal(rng[0], after[0]) and rng[1] == after[1] and (rng[2] == after[2]).all()
 

@@ -1,55 +1,84 @@
-"""The probe registry. Names and import paths only: importing this module must stay light.
+"""The probe registry: built-in probes in run order, then plugins from the `nndiag.probes` entry
+point group. Names are known without importing anything heavy; specs load on demand.
 
-`check` runs the probes in this order: cheap structural ones first, training ones last.
-Each module defines `probe(ctx: Context) -> ProbeResult`.
+A plugin is one module that defines `SPEC = ProbeSpec(...)` and is declared in its package's
+metadata:
+
+    [project.entry-points."nndiag.probes"]
+    my-probe = "my_package.my_probe:SPEC"
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from enum import StrEnum
-from typing import TYPE_CHECKING
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Any
 
-if TYPE_CHECKING:
-    from nndiag.context import Context
-    from nndiag.report import ProbeResult
+from nndiag.errors import OptionError
+from nndiag.probes.base import ProbeSpec
 
-
-class ProbeName(StrEnum):
-    SUMMARY = "summary"
-    DATA = "data"
-    INIT_LOSS = "init-loss"
-    GRADIENTS = "gradients"
-    ACTIVATIONS = "activations"
-    JACOBIAN = "jacobian"
-    LR_RANGE = "lr-range"
-    OVERFIT = "overfit"
-
-
-PROBE_MODULES: dict[ProbeName, str] = {
-    ProbeName.SUMMARY: "nndiag.probes.summary",
-    ProbeName.DATA: "nndiag.probes.data",
-    ProbeName.INIT_LOSS: "nndiag.probes.init_loss",
-    ProbeName.GRADIENTS: "nndiag.probes.gradients",
-    ProbeName.ACTIVATIONS: "nndiag.probes.activations",
-    ProbeName.JACOBIAN: "nndiag.probes.jacobian",
-    ProbeName.LR_RANGE: "nndiag.probes.lr_range",
-    ProbeName.OVERFIT: "nndiag.probes.overfit",
-}
-
-ProbeFn = Callable[["Context"], "ProbeResult"]
+ENTRY_POINT_GROUP = "nndiag.probes"
+# Cheap structural probes first, training probes last.
+BUILTIN = (
+    "summary",
+    "data",
+    "structure",
+    "init-loss",
+    "gradients",
+    "activations",
+    "jacobian",
+    "dependencies",
+    "precision",
+    "lr-range",
+    "overfit",
+)
 
 
-def load_probe(name: ProbeName) -> ProbeFn:
-    module = importlib.import_module(PROBE_MODULES[name])
-    fn: ProbeFn = module.probe
-    return fn
+def _module(name: str) -> str:
+    return f"nndiag.probes.{name.replace('-', '_')}"
 
 
-def select(
-    include: list[ProbeName] | None = None, exclude: list[ProbeName] | None = None
-) -> list[ProbeName]:
-    """Registry order, restricted to `include` (when given) and without `exclude`."""
-    chosen = list(PROBE_MODULES) if not include else [p for p in PROBE_MODULES if p in include]
-    return [p for p in chosen if p not in (exclude or [])]
+def _plugins() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name not in BUILTIN}
+
+
+def probe_names() -> list[str]:
+    """Every probe's name, built-in first, without loading any plugin."""
+    return [*BUILTIN, *sorted(_plugins())]
+
+
+@cache
+def spec(name: str) -> ProbeSpec[Any, Any]:
+    if name in BUILTIN:
+        found = importlib.import_module(_module(name)).SPEC
+    else:
+        plugins = _plugins()
+        if name not in plugins:
+            raise OptionError(f"unknown probe {name!r}; valid: {', '.join(probe_names())}")
+        found = plugins[name].load()
+        found = getattr(found, "SPEC", found)
+    if not isinstance(found, ProbeSpec) or found.name != name:
+        raise OptionError(f"the probe plugin {name!r} does not provide a ProbeSpec named {name!r}")
+    return found
+
+
+def registry() -> list[ProbeSpec[Any, Any]]:
+    """Every spec in run order: probes that train a copy run after all the others."""
+    specs = [spec(name) for name in probe_names()]
+    return [s for s in specs if not s.trains] + [s for s in specs if s.trains]
+
+
+def select(include: list[str] | None = None, exclude: list[str] | None = None) -> list[str]:
+    """Names in run order, restricted to `include` (when given) and without `exclude`."""
+    known = probe_names()
+    for name in [*(include or []), *(exclude or [])]:
+        if name not in known:
+            from nndiag.settings import nearest
+
+            hint = nearest(name, known)
+            suggestion = f" (did you mean {hint!r}?)" if hint else ""
+            raise OptionError(f"unknown probe {name!r}{suggestion}; valid: {', '.join(known)}")
+    ordered = [s.name for s in registry()]
+    chosen = ordered if not include else [n for n in ordered if n in include]
+    return [n for n in chosen if n not in (exclude or [])]

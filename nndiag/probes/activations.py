@@ -1,229 +1,176 @@
 """activations: dead and saturated units at every activation site, on one batch at init.
 
-Sites are activation modules (nn.ReLU, nn.Tanh, Hugging Face's GELU classes, ...) and functional
-calls (torch.relu, F.relu, torch.tanh, torch.sigmoid, F.gelu, F.silu, in-place variants), observed
-with a TorchFunctionMode. Calls made inside an activation module belong to that module's site (so
-the tanh inside the GELU approximation is not a tanh site). A unit is a channel (dim 1) for 4-D and
-5-D outputs, otherwise the last dimension. See docs/probes/activations.md.
+Sites are activation modules and functional activation calls (nndiag.core.sites). A ReLU-family
+unit is dead when it is exactly zero for every example and position of the batch; a sigmoid/tanh
+value is saturated in the flat bands of its function. Sums and alive-masks are reduced across
+ranks under torchrun. See docs/probes/activations.md.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor, nn
-from torch.overrides import TorchFunctionMode
-
-from nndiag.context import Context, call_model
 from nndiag.findings import Code, Finding, Severity, finding
-from nndiag.hooks import module_names
-from nndiag.report import Highlight, ProbeResult, Row, Status, Table
+from nndiag.probes.base import Presentation, ProbeSpec, setting
+from nndiag.report import Highlight, Row, Table
+
+if TYPE_CHECKING:
+    from nndiag.core.context import Context
+    from nndiag.core.sites import SiteStats
 
 NAME = "activations"
 
-# TheDeepChecker (Ben Braiek & Khomh 2022) flags a layer when more than half of its units are
-# dead or saturated.
-DEAD_FRACTION_MAX = 0.5
-SATURATED_FRACTION_MAX = 0.5
-# Saturation bands: tanh |y| > 0.99 and sigmoid y < 0.01 or y > 0.99, where the derivative has
-# fallen below 2% (tanh: 1 - 0.99² ≈ 0.02) or 4% (sigmoid: 0.99 · 0.01 of 0.25) of its peak.
-TANH_SATURATION = 0.99
-SIGMOID_SATURATION = 0.01
 
-KIND_BY_FUNCTION = {
-    "relu": "relu",
-    "relu_": "relu",
-    "relu6": "relu",
-    "hardtanh": "tanh",
-    "hardtanh_": "tanh",
-    "tanh": "tanh",
-    "tanh_": "tanh",
-    "sigmoid": "sigmoid",
-    "sigmoid_": "sigmoid",
-    "hardsigmoid": "sigmoid",
-    "gelu": "smooth",
-    "silu": "smooth",
-    "mish": "smooth",
-    "elu": "smooth",
-    "selu": "smooth",
-    "celu": "smooth",
-    "softplus": "smooth",
-}
-KIND_BY_MODULE: dict[type[nn.Module], str] = {
-    nn.ReLU: "relu",
-    nn.ReLU6: "relu",
-    nn.Tanh: "tanh",
-    nn.Hardtanh: "tanh",
-    nn.Sigmoid: "sigmoid",
-    nn.Hardsigmoid: "sigmoid",
-    nn.GELU: "smooth",
-    nn.SiLU: "smooth",
-    nn.Mish: "smooth",
-    nn.ELU: "smooth",
-    nn.SELU: "smooth",
-    nn.CELU: "smooth",
-    nn.Softplus: "smooth",
-}
+@dataclass(frozen=True)
+class Config:
+    dead_fraction_max: float = setting(
+        0.5,
+        "a ReLU-family site with more than this share of dead units is reported",
+        source="TheDeepChecker (Ben Braiek & Khomh 2022): more than half the layer",
+        low=0.0,
+        high=1.0,
+    )
+    saturated_fraction_max: float = setting(
+        0.5,
+        "a sigmoid/tanh site with more than this share of saturated values is reported",
+        source="TheDeepChecker (Ben Braiek & Khomh 2022)",
+        low=0.0,
+        high=1.0,
+    )
+    tanh_saturation: float = setting(
+        0.99,
+        "tanh values with |y| above this are saturated",
+        source="the derivative 1 - y² is then below 2% of its peak",
+        low=0.0,
+        high=1.0,
+    )
+    sigmoid_saturation: float = setting(
+        0.01,
+        "sigmoid values below this or above 1 minus this are saturated",
+        source="the derivative y(1 - y) is then below 4% of its peak 0.25",
+        low=0.0,
+        high=0.5,
+    )
 
 
-def module_kind(module: nn.Module) -> str | None:
-    """Activation family of a module; also Hugging Face's activation classes, by name."""
-    for cls, kind in KIND_BY_MODULE.items():
-        if isinstance(module, cls):
-            return kind
-    name = type(module).__name__.lower()
-    if name.endswith("activation") or name in ("quickgelu", "newgelu"):
-        return "smooth"
-    return None
+@dataclass(frozen=True)
+class Measurement:
+    rows: tuple[Row, ...]  # one per site: kind, calls, units, mean, std, dead/saturated fractions
 
 
-def unit_dim(y: Tensor) -> int:
-    return 1 if y.dim() >= 4 else y.dim() - 1
+def measure(ctx: Context, config: Config) -> Measurement:
+    import torch
 
+    from nndiag.core.sites import record_sites
 
-@dataclass
-class SiteStats:
-    kind: str
-    calls: int = 0
-    values: int = 0
-    total: float = 0.0
-    total_sq: float = 0.0
-    saturated: int = 0
-    alive: Tensor | None = None  # per unit: has it been non-zero anywhere yet
-
-    def add(self, y: Tensor) -> None:
-        y = y.detach().float()
-        self.calls += 1
-        self.values += y.numel()
-        self.total += float(y.sum())
-        self.total_sq += float((y * y).sum())
-        if self.kind == "tanh":
-            self.saturated += int((y.abs() > TANH_SATURATION).sum())
-        elif self.kind == "sigmoid":
-            self.saturated += int(((y < SIGMOID_SATURATION) | (y > 1 - SIGMOID_SATURATION)).sum())
-        if self.kind == "relu" and y.dim() >= 1:
-            dim = unit_dim(y)
-            units = (y != 0).transpose(0, dim).reshape(y.shape[dim], -1).any(dim=1).cpu()
-            self.alive = (
-                units
-                if self.alive is None or self.alive.shape != units.shape
-                else (self.alive | units)
-            )
-
-    def row(self, site: str) -> Row:
-        mean = self.total / max(1, self.values)
-        var = max(0.0, self.total_sq / max(1, self.values) - mean * mean)
-        dead = 1.0 - float(self.alive.float().mean()) if self.alive is not None else math.nan
-        saturated = self.saturated / self.values if self.kind in ("tanh", "sigmoid") else math.nan
-        return {
-            "site": site,
-            "kind": self.kind,
-            "calls": self.calls,
-            "units": int(self.alive.numel()) if self.alive is not None else None,
-            "mean": mean,
-            "std": math.sqrt(var),
-            "dead_fraction": dead,
-            "saturated_fraction": saturated,
-        }
-
-
-@dataclass
-class ActivationRecorder(TorchFunctionMode):
-    """Attributes every activation output to a site: module name, or module:function#n."""
-
-    names: dict[nn.Module, str]
-    sites: dict[str, SiteStats] = field(default_factory=dict)
-    stack: list[nn.Module] = field(default_factory=list)
-    counters: dict[str, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        super().__init__()
-
-    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        out = func(*args, **(kwargs or {}))
-        kind = KIND_BY_FUNCTION.get(getattr(func, "__name__", ""))
-        inside_activation = any(module_kind(m) for m in self.stack)
-        if kind and not inside_activation and isinstance(out, Tensor) and out.is_floating_point():
-            owner = self.names[self.stack[-1]] if self.stack else "<root>"
-            site = f"{owner}:{func.__name__}"
-            self.counters[site] = self.counters.get(site, 0) + 1
-            self.sites.setdefault(site, SiteStats(kind)).add(out)
-        return out
-
-
-@contextmanager
-def _module_stack(model: nn.Module, recorder: ActivationRecorder) -> Iterator[None]:
-    """Pre/post forward hooks keep recorder.stack and record activation modules' outputs."""
-
-    def enter(module: nn.Module, _args: Any) -> None:
-        recorder.stack.append(module)
-
-    def leave(module: nn.Module, _args: Any, output: Any) -> None:
-        recorder.stack.pop()
-        kind = module_kind(module)
-        if kind and isinstance(output, Tensor) and not any(module_kind(m) for m in recorder.stack):
-            recorder.sites.setdefault(recorder.names[module], SiteStats(kind)).add(output)
-
-    handles = []
-    try:
-        for module in model.modules():
-            handles.append(module.register_forward_pre_hook(enter))
-            handles.append(module.register_forward_hook(leave))
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def probe(ctx: Context) -> ProbeResult:
     model = ctx.fresh_model()  # the user's mode (train by default): BatchNorm uses batch stats
-    recorder = ActivationRecorder(module_names(model))
-    with _module_stack(model, recorder), torch.no_grad(), recorder:
-        call_model(model, ctx.inputs)
+    sites = record_sites(model, ctx.inputs, config.tanh_saturation, config.sigmoid_saturation)
+    stats = list(sites.values())
+    if stats:  # one collective for the sums, one for the alive masks
+        sums = ctx.reduce.sum(torch.tensor(
+            [[s.values, s.total, s.total_sq, s.saturated] for s in stats], dtype=torch.float64
+        ))  # fmt: skip
+        masks = [s.alive for s in stats if s.alive is not None]
+        if masks:
+            alive = ctx.reduce.max(torch.cat(masks).float()).bool()
+            for s in (s for s in stats if s.alive is not None):
+                s.alive, alive = alive[: s.alive.numel()], alive[s.alive.numel() :]
+        for s, (values, total, total_sq, saturated) in zip(stats, sums.tolist(), strict=True):
+            s.values, s.total, s.total_sq, s.saturated = (
+                int(values),
+                total,
+                total_sq,
+                int(saturated),
+            )
+    return Measurement(tuple(_row(site, s) for site, s in sites.items()))
 
-    rows = [stats.row(site) for site, stats in recorder.sites.items()]
-    findings: list[Finding] = []
-    highlights: list[Highlight] = []
-    dead = [(i, r) for i, r in enumerate(rows) if r["dead_fraction"] > DEAD_FRACTION_MAX]
-    saturated = [
-        (i, r) for i, r in enumerate(rows) if r["saturated_fraction"] > SATURATED_FRACTION_MAX
-    ]
-    highlights += [Highlight(i, "dead_fraction", Severity.WARNING) for i, _ in dead]
-    highlights += [Highlight(i, "saturated_fraction", Severity.WARNING) for i, _ in saturated]
+
+def _row(site: str, s: SiteStats) -> Row:
+    mean = s.total / max(1, s.values)
+    var = max(0.0, s.total_sq / max(1, s.values) - mean * mean)
+    return {
+        "site": site,
+        "kind": s.kind,
+        "calls": s.calls,
+        "units": int(s.alive.numel()) if s.alive is not None else None,
+        "mean": mean,
+        "std": math.sqrt(var),
+        # None where the statistic does not apply (a ReLU does not saturate, a tanh cannot die)
+        "dead_fraction": 1.0 - float(s.alive.float().mean()) if s.alive is not None else None,
+        "saturated_fraction": s.saturated / s.values if s.kind in ("tanh", "sigmoid") else None,
+    }
+
+
+def _dead(m: Measurement, config: Config) -> list[Row]:
+    return [r for r in m.rows if (r["dead_fraction"] or 0.0) > config.dead_fraction_max]
+
+
+def _saturated(m: Measurement, config: Config) -> list[Row]:
+    return [r for r in m.rows if (r["saturated_fraction"] or 0.0) > config.saturated_fraction_max]
+
+
+def diagnose(m: Measurement, config: Config) -> list[Finding]:
+    findings = []
+    dead, saturated = _dead(m, config), _saturated(m, config)
     if dead:
-        worst = max(r["dead_fraction"] for _, r in dead)
+        worst = max(r["dead_fraction"] for r in dead)
         findings.append(
             finding(
                 Code.DEAD_UNITS,
                 NAME,
-                f"{len(dead)} ReLU site(s) have more than {DEAD_FRACTION_MAX:.0%} of their units "
-                f"at zero for the whole batch (worst {worst:.0%})",
-                where=[r["site"] for _, r in dead],
-                evidence={r["site"]: r["dead_fraction"] for _, r in dead},
+                f"{len(dead)} ReLU site(s) have more than {config.dead_fraction_max:.0%} of their "
+                f"units at zero for the whole batch (worst {worst:.0%})",
+                where=[r["site"] for r in dead],
+                evidence={r["site"]: r["dead_fraction"] for r in dead},
             )
         )
     if saturated:
-        worst = max(r["saturated_fraction"] for _, r in saturated)
+        worst = max(r["saturated_fraction"] for r in saturated)
         findings.append(
             finding(
                 Code.SATURATED_UNITS,
                 NAME,
                 f"{len(saturated)} sigmoid/tanh site(s) have more than "
-                f"{SATURATED_FRACTION_MAX:.0%} of their outputs in the flat region "
+                f"{config.saturated_fraction_max:.0%} of their outputs in the flat region "
                 f"(worst {worst:.0%})",
-                where=[r["site"] for _, r in saturated],
-                evidence={r["site"]: r["saturated_fraction"] for _, r in saturated},
+                where=[r["site"] for r in saturated],
+                evidence={r["site"]: r["saturated_fraction"] for r in saturated},
             )
         )
-    return ProbeResult(
-        NAME,
-        Status.OK,
-        metrics={"sites": len(rows)},
-        tables=(Table("sites", tuple(rows), tuple(highlights)),),
-        findings=tuple(findings),
+    return findings
+
+
+def present(m: Measurement, config: Config) -> Presentation:
+    index = {r["site"]: i for i, r in enumerate(m.rows)}
+    highlights = [
+        Highlight(index[r["site"]], "dead_fraction", Severity.WARNING) for r in _dead(m, config)
+    ]
+    highlights += [
+        Highlight(index[r["site"]], "saturated_fraction", Severity.WARNING)
+        for r in _saturated(m, config)
+    ]
+    dead = [r["dead_fraction"] for r in m.rows if r["dead_fraction"] is not None]
+    saturated = [r["saturated_fraction"] for r in m.rows if r["saturated_fraction"] is not None]
+    parts = [f"{len(m.rows)} sites"]
+    if dead:
+        parts.append(f"most dead {max(dead):.0%}")
+    if saturated:
+        parts.append(f"most saturated {max(saturated):.0%}")
+    return Presentation(
+        ", ".join(parts),
+        metrics={"sites": len(m.rows)},
+        tables=(Table("sites", m.rows, tuple(highlights), key="site"),),
     )
+
+
+SPEC = ProbeSpec(
+    name=NAME,
+    summary="dead ReLU units, saturated sigmoid/tanh per activation site (modules and functional calls)",
+    config=Config,
+    measure=measure,
+    diagnose=diagnose,
+    present=present,
+    cost=lambda c: 0.3,
+)

@@ -3,75 +3,136 @@
 Findings: `input-scale` (float inputs far from zero-mean, unit-scale), `degenerate-targets`
 (constant regression targets, or one class for nearly the whole batch), `nonfinite-values`
 (NaN/Inf in inputs or targets). Integer inputs (token ids) and booleans (masks) are described but
-never scale-checked. See docs/probes/data.md.
+never scale-checked; class targets equal to the ignore index (-100) are left out of the target
+statistics and the class histogram. Statistics are sums, so under torchrun they are reduced
+across ranks. See docs/probes/data.md.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
-
-from nndiag.config import Task
-from nndiag.context import Context
 from nndiag.findings import Code, Finding, Severity, finding
-from nndiag.losses import IGNORE_INDEX
-from nndiag.report import Highlight, ProbeResult, Row, Status, Table
+from nndiag.probes.base import Presentation, ProbeSpec, setting
+from nndiag.report import Highlight, Row, Table
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from nndiag.core.context import Context
 
 NAME = "data"
 
-# LeCun et al. 1998, "Efficient BackProp" §4.3: inputs should be centred with roughly unit variance.
-# The RMS sqrt(mean² + std²) folds both into one scale: raw 0..255 pixels give ≈ 147, pixels/255
-# ≈ 0.6, standardised data ≈ 1. The band leaves an order of magnitude either side of unit scale.
-INPUT_RMS_MAX = 10.0
-INPUT_RMS_MIN = 0.01
-# One class for more than 90% of a batch: 15 of 16 examples. Under balanced classes this has
-# probability below 1e-3 for C >= 2, so it means a broken label pipeline or extreme imbalance.
-MAJORITY_FRACTION_MAX = 0.9
-# Regression targets whose std is below this fraction of their scale count as constant.
-CONSTANT_TARGET_RTOL = 1e-6
+
+@dataclass(frozen=True)
+class Config:
+    input_rms_max: float = setting(
+        10.0,
+        "float inputs whose RMS sqrt(mean² + std²) exceeds this are off-scale",
+        source="LeCun et al. 1998, Efficient BackProp §4.3: centred, unit-variance inputs. Raw "
+        "0..255 pixels give RMS ≈ 147, pixels/255 ≈ 0.6, standardised data ≈ 1: a decade of room",
+        low=0.0,
+    )
+    input_rms_min: float = setting(
+        0.01,
+        "float inputs whose RMS is below this are vanishingly small",
+        source="the same band, a factor 100 below unit scale",
+        low=0.0,
+    )
+    majority_fraction_max: float = setting(
+        0.9,
+        "one class above this share of the batch's labels is degenerate",
+        source="15 of 16 examples: under balanced classes this has probability below 1e-3",
+        low=0.0,
+        high=1.0,
+    )
+    constant_target_rtol: float = setting(
+        1e-6,
+        "regression targets whose std is below this fraction of (|mean| + 1) are constant",
+        source="float32 round-off",
+        low=0.0,
+    )
 
 
-def _named_tensors(obj: Any, prefix: str) -> list[tuple[str, Tensor]]:
-    if isinstance(obj, Tensor):
-        return [(prefix, obj)]
-    if isinstance(obj, dict):
-        return [pair for k, v in obj.items() for pair in _named_tensors(v, f"{prefix}.{k}")]
-    if isinstance(obj, (tuple, list)):
-        return [pair for i, v in enumerate(obj) for pair in _named_tensors(v, f"{prefix}[{i}]")]
-    return []
+@dataclass(frozen=True)
+class Measurement:
+    rows: tuple[Row, ...]  # one per input tensor, then the targets
+    classes: tuple[Row, ...]  # class histogram (classification)
+    classification: bool
+    target_values: int  # target elements counted (ignored labels excluded)
 
 
-def tensor_stats(name: str, t: Tensor) -> Row:
-    x = t.detach().double()
+def _stats(name: str, t: Tensor, keep: Tensor | None, ctx: Context) -> Row:
+    """Mean, std, min, max and non-finite count from reducible sums (float64)."""
+    import torch
+
+    x = t.detach().double().flatten()
+    if keep is not None:
+        x = x[keep.flatten()]
     finite = x[torch.isfinite(x)]
-    stats: Row = {
+    big = torch.finfo(torch.float64).max
+    sums = torch.stack([
+        torch.tensor(float(finite.numel()), dtype=torch.float64),
+        finite.sum(), (finite * finite).sum(),
+        torch.tensor(float(x.numel() - finite.numel()), dtype=torch.float64),
+    ]).cpu()  # fmt: skip
+    low = finite.min().cpu() if finite.numel() else torch.tensor(big, dtype=torch.float64)
+    high = finite.max().cpu() if finite.numel() else torch.tensor(-big, dtype=torch.float64)
+    n, total, squares, nonfinite = ctx.reduce.sum(sums).tolist()
+    low, high = float(ctx.reduce.min(low.reshape(1))[0]), float(ctx.reduce.max(high.reshape(1))[0])
+    mean = total / n if n else math.nan
+    var = max(0.0, (squares - n * mean * mean) / (n - 1)) if n > 1 else 0.0
+    row: Row = {
         "tensor": name,
         "dtype": str(t.dtype).removeprefix("torch."),
         "shape": "x".join(map(str, t.shape)),
-        "mean": finite.mean().item() if finite.numel() else math.nan,
-        "std": finite.std().item() if finite.numel() > 1 else 0.0,
-        "min": finite.min().item() if finite.numel() else math.nan,
-        "max": finite.max().item() if finite.numel() else math.nan,
-        "nonfinite": int(x.numel() - finite.numel()),
+        "mean": mean,
+        "std": math.sqrt(var),
+        "min": low if n else math.nan,
+        "max": high if n else math.nan,
+        "nonfinite": int(nonfinite),
+        "rms": math.sqrt(mean * mean + var) if n else math.nan,
     }
-    stats["rms"] = math.sqrt(stats["mean"] ** 2 + stats["std"] ** 2) if finite.numel() else math.nan
     if not t.is_floating_point():
-        stats["distinct"] = int(torch.unique(t).numel())
-    return stats
+        row["distinct"] = int(torch.unique(t if keep is None else t[keep]).numel())
+    return row
 
 
-def probe(ctx: Context) -> ProbeResult:
-    rows = [tensor_stats(n, t) for n, t in _named_tensors(ctx.inputs, "inputs")]
-    rows.append(tensor_stats("targets", ctx.targets))
-    findings: list[Finding] = []
-    highlights: list[Highlight] = []
+def measure(ctx: Context, config: Config) -> Measurement:
+    import torch
 
-    for i, row in enumerate(rows):
+    from nndiag.config import Task
+    from nndiag.core.tensors import named_tensors
+
+    classification = ctx.task is Task.CLASSIFICATION
+    targets = ctx.targets
+    keep = (targets != ctx.options.ignore_index) if classification else None
+    rows = [_stats(n, t, None, ctx) for n, t in named_tensors(ctx.inputs, "inputs")]
+    rows.append(_stats("targets", targets, keep, ctx))
+    classes: tuple[Row, ...] = ()
+    if classification:
+        labels = targets[keep].flatten().long().cpu() if keep is not None else targets
+        size = int(
+            ctx.reduce.max(torch.tensor([float(labels.max()) + 1 if labels.numel() else 0]))[0]
+        )
+        counts = ctx.reduce.sum(torch.bincount(labels.clamp(min=0), minlength=size).double())
+        total = float(counts.sum())
+        classes = tuple(
+            {"class": c, "count": int(n), "fraction": float(n) / total}
+            for c, n in enumerate(counts.tolist())
+            if n > 0
+        )
+    counted = int(keep.sum()) if keep is not None else targets.numel()
+    total = int(ctx.reduce.sum(torch.tensor([float(counted)]))[0])
+    return Measurement(tuple(rows), classes, classification, total)
+
+
+def diagnose(m: Measurement, config: Config) -> list[Finding]:
+    findings = []
+    for row in m.rows:
         if row["nonfinite"]:
-            highlights.append(Highlight(i, "nonfinite", Severity.ERROR))
             findings.append(
                 finding(
                     Code.NONFINITE_VALUES,
@@ -82,62 +143,93 @@ def probe(ctx: Context) -> ProbeResult:
                     hint="Clean the data pipeline: NaN/Inf inputs poison every gradient.",
                 )
             )
-    for i, row in enumerate(rows[:-1]):
-        scale_known = row["dtype"].startswith(("float", "bfloat")) and not math.isnan(row["rms"])
-        if scale_known and not INPUT_RMS_MIN <= row["rms"] <= INPUT_RMS_MAX:
-            highlights.append(Highlight(i, "rms", Severity.WARNING))
-            findings.append(
-                finding(
-                    Code.INPUT_SCALE,
-                    NAME,
-                    f"{row['tensor']} has RMS {row['rms']:.3g} (mean {row['mean']:.3g}, std "
-                    f"{row['std']:.3g}), outside [{INPUT_RMS_MIN}, {INPUT_RMS_MAX}]",
-                    where=[row["tensor"]],
-                    evidence={k: row[k] for k in ("mean", "std", "min", "max", "rms")},
-                )
+    for row in _off_scale(m, config):
+        findings.append(
+            finding(
+                Code.INPUT_SCALE,
+                NAME,
+                f"{row['tensor']} has RMS {row['rms']:.3g} (mean {row['mean']:.3g}, std "
+                f"{row['std']:.3g}), outside [{config.input_rms_min}, {config.input_rms_max}]",
+                where=[row["tensor"]],
+                evidence={k: row[k] for k in ("mean", "std", "min", "max", "rms")},
             )
-
-    histogram: tuple[Row, ...] = ()
-    metrics: dict[str, Any] = {"task": ctx.task.value}
-    if ctx.task is Task.CLASSIFICATION:
-        labels = ctx.targets[ctx.targets != IGNORE_INDEX].flatten().long().cpu()
-        classes, counts = torch.unique(labels, return_counts=True)
-        total = int(counts.sum())
-        histogram = tuple(
-            {"class": int(c), "count": int(n), "fraction": int(n) / total}
-            for c, n in zip(classes, counts, strict=True)
         )
-        majority = max((r["fraction"] for r in histogram), default=0.0)
-        metrics.update(classes_present=len(histogram), majority_fraction=majority)
-        if total > 1 and majority > MAJORITY_FRACTION_MAX:
-            top = max(histogram, key=lambda r: r["count"])
-            findings.append(
-                finding(
-                    Code.DEGENERATE_TARGETS,
-                    NAME,
-                    f"class {top['class']} is {majority:.0%} of the batch's {total} targets",
-                    where=["targets"],
-                    evidence={"classes_present": len(histogram), "majority": majority},
-                )
-            )
-    else:
-        target = rows[-1]
-        scale = abs(target["mean"]) + 1.0
-        if ctx.targets.numel() > 1 and target["std"] <= CONSTANT_TARGET_RTOL * scale:
-            highlights.append(Highlight(len(rows) - 1, "std", Severity.WARNING))
-            findings.append(
-                finding(
-                    Code.DEGENERATE_TARGETS,
-                    NAME,
-                    f"regression targets are constant ({target['mean']:.4g}) across the batch",
-                    where=["targets"],
-                    evidence={"mean": target["mean"], "std": target["std"]},
-                )
-            )
+    degenerate = _degenerate(m, config)
+    if degenerate:
+        findings.append(finding(Code.DEGENERATE_TARGETS, NAME, degenerate, where=["targets"]))
+    return findings
 
-    tables = [Table("tensors", tuple(rows), tuple(highlights))]
-    if histogram:
-        tables.append(Table("classes", histogram))
-    return ProbeResult(
-        NAME, Status.OK, metrics=metrics, tables=tuple(tables), findings=tuple(findings)
-    )
+
+def _off_scale(m: Measurement, config: Config) -> list[Row]:
+    return [
+        row
+        for row in m.rows[:-1]
+        if row["dtype"].startswith(("float", "bfloat"))
+        and math.isfinite(row["rms"])
+        and not config.input_rms_min <= row["rms"] <= config.input_rms_max
+    ]
+
+
+def _majority(m: Measurement) -> Row | None:
+    return max(m.classes, key=lambda r: r["count"], default=None)
+
+
+def _degenerate(m: Measurement, config: Config) -> str:
+    target = m.rows[-1]
+    if m.classification:
+        top = _majority(m)
+        if (
+            top is not None
+            and m.target_values > 1
+            and top["fraction"] > config.majority_fraction_max
+        ):
+            return (
+                f"class {top['class']} is {top['fraction']:.0%} of the batch's "
+                f"{m.target_values} targets"
+            )
+        return ""
+    scale = abs(target["mean"]) + 1.0
+    if m.target_values > 1 and target["std"] <= config.constant_target_rtol * scale:
+        return f"regression targets are constant ({target['mean']:.4g}) across the batch"
+    return ""
+
+
+def _describe(row: Row) -> str:
+    if "distinct" in row:  # token ids, masks: their range, not a scale
+        return f"{row['tensor']} {row['dtype']} in [{row['min']:.0f}, {row['max']:.0f}]"
+    return f"{row['tensor']} {row['dtype']} rms {row['rms']:.3g}"
+
+
+def present(m: Measurement, config: Config) -> Presentation:
+    off = {r["tensor"] for r in _off_scale(m, config)}
+    highlights = [
+        Highlight(i, "nonfinite", Severity.ERROR) for i, r in enumerate(m.rows) if r["nonfinite"]
+    ]
+    highlights += [
+        Highlight(i, "rms", Severity.WARNING) for i, r in enumerate(m.rows) if r["tensor"] in off
+    ]
+    inputs = ", ".join(_describe(r) for r in m.rows[:-1])
+    metrics: dict[str, object] = {"classification": m.classification}
+    if m.classification:
+        top = _majority(m)
+        majority = top["fraction"] if top else 0.0
+        metrics.update(classes_present=len(m.classes), majority_fraction=majority)
+        targets = f"{len(m.classes)} classes present, largest {majority:.0%}"
+    else:
+        t = m.rows[-1]
+        targets = f"targets mean {t['mean']:.3g}, std {t['std']:.3g}"
+    tables = [Table("tensors", m.rows, tuple(highlights), key="tensor")]
+    if m.classes:
+        tables.append(Table("classes", m.classes, key="class"))
+    return Presentation(f"{inputs}; {targets}", metrics, tuple(tables))
+
+
+SPEC = ProbeSpec(
+    name=NAME,
+    summary="input and target statistics, class histogram",
+    config=Config,
+    measure=measure,
+    diagnose=diagnose,
+    present=present,
+    cost=lambda c: 0.0,
+)

@@ -1,119 +1,225 @@
 """gradients: one forward and backward at init; per-parameter and per-module gradient health.
 
 Rows follow forward execution order (modules the forward never called come last). Per parameter:
-‖g‖, ‖W‖, the ratio ‖g‖/‖W‖ and the SGD update ratio lr·‖g‖/‖W‖ at lr = 1e-3 (cs231n: updates of
-about 1e-3 of the weights are healthy). The depth profile compares the ratio of the weight matrices
-near the input with those near the output. See docs/probes/gradients.md.
+‖g‖, ‖W‖, the ratio ‖g‖/‖W‖ and the SGD update ratio lr·‖g‖/‖W‖ at the reference LR (cs231n:
+updates of about 1e-3 of the weights are healthy). For weight matrices of Linear/Conv-like layers:
+the init gain std(W)·sqrt(fan_in) and the measured signal gain rms(W·x)/rms(x) on the batch.
+
+Verdicts (docs/probes/gradients.md):
+- `no-gradient`: a trainable parameter outside the loss's graph (gradient None), or one whose
+  gradient is exactly zero at init *and still zero* on a copy a few optimizer steps into
+  training. Zero at init but flowing after the steps is a gate by design: `gated-at-init`, info.
+- `vanishing-gradients` / `exploding-gradients`: the depth trend of ‖g‖/‖W‖ from the first
+  quarter of the weight matrices to the last (AutoTrainer's rule), never one parameter's ratio.
+- `init-scale`: the init gain is outside its band *and* the measured signal gain shows the effect,
+  and the layer does not feed a normalisation layer (which would undo any scale).
+- `frozen-parameters`: every parameter frozen (error); frozen tensors that still look freshly
+  initialised (a checkpoint not loaded?) (warning); trained-looking frozen weights under trainable
+  ones: a fine-tuning set-up (info).
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from torch import Tensor, nn
-
-from nndiag.context import DEFAULT_LR, Context, call_model, eval_mode_backward
 from nndiag.findings import Code, Finding, Severity, finding
-from nndiag.hooks import execution_order, module_names
-from nndiag.report import Highlight, ProbeResult, Row, Status, Table
+from nndiag.probes.base import Presentation, ProbeSpec, setting
+from nndiag.report import Highlight, Row, Table
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from nndiag.core.context import Context
 
 NAME = "gradients"
 
-# AutoTrainer (Zhang et al., ICSE 2021) flags vanishing gradients when the first layers' gradient
-# scale is below 1e-3 of the last layers', and exploding when it is above 70 times. Each finding
-# compares the quarters with the statistic least prone to false alarms: vanishing uses the best-fed
-# matrix of the first quarter against the median of the last, exploding the median of the first
-# against the best-fed of the last. Calibration: attention query/key weights get structurally tiny
-# gradients at init (near-uniform attention) and a BERT classifier head gets ~300x the encoder's
-# ratio; tiny BERTs with 2-6 layers then give 7e-3..1e-2 instead of 2e-3 for plain geometric means.
-VANISH_FIRST_OVER_LAST = 1e-3
-EXPLODE_FIRST_OVER_LAST = 70.0
-# The profile needs enough weight matrices for "first quarter" and "last quarter" to mean depth.
-MIN_PROFILE_LAYERS = 4
-# ‖g‖/‖W‖ above 1e3 means one SGD step at lr 1e-3 would move a weight matrix by its whole norm
-# (cs231n's healthy update ratio is ~1e-3, i.e. ‖g‖/‖W‖ ~ 1).
-ABSURD_GRAD_WEIGHT_RATIO = 1e3
-# Band for std(W)·sqrt(fan_in): He (ReLU) gives √2 ≈ 1.41, PyTorch's default kaiming_uniform(a=√5)
-# gives 1/√3 ≈ 0.58, Glorot ≈ 1 for square layers. An unscaled randn init gives sqrt(fan_in)
-# (16 for fan_in 256), so the upper bound is ≈ 2x He. The lower bound leaves room for GPT-2's
-# deliberately small residual projections, std 0.02/√(2·n_layer): 0.054 for a 2-layer width-32
-# GPT-2, 0.11 for GPT-2 small. Below 0.02 a layer shrinks its signal ≈ 50x more than He would.
-INIT_GAIN_MIN = 0.02
-INIT_GAIN_MAX = 3.0
 
-PARAMETER_COLUMNS = (
-    "parameter",
-    "shape",
-    "trainable",
-    "grad_norm",
-    "weight_norm",
-    "ratio",
-    "update_ratio",
-    "init_gain",
-)
-_SKIP_INIT_SCALE = (
-    nn.Embedding,
-    nn.EmbeddingBag,
-    nn.LayerNorm,
-    nn.GroupNorm,
-    nn.modules.batchnorm._NormBase,
-)
+@dataclass(frozen=True)
+class Config:
+    vanish_first_over_last: float = setting(
+        1e-3,
+        "vanishing when the best-fed first-quarter matrix's ‖g‖/‖W‖ is below this fraction of the "
+        "last quarter's median",
+        source="AutoTrainer (Zhang et al., ICSE 2021); tiny BERTs with 2-6 layers score 7e-3..1",
+        low=0.0,
+    )
+    explode_first_over_last: float = setting(
+        70.0,
+        "exploding when the first quarter's median ‖g‖/‖W‖ exceeds this multiple of the best-fed "
+        "last-quarter matrix's",
+        source="AutoTrainer (Zhang et al., ICSE 2021)",
+        low=1.0,
+    )
+    min_profile_layers: int = setting(
+        4, "weight matrices needed for a depth profile", source="one per quarter", low=2
+    )
+    init_gain_min: float = setting(
+        0.02,
+        "std(W)·sqrt(fan_in) below this is a suspiciously small init",
+        source="GPT-2 scales residual projections to 0.02/√(2·n_layer): 0.054 for 2 layers of "
+        "width 32; below 0.02 a layer shrinks its signal ~50x more than He",
+        low=0.0,
+    )
+    init_gain_max: float = setting(
+        3.0,
+        "std(W)·sqrt(fan_in) above this is a suspiciously large init",
+        source="≈ 2x He (√2); an unscaled randn gives sqrt(fan_in), 16 for fan_in 256",
+        low=0.0,
+    )
+    signal_gain_min: float = setting(
+        0.05,
+        "a measured rms(W·x)/rms(x) below this confirms a too-small init",
+        source="20x shrinkage in one layer; healthy inits measure 0.3..2, GPT-2's projections 0.1",
+        low=0.0,
+    )
+    signal_gain_max: float = setting(
+        3.0,
+        "a measured rms(W·x)/rms(x) above this confirms a too-large init",
+        source="the init band's bound: for weights independent of their inputs the measured gain "
+        "is std(W)·sqrt(fan_in); He gives √2 ≈ 1.4, 2.5x He 3.5, a randn init sqrt(fan_in)",
+        low=0.0,
+    )
+    reference_lr: float = setting(
+        1e-3,
+        "the LR of the update_ratio column, lr·‖g‖/‖W‖",
+        source="Adam's default step size (Kingma & Ba 2015); cs231n's healthy ratio ≈ 1e-3",
+        low=0.0,
+    )
+    untrained_share_min: float = setting(
+        0.5,
+        "frozen-parameters is a warning when at least this share of the frozen tensors match a "
+        "default initialisation",
+        source="a majority vote over tensors: a loaded checkpoint matches none",
+        low=0.0,
+        high=1.0,
+    )
 
 
-def _fan_in(module: nn.Module, weight: Tensor) -> int | None:
+@dataclass(frozen=True)
+class Measurement:
+    rows: tuple[Row, ...]
+    loss: float
+
+
+# ---- measuring -----------------------------------------------------------------------------------
+
+
+def _is_affine(module: nn.Module, pname: str, param: Tensor) -> bool:
+    """A weight matrix whose layer maps features linearly (Linear, ConvNd, HF Conv1D...)."""
+    from torch import nn
+
+    if pname != "weight" or param.dim() < 2:
+        return False
+    skip = (
+        nn.Embedding,
+        nn.EmbeddingBag,
+        nn.LayerNorm,
+        nn.GroupNorm,
+        nn.modules.batchnorm._NormBase,
+    )
+    return not isinstance(module, skip)
+
+
+def fan_in(module: nn.Module, weight: Tensor) -> int:
     """Inputs feeding one output unit; Hugging Face's Conv1D stores its weight transposed."""
     if type(module).__name__ == "Conv1D" and hasattr(module, "nf"):
         return int(weight.shape[0])
-    if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd, nn.Bilinear)) or (
-        weight.dim() >= 2 and not isinstance(module, _SKIP_INIT_SCALE)
-    ):
-        return int(weight.shape[1] * math.prod(weight.shape[2:]))
-    return None
+    return int(weight.shape[1] * math.prod(weight.shape[2:]))
 
 
-def probe(ctx: Context) -> ProbeResult:
+def _signal_hook(gains: dict[Any, float]) -> Any:
+    """rms(W·x)/rms(x) of a layer's first call: the bias is taken out of the output."""
+    import torch
+
+    def hook(module: Any, args: Any, output: Any) -> None:
+        if module in gains or not args or not isinstance(output, torch.Tensor):
+            return
+        x, y = args[0], output.detach().float()
+        bias = getattr(module, "bias", None)
+        if isinstance(bias, torch.Tensor) and bias.numel() in (
+            y.shape[-1],
+            y.shape[1] if y.dim() > 1 else -1,
+        ):
+            shape = [1] * y.dim()
+            shape[-1 if bias.numel() == y.shape[-1] else 1] = bias.numel()
+            y = y - bias.detach().float().reshape(shape)
+        rms_in = (
+            float(x.detach().float().pow(2).mean().sqrt()) if isinstance(x, torch.Tensor) else 0
+        )
+        gains[module] = float(y.pow(2).mean().sqrt()) / rms_in if rms_in > 0 else math.nan
+
+    return hook
+
+
+def measure(ctx: Context, config: Config) -> Measurement:
+    from nndiag.core.contract import call_model, eval_mode_backward
+    from nndiag.core.hooks import execution_order, forward_hooks, module_names
+
     model = ctx.fresh_model()
     model.zero_grad(set_to_none=True)
+    affine = [
+        m
+        for m in model.modules()
+        if any(_is_affine(m, n, p) for n, p in m.named_parameters(recurse=False))
+    ]
+    gains: dict[Any, float] = {}
     with eval_mode_backward(model):  # the user's model may be in eval mode
-        with execution_order(model) as order:
+        with (
+            execution_order(model) as order,
+            forward_hooks(dict.fromkeys(affine, _signal_hook(gains))),
+        ):
             loss = ctx.loss(call_model(model, ctx.inputs), ctx.targets)
         if loss.requires_grad:
             loss.backward()
     names = module_names(model)
+    qualified = {m: n for n, m in model.named_modules()}
     position = {m: i for i, m in enumerate(order)}
-    modules = sorted(names, key=lambda m: position.get(m, len(order)))
-
+    leaves = [m for m in order if not any(True for _ in m.children())]
+    normed = _feeding_norm(leaves)
+    init_range = getattr(getattr(model, "config", None), "initializer_range", None)
     rows: list[Row] = []
     seen: set[int] = set()
-    for module in modules:
+    for module in sorted(names, key=lambda m: position.get(m, len(order))):
         for pname, param in module.named_parameters(recurse=False):
             if id(param) in seen:  # tied weights (e.g. GPT-2's lm_head) are listed once
                 continue
             seen.add(id(param))
-            rows.append(_param_row(names[module], module, pname, param, called=module in position))
-    metrics = _profile_metrics(rows)
-    findings, highlights = _diagnose(rows, metrics)
-    return ProbeResult(
-        NAME,
-        Status.OK,
-        metrics=metrics | {"loss": float(loss.detach())},
-        tables=(
-            Table("parameters", tuple(rows), tuple(highlights), display=PARAMETER_COLUMNS),
-            Table("modules", tuple(_module_rows(rows))),
-        ),
-        findings=tuple(findings),
-    )
+            row = _param_row(names[module], module, pname, param, config)
+            row.update(
+                qualname=f"{qualified[module]}.{pname}".lstrip("."),
+                called=module in position,
+                signal_gain=gains.get(module, math.nan) if row["in_profile"] else math.nan,
+                feeds_norm=module in normed,
+                init_match=""
+                if param.requires_grad
+                else untrained_signature(module, param, init_range),
+            )
+            rows.append(row)
+    _reduce_norms(ctx, rows, model)
+    _confirm_zero_gradients(ctx, rows)
+    return Measurement(tuple(rows), float(loss.detach()))
 
 
-def _param_row(module_name: str, module: nn.Module, pname: str, param: Tensor, called: bool) -> Row:
-    weight_norm = float(param.detach().float().norm())
+def _feeding_norm(leaves: list[nn.Module]) -> set[nn.Module]:
+    """Layers whose next executed leaf module is a normalisation layer (it undoes any scale)."""
+    from torch import nn
+
+    def is_norm(m: nn.Module) -> bool:
+        norms = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+        return isinstance(m, norms) or "norm" in type(m).__name__.lower()
+
+    return {a for a, b in zip(leaves, leaves[1:], strict=False) if is_norm(b)}
+
+
+def _param_row(
+    module_name: str, module: nn.Module, pname: str, param: Tensor, config: Config
+) -> Row:
     grad = param.grad
-    grad_norm = float(grad.float().norm()) if grad is not None else math.nan
-    ratio = grad_norm / weight_norm if weight_norm > 0 and grad is not None else math.nan
-    fan_in = _fan_in(module, param) if pname == "weight" and param.dim() >= 2 else None
-    gain = float(param.detach().float().std()) * math.sqrt(fan_in) if fan_in else math.nan
+    in_profile = _is_affine(module, pname, param)
+    fan = fan_in(module, param) if in_profile else 0
     return {
         "parameter": f"{module_name}.{pname}",
         "module": module_name,
@@ -121,16 +227,361 @@ def _param_row(module_name: str, module: nn.Module, pname: str, param: Tensor, c
         "shape": "x".join(map(str, param.shape)),
         "trainable": param.requires_grad,
         "has_grad": grad is not None,
-        "called": called,
-        "grad_norm": grad_norm,
-        "weight_norm": weight_norm,
-        "ratio": ratio,
-        "update_ratio": DEFAULT_LR * ratio,
-        "init_gain": gain,
+        "grad_sq": float(grad.detach().double().pow(2).sum()) if grad is not None else math.nan,
+        "weight_sq": float(param.detach().double().pow(2).sum()),
+        "std": float(param.detach().double().std()) if param.numel() > 1 else math.nan,
+        "fan_in": fan,
         "numel": param.numel(),
         "zero_grad": param.requires_grad and (grad is None or not bool((grad != 0).any())),
-        "in_profile": fan_in is not None,
+        "in_profile": in_profile,
     }
+
+
+def _reduce_norms(ctx: Context, rows: list[Row], model: nn.Module) -> None:
+    """One collective for every tensor's sums of squares, then the derived columns."""
+    import torch
+
+    if ctx.reduce.world > 1:
+        stacked = torch.tensor([[r["grad_sq"], r["weight_sq"]] for r in rows], dtype=torch.float64)
+        reduced = ctx.reduce.shard_sum(stacked)  # sharded tensors: every rank holds a part
+        for row, (g, w) in zip(rows, reduced.tolist(), strict=True):
+            row["grad_sq"], row["weight_sq"] = g, w
+    for row in rows:
+        g, w = math.sqrt(row.pop("grad_sq")), math.sqrt(row.pop("weight_sq"))
+        row["grad_norm"], row["weight_norm"] = g, w
+        row["ratio"] = g / w if w > 0 and row["has_grad"] else math.nan
+        row["init_gain"] = row["std"] * math.sqrt(row["fan_in"]) if row["fan_in"] else math.nan
+
+
+def _confirm_zero_gradients(ctx: Context, rows: list[Row]) -> None:
+    """For trainable tensors in the graph with an exactly zero gradient: does a copy a few
+    optimizer steps into training give them a gradient? (A zero gate moves on the first step.)"""
+    zero = [r for r in rows if r["zero_grad"] and r["has_grad"]]
+    for row in rows:
+        row["flows_after_steps"] = None
+    if not zero:
+        return
+    from nndiag.core.contract import call_model, eval_mode_backward
+    from nndiag.core.training import after_steps
+
+    stepped = after_steps(ctx).model
+    stepped.zero_grad(set_to_none=True)
+    with eval_mode_backward(stepped):
+        loss = ctx.loss(call_model(stepped, ctx.inputs), ctx.targets)
+        if loss.requires_grad:
+            loss.backward()
+    params = {
+        f"{prefix}.{pname}".lstrip("."): param
+        for prefix, module in stepped.named_modules()
+        for pname, param in module.named_parameters(recurse=False)
+    }
+    for row in zero:
+        param = params.get(row["qualname"])
+        row["flows_after_steps"] = bool(
+            param is not None and param.grad is not None and (param.grad != 0).any()
+        )
+
+
+# ---- frozen weights that look untrained -----------------------------------------------------------
+
+UNIFORM_STD_RTOL = 0.15  # sampling spread of a uniform's std is far smaller for 16+ values
+
+
+def untrained_signature(module: nn.Module, param: Tensor, init_range: float | None) -> str:
+    """The default initialisation a frozen tensor still matches exactly, or "" (looks trained or
+    too small to tell): norms at 1 and 0, PyTorch's uniform(±1/√fan_in) for Linear/Conv weights
+    and biases, normal(0, σ) for Hugging Face's σ = initializer_range (0.02) and for 1 (embeddings),
+    He and Glorot."""
+    x = param.detach().double().flatten()
+    if x.numel() < 16:
+        return ""
+    if bool((x == 1).all()):
+        return "all ones (a fresh norm weight)"
+    if bool((x == 0).all()):
+        return "all zeros (a fresh bias)"
+    weight = getattr(module, "weight", None)
+    fan = fan_in(module, weight) if weight is not None and weight.dim() >= 2 else 0
+    if not fan:
+        return ""
+    bound, std = 1 / math.sqrt(fan), float(x.std())
+    if (
+        float(x.abs().max()) <= bound * (1 + 1e-6)
+        and abs(std / (bound / math.sqrt(3)) - 1) < UNIFORM_STD_RTOL
+    ):
+        return f"PyTorch's default uniform(±1/√{fan})"
+    fan_out = int(weight.shape[0]) if weight is not None else fan
+    candidates = {
+        "normal(0, initializer_range)": init_range or 0.02,
+        "normal(0, 1)": 1.0,
+        "He normal": math.sqrt(2 / fan),
+        "Glorot": math.sqrt(2 / (fan + fan_out)),
+    }
+    tolerance = 0.03 + 3 / math.sqrt(2 * x.numel())  # the sampling spread of a std estimate
+    mean_ok = abs(float(x.mean())) < 4 * std / math.sqrt(x.numel())
+    kurtosis = float(((x - x.mean()) ** 4).mean()) / std**4
+    for label, sigma in candidates.items():
+        if mean_ok and abs(std / sigma - 1) < tolerance and abs(kurtosis - 3) < 0.6:
+            return f"{label} = {sigma:.3g}"
+    return ""
+
+
+# ---- diagnosing ------------------------------------------------------------------------------------
+
+
+def profile_metrics(rows: list[Row], config: Config) -> dict[str, Any]:
+    """Depth profile over the weight matrices with a usable ratio, in forward order; weights that
+    are zero-gated at init are left out (their ratio says nothing about depth)."""
+    from nndiag.core.stats import log10_slope
+
+    layers = [r for r in rows if r["in_profile"] and r["trainable"] and r["ratio"] > 0]
+    if len(layers) < config.min_profile_layers or not all(
+        math.isfinite(r["ratio"]) for r in layers
+    ):
+        return {"profile_layers": len(layers)}
+    quarter = max(1, len(layers) // 4)
+    first, last = layers[:quarter], layers[-quarter:]
+    ratios = lambda part: [r["ratio"] for r in part]  # noqa: E731
+    return {
+        "profile_layers": len(layers),
+        "vanishing_ratio": max(ratios(first)) / statistics.median(ratios(last)),
+        "exploding_ratio": statistics.median(ratios(first)) / max(ratios(last)),
+        "log10_slope_per_layer": log10_slope(ratios(layers)),
+        "first_layers": [r["parameter"] for r in first],
+        "last_layers": [r["parameter"] for r in last],
+    }
+
+
+def diagnose(m: Measurement, config: Config) -> list[Finding]:
+    rows = list(m.rows)
+    findings = _nonfinite(rows) + _reachability(rows) + _frozen(rows, config)
+    findings += _depth(profile_metrics(rows, config), config)
+    findings += _init_scale(rows, config)
+    return findings
+
+
+def _nonfinite(rows: list[Row]) -> list[Finding]:
+    bad = [r for r in rows if r["has_grad"] and not math.isfinite(r["grad_norm"])]
+    if not bad:
+        return []
+    where = [r["parameter"] for r in bad]
+    return [
+        finding(
+            Code.NONFINITE_VALUES,
+            NAME,
+            f"{len(bad)} parameter gradient(s) are NaN/Inf",
+            where=where,
+        )
+    ]
+
+
+def _dead(rows: list[Row]) -> list[Row]:
+    return [r for r in rows if r["zero_grad"] and r["flows_after_steps"] is not True]
+
+
+def _gated(rows: list[Row]) -> list[Row]:
+    return [r for r in rows if r["zero_grad"] and r["flows_after_steps"] is True]
+
+
+def _reachability(rows: list[Row]) -> list[Finding]:
+    findings = []
+    dead, gated = _dead(rows), _gated(rows)
+    if dead:
+        modules = sorted({r["module"] for r in dead})
+        uncalled = sorted({r["module"] for r in dead if not r["called"]})
+        unreachable = sum(not r["has_grad"] for r in dead)
+        detail = f" (modules never called: {', '.join(uncalled)})" if uncalled else ""
+        still = len(dead) - unreachable
+        findings.append(
+            finding(
+                Code.NO_GRADIENT,
+                NAME,
+                f"{len(dead)} trainable parameter tensor(s) in {len(modules)} module(s) get no "
+                f"gradient: {unreachable} outside the loss's graph, {still} exactly zero at init "
+                f"and still zero after a few training steps{detail}",
+                where=modules,
+                evidence={"parameters": [r["parameter"] for r in dead]},
+            )
+        )
+    if gated:
+        findings.append(
+            finding(
+                Code.GATED_AT_INIT,
+                NAME,
+                f"{len(gated)} parameter tensor(s) get an exactly zero gradient at init and a "
+                "non-zero one after a few training steps: a zero gate by design (ReZero, "
+                "LayerScale, LoRA's B = 0, a zero output layer); gradients flow after the first step",
+                where=sorted({r["module"] for r in gated}),
+                evidence={"parameters": [r["parameter"] for r in gated]},
+            )
+        )
+    return findings
+
+
+def _frozen(rows: list[Row], config: Config) -> list[Finding]:
+    frozen = [r for r in rows if not r["trainable"]]
+    if not frozen:
+        return []
+    share = sum(r["numel"] for r in frozen) / max(1, sum(r["numel"] for r in rows))
+    where = sorted({r["module"] for r in frozen})
+    if len(frozen) == len(rows):
+        return [
+            finding(
+                Code.FROZEN_PARAMETERS,
+                NAME,
+                "every parameter has requires_grad=False: nothing will train",
+                where=where,
+                evidence={"frozen_share": share},
+                severity=Severity.ERROR,
+            )
+        ]
+    untrained = [r for r in frozen if r["init_match"]]
+    evidence = {
+        "frozen_share": share,
+        "untrained": {r["parameter"]: r["init_match"] for r in untrained},
+    }
+    if len(untrained) >= config.untrained_share_min * len(frozen):
+        return [
+            finding(
+                Code.FROZEN_PARAMETERS,
+                NAME,
+                f"{share:.0%} of the parameters ({len(frozen)} tensors) have requires_grad=False, "
+                f"and {len(untrained)} of those tensors still match a default initialisation "
+                f"(e.g. {untrained[0]['parameter']}: {untrained[0]['init_match']}): frozen before "
+                "a checkpoint was loaded?",
+                where=where,
+                evidence=evidence,
+            )
+        ]
+    return [
+        finding(
+            Code.FROZEN_PARAMETERS,
+            NAME,
+            f"a fine-tuning set-up: {share:.0%} of the parameters ({len(frozen)} tensors) are "
+            "frozen and look trained, the rest train",
+            where=where,
+            evidence=evidence,
+            severity=Severity.INFO,
+            hint="Nothing to do if you meant to fine-tune only the trainable part.",
+        )
+    ]
+
+
+def _depth(metrics: dict[str, Any], config: Config) -> list[Finding]:
+    evidence = {k: v for k, v in metrics.items() if k not in ("first_layers", "last_layers")}
+    vanishing, exploding = metrics.get("vanishing_ratio"), metrics.get("exploding_ratio")
+    if vanishing is not None and vanishing < config.vanish_first_over_last:
+        return [
+            finding(
+                Code.VANISHING_GRADIENTS,
+                NAME,
+                f"toward the input: the best-fed of the first layers gets ‖g‖/‖W‖ {vanishing:.2g}x "
+                f"the last layers' median (threshold {config.vanish_first_over_last:g}); slope "
+                f"{metrics['log10_slope_per_layer']:.2g} decades per layer",
+                where=metrics["first_layers"],
+                evidence=evidence,
+            )
+        ]
+    if exploding is not None and exploding > config.explode_first_over_last:
+        return [
+            finding(
+                Code.EXPLODING_GRADIENTS,
+                NAME,
+                f"toward the input: the first layers' median ‖g‖/‖W‖ is {exploding:.3g}x the "
+                f"best-fed of the last layers (threshold {config.explode_first_over_last:g})",
+                where=metrics["first_layers"],
+                evidence=evidence,
+            )
+        ]
+    return []
+
+
+def _off_scale(rows: list[Row], config: Config) -> list[Row]:
+    profiled = [r for r in rows if r["in_profile"] and r["weight_norm"] > 0]
+    output_layer = profiled[-1]["parameter"] if profiled else None
+    off = []
+    for r in profiled:
+        if r["feeds_norm"] or not math.isfinite(r["signal_gain"]):
+            continue
+        too_big = (
+            r["init_gain"] > config.init_gain_max and r["signal_gain"] > config.signal_gain_max
+        )
+        too_small = (
+            r["init_gain"] < config.init_gain_min
+            and r["signal_gain"] < config.signal_gain_min
+            and r["parameter"] != output_layer  # a small last layer is recommended
+        )
+        if too_big or too_small:
+            off.append(r)
+    return off
+
+
+def _init_scale(rows: list[Row], config: Config) -> list[Finding]:
+    off = _off_scale(rows, config)
+    if not off:
+        return []
+    worst = max(off, key=lambda r: abs(math.log(r["init_gain"])))
+    return [
+        finding(
+            Code.INIT_SCALE,
+            NAME,
+            f"{len(off)} weight matrix(es) have std·sqrt(fan_in) outside [{config.init_gain_min}, "
+            f"{config.init_gain_max}] and scale the signal accordingly (worst "
+            f"{worst['parameter']}: init gain {worst['init_gain']:.3g}, measured "
+            f"rms(W·x)/rms(x) {worst['signal_gain']:.3g})",
+            where=[r["parameter"] for r in off],
+            evidence={r["parameter"]: r["init_gain"] for r in off},
+        )
+    ]
+
+
+# ---- presenting ------------------------------------------------------------------------------------
+
+PARAMETER_COLUMNS = (
+    "parameter", "shape", "trainable", "grad_norm", "weight_norm", "ratio", "update_ratio",
+    "init_gain", "signal_gain",
+)  # fmt: skip
+
+
+def present(m: Measurement, config: Config) -> Presentation:
+    rows = [dict(r, update_ratio=config.reference_lr * r["ratio"]) for r in m.rows]
+    index = {r["parameter"]: i for i, r in enumerate(rows)}
+
+    def marks(selected: list[Row], column: str, severity: Severity) -> list[Highlight]:
+        return [Highlight(index[r["parameter"]], column, severity) for r in selected]
+
+    highlights = marks(_dead(rows), "grad_norm", Severity.ERROR)
+    highlights += marks([r for r in rows if not r["trainable"]], "trainable", Severity.WARNING)
+    highlights += marks(_off_scale(rows, config), "init_gain", Severity.WARNING)
+    metrics = {
+        k: v
+        for k, v in profile_metrics(rows, config).items()
+        if k not in ("first_layers", "last_layers")
+    }
+    metrics["loss"] = m.loss
+    depth = metrics.get("vanishing_ratio")
+    headline = (
+        f"{len(rows)} tensors, first/last-quarter ‖g‖/‖W‖ {depth:.2g} over "
+        f"{metrics['profile_layers']} layers"
+        if depth is not None
+        else f"{len(rows)} tensors, {metrics['profile_layers']} weight matrices (too few for a depth profile)"
+    )
+    headline += f", {len(_dead(rows))} without gradient"
+    if _gated(rows):
+        headline += f", {len(_gated(rows))} gated at init"
+    return Presentation(
+        headline,
+        metrics=metrics,
+        tables=(
+            Table(
+                "parameters",
+                tuple(rows),
+                tuple(highlights),
+                display=PARAMETER_COLUMNS,
+                key="parameter",
+            ),
+            Table("modules", tuple(_module_rows(rows)), key="module"),
+        ),
+    )
 
 
 def _module_rows(rows: list[Row]) -> list[Row]:
@@ -140,7 +591,11 @@ def _module_rows(rows: list[Row]) -> list[Row]:
     result = []
     for module, members in grouped.items():
         grad = math.sqrt(
-            sum(r["grad_norm"] ** 2 for r in members if not math.isnan(r["grad_norm"]))
+            sum(
+                r["grad_norm"] ** 2
+                for r in members
+                if r["has_grad"] and math.isfinite(r["grad_norm"])
+            )
         )
         weight = math.sqrt(sum(r["weight_norm"] ** 2 for r in members))
         result.append(
@@ -156,148 +611,12 @@ def _module_rows(rows: list[Row]) -> list[Row]:
     return result
 
 
-def _profile(rows: list[Row]) -> list[Row]:
-    """Weight matrices of Linear/Conv-like layers with a usable ratio, in forward order."""
-    return [r for r in rows if r["in_profile"] and r["trainable"] and r["ratio"] > 0]
-
-
-def _profile_metrics(rows: list[Row]) -> dict[str, Any]:
-    layers = _profile(rows)
-    if len(layers) < MIN_PROFILE_LAYERS or not all(math.isfinite(r["ratio"]) for r in layers):
-        return {"profile_layers": len(layers)}
-    quarter = max(1, len(layers) // 4)
-    first = [r["ratio"] for r in layers[:quarter]]
-    last = [r["ratio"] for r in layers[-quarter:]]
-    # Least-squares slope of log10(ratio) against layer index: decades gained per layer toward
-    # the output (positive = gradient shrinks toward the input).
-    xs = list(range(len(layers)))
-    ys = [math.log10(r["ratio"]) for r in layers]
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum(
-        (x - mx) ** 2 for x in xs
-    )
-    return {
-        "profile_layers": len(layers),
-        "vanishing_ratio": max(first) / statistics.median(last),
-        "exploding_ratio": statistics.median(first) / max(last),
-        "log10_slope_per_layer": slope,
-    }
-
-
-def _diagnose(rows: list[Row], metrics: dict[str, Any]) -> tuple[list[Finding], list[Highlight]]:
-    findings: list[Finding] = []
-    highlights: list[Highlight] = []
-    index = {r["parameter"]: i for i, r in enumerate(rows)}
-
-    def mark(selected: list[Row], column: str, severity: Severity) -> None:
-        highlights.extend(Highlight(index[r["parameter"]], column, severity) for r in selected)
-
-    nonfinite = [r for r in rows if r["has_grad"] and not math.isfinite(r["grad_norm"])]
-    if nonfinite:
-        mark(nonfinite, "grad_norm", Severity.ERROR)
-        findings.append(
-            finding(
-                Code.NONFINITE_VALUES,
-                NAME,
-                f"{len(nonfinite)} parameter gradient(s) are NaN/Inf",
-                where=[r["parameter"] for r in nonfinite],
-            )
-        )
-
-    dead = [r for r in rows if r["zero_grad"]]
-    if dead:
-        mark(dead, "grad_norm", Severity.ERROR)
-        uncalled = sorted({r["module"] for r in dead if not r["called"]})
-        detail = f" (modules never called: {', '.join(uncalled)})" if uncalled else ""
-        findings.append(
-            finding(
-                Code.NO_GRADIENT,
-                NAME,
-                f"{len(dead)} trainable parameter tensor(s) in {len({r['module'] for r in dead})} "
-                f"module(s) get no or an exactly zero gradient{detail}",
-                where=sorted({r["module"] for r in dead}),
-                evidence={"parameters": [r["parameter"] for r in dead]},
-            )
-        )
-
-    frozen = [r for r in rows if not r["trainable"]]
-    if frozen:
-        share = sum(r["numel"] for r in frozen) / max(1, sum(r["numel"] for r in rows))
-        everything = len(frozen) == len(rows)  # then nothing trains at all: an error
-        mark(frozen, "trainable", Severity.ERROR if everything else Severity.WARNING)
-        findings.append(
-            finding(
-                Code.FROZEN_PARAMETERS,
-                NAME,
-                "every parameter has requires_grad=False: nothing will train"
-                if everything
-                else f"{share:.0%} of the parameters ({len(frozen)} tensors) have "
-                "requires_grad=False",
-                where=sorted({r["module"] for r in frozen}),
-                evidence={"frozen_share": share},
-                severity=Severity.ERROR if everything else None,
-            )
-        )
-
-    vanishing = metrics.get("vanishing_ratio")
-    if vanishing is not None and vanishing < VANISH_FIRST_OVER_LAST:
-        findings.append(
-            finding(
-                Code.VANISHING_GRADIENTS,
-                NAME,
-                f"the best-fed of the first layers gets ‖g‖/‖W‖ {vanishing:.2g}x the last layers' "
-                f"median (threshold {VANISH_FIRST_OVER_LAST:g}); slope "
-                f"{metrics['log10_slope_per_layer']:.2g} decades per layer",
-                evidence=metrics,
-            )
-        )
-    exploding = metrics.get("exploding_ratio")
-    if exploding is not None and exploding > EXPLODE_FIRST_OVER_LAST:
-        findings.append(
-            finding(
-                Code.EXPLODING_GRADIENTS,
-                NAME,
-                f"the first layers' median ‖g‖/‖W‖ is {exploding:.3g}x the best-fed of the last "
-                f"layers (threshold {EXPLODE_FIRST_OVER_LAST:g})",
-                evidence=metrics,
-            )
-        )
-    absurd = [
-        r
-        for r in rows
-        if r["trainable"] and r["ratio"] > ABSURD_GRAD_WEIGHT_RATIO and math.isfinite(r["ratio"])
-    ]
-    if absurd:
-        mark(absurd, "ratio", Severity.ERROR)
-        findings.append(
-            finding(
-                Code.EXPLODING_GRADIENTS,
-                NAME,
-                f"‖g‖/‖W‖ above {ABSURD_GRAD_WEIGHT_RATIO:g} in {len(absurd)} tensor(s): one step "
-                f"at lr {DEFAULT_LR:g} would move them by more than their own norm",
-                where=[r["parameter"] for r in absurd],
-            )
-        )
-
-    profiled = [r for r in rows if r["in_profile"] and r["weight_norm"] > 0]
-    output_layer = profiled[-1]["parameter"] if profiled else None
-    off = [
-        r
-        for r in profiled
-        if r["init_gain"] > INIT_GAIN_MAX
-        or (r["init_gain"] < INIT_GAIN_MIN and r["parameter"] != output_layer)
-    ]
-    if off:
-        mark(off, "init_gain", Severity.WARNING)
-        worst = max(off, key=lambda r: abs(math.log(r["init_gain"])))
-        findings.append(
-            finding(
-                Code.INIT_SCALE,
-                NAME,
-                f"{len(off)} weight matrix(es) have std·sqrt(fan_in) outside [{INIT_GAIN_MIN}, "
-                f"{INIT_GAIN_MAX}] (worst {worst['parameter']}: {worst['init_gain']:.3g})",
-                where=[r["parameter"] for r in off],
-                evidence={r["parameter"]: r["init_gain"] for r in off},
-            )
-        )
-    return findings, highlights
+SPEC = ProbeSpec(
+    name=NAME,
+    summary="per-layer ‖g‖, ‖W‖, ratios, depth profile, init scale, no-gradient and frozen parameters",
+    config=Config,
+    measure=measure,
+    diagnose=diagnose,
+    present=present,
+    cost=lambda c: 1.0,
+)

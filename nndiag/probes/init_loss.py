@@ -4,57 +4,162 @@ Karpathy, "A Recipe for Training Neural Networks" (2019): verify the loss at ini
 cross-entropy with uninformative logits the loss is ln C; for MSE it is the target variance (the
 loss of predicting the mean). The loss call is observed with a TorchFunctionMode, so the checks see
 what the user's `loss_fn` really calls (cross_entropy, log_softmax, mse_loss, broadcasting ops).
+
+Output that ignores the input (Karpathy's input-independent baseline): two independent batches in
+eval mode give identical outputs. A model whose output is zero at init by design (a zero-initialised
+output layer, a gated residual branch) also does that, so the verdict is taken again on a copy a
+few optimizer steps into training: only an output that still ignores its input is the error.
 See docs/probes/init-loss.md.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import warnings
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor, nn
-
-from nndiag.context import Context, as_logits, call_model, map_tensors, tensors_in
 from nndiag.findings import Code, Finding, finding
-from nndiag.hooks import ForwardHook, forward_hooks, module_names
-from nndiag.losses import (
-    LOG_SOFTMAX_LOSSES,
-    LOGIT_SIGMOID_LOSSES,
-    chance_baseline,
-    observe_loss,
-)
-from nndiag.report import ProbeResult, Status, Table
+from nndiag.probes.base import Presentation, ProbeSpec, setting
+from nndiag.probes.provisions import InitLoss
+from nndiag.report import Table
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from nndiag.core.context import Context
 
 NAME = "init-loss"
 
-# For iid N(0, σ²) logits, E[CE] ≈ ln C + σ²/2 (second-order expansion of logsumexp), so an excess
-# of 2 nats over ln C means logits with std ≈ 2: overconfident at init (Karpathy's 27 vs 3.3 for
-# 27 classes is an excess of 24 nats). Healthy default inits stay well below 0.5 nats.
-CE_EXCESS_NATS_MAX = 2.0
-# MSE at init = var(y) + (mean offset)² + var(f(x)); a ratio of 4 means outputs whose spread is
-# about √3 times the target's: the output layer's scale is off.
-MSE_RATIO_MAX = 4.0
-# Rows of non-negative outputs that sum to 1 within this tolerance are probabilities.
-PROBABILITY_SUM_ATOL = 1e-4
-# Outputs for two independent input batches that agree to this relative precision are identical.
-SAME_OUTPUT_RTOL = 1e-6
+
+@dataclass(frozen=True)
+class Config:
+    ce_excess_nats_max: float = setting(
+        2.0,
+        "cross-entropy at init more than this many nats above ln C is overconfident",
+        source="E[CE] ≈ ln C + σ²/2 for iid N(0, σ²) logits: 2 nats is logit std ≈ 2 (Karpathy's "
+        "27-class example is 24 nats above); healthy default inits stay below 0.5",
+        low=0.0,
+    )
+    mse_ratio_max: float = setting(
+        4.0,
+        "MSE at init above this multiple of the target variance means a mis-scaled output layer",
+        source="MSE = var(y) + offset² + var(f(x)): 4x is an output spread √3 times the target's",
+        low=1.0,
+    )
+    probability_sum_atol: float = setting(
+        1e-4,
+        "non-negative output rows summing to 1 within this tolerance are probabilities",
+        source="float32 softmax round-off",
+        low=0.0,
+    )
+    same_output_rtol: float = setting(
+        1e-6,
+        "outputs for two independent batches agreeing to this relative precision are identical",
+        source="float32 round-off",
+        low=0.0,
+    )
 
 
-def _record_nonfinite(names: dict[nn.Module, str], first: list[str]) -> ForwardHook:
-    def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
-        if not first and any(
-            t.is_floating_point() and not torch.isfinite(t).all() for t in tensors_in(output)
-        ):
+@dataclass(frozen=True)
+class Measurement:
+    loss: float
+    baseline: float
+    baseline_kind: str
+    classes: int
+    logit_mean: float
+    logit_std: float
+    finite_outputs: bool
+    first_nonfinite: str  # module name, or "" when the outputs are finite
+    probabilities: bool  # rows are non-negative and sum to 1
+    unit_interval: bool  # every output in [0, 1]
+    loss_calls: tuple[str, ...]
+    broadcasts: tuple[str, ...]
+    output_shape: tuple[int, ...]
+    target_shape: tuple[int, ...]
+    ignores_input: bool  # at init
+    ignores_after_steps: bool | None  # None: not measured (the output depends on the input)
+
+
+def _observe(ctx: Context, model: nn.Module) -> tuple[Any, Any, list[str], list[str]]:
+    """One eval-free forward of the loss with the first non-finite module output recorded."""
+    import warnings
+
+    import torch
+
+    from nndiag.core.contract import call_model
+    from nndiag.core.hooks import forward_hooks, module_names
+    from nndiag.core.losses import LossObserver
+    from nndiag.core.tensors import tensors_in
+
+    names = module_names(model)
+    first: list[str] = []
+
+    def record(module: Any, _inputs: Any, output: Any) -> None:
+        floats = [t for t in tensors_in(output) if t.is_floating_point()]
+        if not first and any(not torch.isfinite(t).all() for t in floats):
             first.append(names[module])
 
-    return hook
+    observer = LossObserver()
+    with forward_hooks(dict.fromkeys(model.modules(), record)), torch.no_grad():
+        outputs = call_model(model, ctx.inputs)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with observer:
+                loss = ctx.loss(outputs, ctx.targets)
+    broadcast_warnings = [str(w.message) for w in caught if "broadcast" in str(w.message)]
+    return outputs, (loss, observer), first, broadcast_warnings
 
 
-def _other_inputs(inputs: Any, generator: torch.Generator) -> Any:
+def measure(ctx: Context, config: Config) -> Measurement:
+    import torch
+
+    from nndiag.core.contract import as_logits
+    from nndiag.core.losses import LOG_SOFTMAX_LOSSES, chance_baseline
+
+    model = ctx.fresh_model()
+    outputs, (loss_tensor, observer), first, warned = _observe(ctx, model)
+    world = ctx.reduce.world
+    loss = float(ctx.reduce.sum(loss_tensor.detach().double().reshape(1).cpu())[0]) / world
+    logits = as_logits(outputs).detach().float()
+    baseline = chance_baseline(observer.calls, logits, ctx.targets)
+    finite = bool(torch.isfinite(logits).all())
+    rows = logits.reshape(-1, logits.shape[-1]) if logits.dim() else logits.reshape(1, 1)
+    sums = rows.sum(dim=-1)
+    probabilities = (
+        logits.dim() > 0 and logits.shape[-1] >= 2 and bool((rows >= 0).all())
+        and torch.allclose(sums, torch.ones_like(sums), atol=config.probability_sum_atol)
+    )  # fmt: skip
+    ignores = _ignores_input(model, ctx, config.same_output_rtol)
+    after = None
+    if ignores and ctx.trainable:
+        from nndiag.core.training import after_steps
+
+        after = _ignores_input(after_steps(ctx).model, ctx, config.same_output_rtol)
+    return Measurement(
+        loss=loss,
+        baseline=baseline.value,
+        baseline_kind=baseline.kind,
+        classes=int(logits.shape[-1]) if logits.dim() else 1,
+        logit_mean=float(logits.mean()) if finite else math.nan,
+        logit_std=float(logits.std()) if finite and logits.numel() > 1 else 0.0,
+        finite_outputs=finite,
+        first_nonfinite=first[0] if first else "",
+        probabilities=bool(probabilities) and bool(observer.calls & LOG_SOFTMAX_LOSSES),
+        unit_interval=bool(((logits >= 0) & (logits <= 1)).all()),
+        loss_calls=tuple(observer.loss_calls),
+        broadcasts=tuple(observer.broadcasts[:3] or warned[:1]),
+        output_shape=tuple(logits.shape),
+        target_shape=tuple(ctx.targets.shape),
+        ignores_input=ignores,
+        ignores_after_steps=after,
+    )
+
+
+def _other_inputs(inputs: Any, generator: Any) -> Any:
     """An independent batch of the same structure: matching mean/std, or the same integer range."""
+    import torch
+
+    from nndiag.core.tensors import map_tensors
 
     def redraw(t: Tensor) -> Tensor:
         if t.is_floating_point():
@@ -69,70 +174,94 @@ def _other_inputs(inputs: Any, generator: torch.Generator) -> Any:
     return map_tensors(redraw, inputs)
 
 
-def is_probability(logits: Tensor) -> bool:
-    if logits.dim() == 0 or logits.shape[-1] < 2 or not logits.is_floating_point():
+def _ignores_input(model: nn.Module, ctx: Context, rtol: float) -> bool:
+    """Do two independent batches give the same output (eval mode: dropout off)?"""
+    import torch
+
+    from nndiag.core.contract import as_logits, call_model
+    from nndiag.core.tensors import tensors_in
+
+    model.eval()
+    other = _other_inputs(ctx.inputs, torch.Generator().manual_seed(ctx.options.seed + 1))
+    pairs = zip(tensors_in(ctx.inputs), tensors_in(other), strict=True)
+    if all(torch.equal(a, b) for a, b in pairs):
+        return False  # nothing to vary (constant integer inputs): no evidence either way
+    with torch.no_grad():
+        first = as_logits(call_model(model, ctx.inputs)).detach().float()
+        second = as_logits(call_model(model, other)).detach().float()
+    if first.shape != second.shape or not torch.isfinite(first).all():
         return False
-    rows = logits.detach().float()
-    sums = rows.sum(dim=-1)
-    return bool(
-        (rows >= 0).all() and torch.allclose(sums, torch.ones_like(sums), atol=PROBABILITY_SUM_ATOL)
-    )
+    scale = float(first.abs().max()) + 1e-12
+    return float((first - second).abs().max()) <= rtol * scale
 
 
-def probe(ctx: Context) -> ProbeResult:
-    model = ctx.fresh_model()
-    names = module_names(model)
-    first_nonfinite: list[str] = []
-    hook = _record_nonfinite(names, first_nonfinite)
-    with forward_hooks({m: hook for m in model.modules()}), torch.no_grad():
-        outputs = call_model(model, ctx.inputs)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            loss_tensor, observer = observe_loss(ctx, outputs, ctx.targets)
-    loss = float(loss_tensor)
-    logits = as_logits(outputs).detach().float()
-    findings: list[Finding] = []
-
-    if not math.isfinite(loss) or not torch.isfinite(logits).all():
-        where = first_nonfinite or ["loss"]
+def diagnose(m: Measurement, config: Config) -> list[Finding]:
+    findings = []
+    if not math.isfinite(m.loss) or not m.finite_outputs:
+        where = m.first_nonfinite or "loss"
         findings.append(
             finding(
                 Code.NONFINITE_VALUES,
                 NAME,
-                f"non-finite {'outputs' if first_nonfinite else 'loss'} at init; first non-finite "
-                f"module output: {where[0]}",
-                where=where,
-                evidence={"loss": loss},
+                f"non-finite {'outputs' if m.first_nonfinite else 'loss'} at init; first "
+                f"non-finite module output: {where}",
+                where=[where],
+                evidence={"loss": m.loss},
             )
         )
-
-    baseline, kind = dataclasses.astuple(chance_baseline(observer.calls, logits, ctx.targets))
-    ratio = loss / baseline if baseline > 0 else math.nan
-    if kind.startswith("ln C") and loss - baseline > CE_EXCESS_NATS_MAX:
+    findings += _loss_scale(m, config)
+    findings += _loss_bugs(m)
+    if m.ignores_input and m.ignores_after_steps is not False:
         findings.append(
+            finding(
+                Code.OUTPUT_IGNORES_INPUT,
+                NAME,
+                "outputs are identical for two independent input batches (eval mode)"
+                + (", also after a few training steps" if m.ignores_after_steps else ""),
+            )
+        )
+    elif m.ignores_input:
+        findings.append(
+            finding(
+                Code.GATED_AT_INIT,
+                NAME,
+                "the output does not depend on the input at init (a zero-initialised output "
+                "layer or gate?), and does after a few training steps: gradients flow",
+            )
+        )
+    return findings
+
+
+def _loss_scale(m: Measurement, config: Config) -> list[Finding]:
+    excess = m.loss - m.baseline
+    if m.baseline_kind.startswith("ln C") and excess > config.ce_excess_nats_max:
+        return [
             finding(
                 Code.LOSS_AT_INIT,
                 NAME,
-                f"cross-entropy at init is {loss:.3g}, {loss - baseline:.2g} nats above chance "
-                f"ln {logits.shape[-1]} = {baseline:.3g}: logits are overconfident (std "
-                f"{float(logits.std()):.3g})",
-                evidence={"loss": loss, "baseline": baseline, "logit_std": float(logits.std())},
+                f"cross-entropy at init is {m.loss:.3g}, {excess:.2g} nats above chance "
+                f"ln {m.classes} = {m.baseline:.3g}: logits are overconfident (std "
+                f"{m.logit_std:.3g})",
+                evidence={"loss": m.loss, "baseline": m.baseline, "logit_std": m.logit_std},
             )
-        )
-    elif kind.startswith("target") and ratio > MSE_RATIO_MAX:
-        findings.append(
+        ]
+    ratio = m.loss / m.baseline if m.baseline > 0 else math.nan
+    if m.baseline_kind.startswith("target") and ratio > config.mse_ratio_max:
+        return [
             finding(
                 Code.LOSS_AT_INIT,
                 NAME,
-                f"MSE at init is {loss:.3g}, {ratio:.3g}x the target variance {baseline:.3g}",
-                evidence={"loss": loss, "baseline": baseline, "ratio": ratio},
+                f"MSE at init is {m.loss:.3g}, {ratio:.3g}x the target variance {m.baseline:.3g}",
+                evidence={"loss": m.loss, "baseline": m.baseline, "ratio": ratio},
             )
-        )
+        ]
+    return []
 
-    probabilities = is_probability(logits)
-    in_unit_interval = bool(((logits >= 0) & (logits <= 1)).all())
-    if probabilities and observer.calls & LOG_SOFTMAX_LOSSES:
-        applied = sorted(observer.calls & LOG_SOFTMAX_LOSSES)
+
+def _loss_bugs(m: Measurement) -> list[Finding]:
+    findings = []
+    if m.probabilities:
+        applied = sorted({"cross_entropy", "log_softmax"} & set(m.loss_calls))
         findings.append(
             finding(
                 Code.DOUBLE_SOFTMAX,
@@ -142,7 +271,7 @@ def probe(ctx: Context) -> ProbeResult:
                 evidence={"loss_calls": applied},
             )
         )
-    elif in_unit_interval and observer.calls & LOGIT_SIGMOID_LOSSES:
+    elif m.unit_interval and "binary_cross_entropy_with_logits" in m.loss_calls:
         findings.append(
             finding(
                 Code.DOUBLE_SOFTMAX,
@@ -152,68 +281,60 @@ def probe(ctx: Context) -> ProbeResult:
                 hint="Remove the final sigmoid, or use binary_cross_entropy on probabilities.",
             )
         )
-
-    broadcast_warnings = [str(w.message) for w in caught if "broadcast" in str(w.message)]
-    examples = observer.broadcasts[:3] or broadcast_warnings[:1]
-    if examples:
+    if m.broadcasts:
         findings.append(
             finding(
                 Code.LOSS_BROADCAST,
                 NAME,
-                f"the loss broadcasts outputs {list(logits.shape)} against targets "
-                f"{list(ctx.targets.shape)}: {'; '.join(examples)}",
-                evidence={"calls": observer.broadcasts, "warnings": broadcast_warnings},
+                f"the loss broadcasts outputs {list(m.output_shape)} against targets "
+                f"{list(m.target_shape)}: {'; '.join(m.broadcasts)}",
+                evidence={"calls": list(m.broadcasts)},
             )
         )
+    return findings
 
-    same = _ignores_input(model, ctx)
-    if same:
-        findings.append(
-            finding(
-                Code.OUTPUT_IGNORES_INPUT,
-                NAME,
-                "outputs are identical for two independent input batches (eval mode)",
-            )
-        )
 
+def present(m: Measurement, config: Config) -> Presentation:
+    ratio = m.loss / m.baseline if m.baseline > 0 else math.nan
     row = {
-        "loss": loss,
-        "baseline": baseline,
-        "baseline_kind": kind,
+        "loss": m.loss,
+        "baseline": m.baseline,
+        "baseline_kind": m.baseline_kind,
         "ratio": ratio,
-        "excess": loss - baseline,
-        "logit_mean": float(logits.mean()),
-        "logit_std": float(logits.std()) if logits.numel() > 1 else 0.0,
-        "outputs_are_probabilities": probabilities,
-        "output_ignores_input": same,
-        "loss_calls": ", ".join(sorted(n for n in observer.calls if _is_loss_call(n))),
+        "excess": m.loss - m.baseline,
+        "logit_mean": m.logit_mean,
+        "logit_std": m.logit_std,
+        "outputs_are_probabilities": m.probabilities,
+        "output_ignores_input": m.ignores_input and m.ignores_after_steps is not False,
+        "loss_calls": ", ".join(m.loss_calls),
     }
-    return ProbeResult(
-        NAME,
-        Status.OK,
-        metrics={"loss": loss, "baseline": baseline, "ratio": ratio},
+    if math.isfinite(m.baseline):
+        headline = (
+            f"loss {m.loss:.4g} vs chance {m.baseline:.4g} ({m.baseline_kind}), ratio {ratio:.3g}"
+        )
+    else:
+        headline = (
+            f"loss {m.loss:.4g} (no chance baseline for {', '.join(m.loss_calls) or 'this loss'})"
+        )
+    return Presentation(
+        headline,
+        metrics={"loss": m.loss, "baseline": m.baseline, "ratio": ratio},
         tables=(Table("loss", (row,)),),
-        findings=tuple(findings),
     )
 
 
-def _is_loss_call(name: str) -> bool:
-    return name.endswith(("_loss", "softmax", "cross_entropy", "entropy_with_logits"))
+def provide(m: Measurement) -> InitLoss:
+    return InitLoss(m.loss, m.baseline, m.baseline_kind)
 
 
-def _ignores_input(model: nn.Module, ctx: Context) -> bool:
-    """Karpathy's input-independent baseline: do two independent batches give the same output?"""
-    model.eval()  # dropout off: identical outputs must come from the model, not from chance
-    generator = torch.Generator().manual_seed(ctx.options.seed + 1)
-    other = _other_inputs(ctx.inputs, generator)
-    if all(
-        torch.equal(a, b) for a, b in zip(tensors_in(ctx.inputs), tensors_in(other), strict=True)
-    ):
-        return False  # nothing to vary (e.g. constant integer inputs): no evidence either way
-    with torch.no_grad():
-        first = as_logits(call_model(model, ctx.inputs)).detach().float()
-        second = as_logits(call_model(model, other)).detach().float()
-    if first.shape != second.shape or not torch.isfinite(first).all():
-        return False
-    scale = float(first.abs().max()) + 1e-12
-    return float((first - second).abs().max()) <= SAME_OUTPUT_RTOL * scale
+SPEC = ProbeSpec(
+    name=NAME,
+    summary="loss at init vs chance; double softmax, loss broadcasting, input-independent output",
+    config=Config,
+    measure=measure,
+    diagnose=diagnose,
+    present=present,
+    provides=InitLoss,
+    provide=provide,
+    cost=lambda c: 1.0,
+)

@@ -7,33 +7,49 @@ forward pass never called say so. Shared parameters are counted once in the tota
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+from nndiag.findings import Finding
+from nndiag.probes.base import Presentation, ProbeSpec
+from nndiag.report import Row, Table
 
-from nndiag.context import Context, call_model, tensors_in
-from nndiag.hooks import ForwardHook, forward_hooks, module_names
-from nndiag.report import ProbeResult, Status, Table
+if TYPE_CHECKING:
+    from nndiag.core.context import Context
 
 NAME = "summary"
 
 
-def _record_shape(shapes: dict[nn.Module, str]) -> ForwardHook:
-    def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
-        tensors = tensors_in(output)
-        shapes.setdefault(
-            module, "x".join(map(str, tensors[0].shape)) if tensors else type(output).__name__
-        )
-
-    return hook
+@dataclass(frozen=True)
+class Config:
+    """The summary has no thresholds."""
 
 
-def probe(ctx: Context) -> ProbeResult:
+@dataclass(frozen=True)
+class Measurement:
+    rows: tuple[Row, ...]
+    parameters: int
+    trainable: int
+    buffers: int
+    not_called: int
+
+
+def measure(ctx: Context, config: Config) -> Measurement:
+    import torch
+
+    from nndiag.core.contract import call_model
+    from nndiag.core.hooks import forward_hooks, module_names
+    from nndiag.core.tensors import tensors_in
+
     model = ctx.fresh_model()
-    shapes: dict[nn.Module, str] = {}
-    hook = _record_shape(shapes)
-    with forward_hooks({m: hook for m in model.modules()}), torch.no_grad():
+    shapes: dict[Any, str] = {}
+
+    def record(module: Any, _inputs: Any, output: Any) -> None:
+        tensors = tensors_in(output)
+        shown = "x".join(map(str, tensors[0].shape)) if tensors else type(output).__name__
+        shapes.setdefault(module, shown)
+
+    with forward_hooks(dict.fromkeys(model.modules(), record)), torch.no_grad():
         call_model(model, ctx.inputs)
 
     names = module_names(model)
@@ -53,20 +69,45 @@ def probe(ctx: Context) -> ProbeResult:
                 "frozen": frozen,
             }
         )
-
     unique = {id(p): p for p in model.parameters()}.values()
-    total = sum(p.numel() for p in unique)
-    trainable_total = sum(p.numel() for p in unique if p.requires_grad)
-    return ProbeResult(
-        name=NAME,
-        status=Status.OK,
-        metrics={
-            "parameters": total,
-            "trainable": trainable_total,
-            "frozen": total - trainable_total,
-            "modules": len(names),
-            "modules_not_called": len(names) - len(shapes),
-            "buffers": sum(b.numel() for b in model.buffers()),
-        },
-        tables=(Table("modules", tuple(rows)),),
+    return Measurement(
+        rows=tuple(rows),
+        parameters=sum(p.numel() for p in unique),
+        trainable=sum(p.numel() for p in unique if p.requires_grad),
+        buffers=sum(b.numel() for b in model.buffers()),
+        not_called=len(names) - len(shapes),
     )
+
+
+def diagnose(m: Measurement, config: Config) -> list[Finding]:
+    return []
+
+
+def present(m: Measurement, config: Config) -> Presentation:
+    frozen = m.parameters - m.trainable
+    headline = f"{m.parameters:,} parameters ({m.trainable:,} trainable), {len(m.rows)} modules"
+    if m.not_called:
+        headline += f", {m.not_called} never called"
+    return Presentation(
+        headline=headline,
+        metrics={
+            "parameters": m.parameters,
+            "trainable": m.trainable,
+            "frozen": frozen,
+            "modules": len(m.rows),
+            "modules_not_called": m.not_called,
+            "buffers": m.buffers,
+        },
+        tables=(Table("modules", m.rows, key="module"),),
+    )
+
+
+SPEC = ProbeSpec(
+    name=NAME,
+    summary="parameters per module (trainable/frozen), output shape per module",
+    config=Config,
+    measure=measure,
+    diagnose=diagnose,
+    present=present,
+    cost=lambda c: 0.3,
+)

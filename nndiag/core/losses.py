@@ -6,25 +6,21 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
-from nndiag.context import Context, as_logits, call_model
-
-LOG_SOFTMAX_LOSSES = {"cross_entropy", "log_softmax"}
-LOGIT_SIGMOID_LOSSES = {"binary_cross_entropy_with_logits"}
-CE_LOSSES = {"cross_entropy"}
-MSE_LOSSES = {"mse_loss"}
-ELEMENTWISE_LOSSES = {
+LOG_SOFTMAX_LOSSES = frozenset({"cross_entropy", "log_softmax"})
+LOGIT_SIGMOID_LOSSES = frozenset({"binary_cross_entropy_with_logits"})
+CE_LOSSES = frozenset({"cross_entropy"})
+MSE_LOSSES = frozenset({"mse_loss"})
+ELEMENTWISE_LOSSES = frozenset({
     "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "soft_margin_loss", "poisson_nll_loss", "gaussian_nll_loss",
-}  # fmt: skip
-BINARY_OPS = {
+})  # fmt: skip
+BINARY_OPS = frozenset({
     "sub", "__sub__", "__rsub__", "add", "__add__", "__radd__", "mul", "__mul__", "__rmul__",
     "div", "__truediv__", "__rtruediv__", "pow", "__pow__",
-}  # fmt: skip
-IGNORE_INDEX = -100  # label value PyTorch's and Hugging Face's losses skip (F.cross_entropy)
+})  # fmt: skip
 
 
 @dataclass
@@ -48,15 +44,26 @@ class LossObserver(TorchFunctionMode):
                 self.broadcasts.append(f"{name}({list(pair[0].shape)}, {list(pair[1].shape)})")
         return out
 
+    @property
+    def loss_calls(self) -> list[str]:
+        suffixes = ("_loss", "softmax", "cross_entropy", "entropy_with_logits")
+        return sorted(n for n in self.calls if n.endswith(suffixes))
+
 
 @dataclass(frozen=True)
 class Baseline:
-    value: float  # NaN when unknown
+    """The loss of an uninformed predictor: ln C for C-way cross-entropy, the target variance for
+    MSE (the loss of predicting the mean); NaN with kind 'unknown' for other losses."""
+
+    value: float
     kind: str
+
+    @property
+    def known(self) -> bool:
+        return math.isfinite(self.value) and self.value > 0
 
 
 def chance_baseline(calls: set[str], logits: Tensor, targets: Tensor) -> Baseline:
-    """ln C for cross-entropy, the target variance for MSE (the loss of predicting the mean)."""
     if calls & CE_LOSSES and logits.dim() >= 1:
         return Baseline(math.log(logits.shape[-1]), "ln C (cross-entropy)")
     if calls & MSE_LOSSES and targets.numel() > 1:
@@ -64,26 +71,11 @@ def chance_baseline(calls: set[str], logits: Tensor, targets: Tensor) -> Baselin
     return Baseline(math.nan, "unknown")
 
 
-def observe_loss(ctx: Context, outputs: Any, targets: Tensor) -> tuple[Tensor, LossObserver]:
-    observer = LossObserver()
-    with observer:
-        loss = ctx.loss(outputs, targets)
-    return loss, observer
-
-
-def loss_at_init(ctx: Context) -> tuple[float, Baseline]:
-    """The loss of a fresh copy (in the user's mode) on the fixed batch, and its chance baseline."""
-    with torch.no_grad():
-        outputs = call_model(ctx.fresh_model(), ctx.inputs)
-        loss, observer = observe_loss(ctx, outputs, ctx.targets)
-    return float(loss), chance_baseline(observer.calls, as_logits(outputs), ctx.targets)
-
-
-def accuracy(logits: Tensor, targets: Tensor) -> float:
-    """Share of targets whose class is the argmax (labels equal to IGNORE_INDEX skipped)."""
+def accuracy(logits: Tensor, targets: Tensor, ignore_index: int) -> float:
+    """Share of targets whose class is the argmax (labels equal to ignore_index skipped)."""
     if targets.is_floating_point() or logits.dim() == 0 or logits.shape[:-1] != targets.shape:
         return math.nan
-    keep = targets != IGNORE_INDEX
+    keep = targets != ignore_index
     if not bool(keep.any()):
         return math.nan
     hits = logits.detach().argmax(dim=-1) == targets

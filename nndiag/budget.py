@@ -1,0 +1,77 @@
+"""What a check will cost, known in advance and bounded.
+
+One measured training step prices every probe (each spec's `cost` is in training-step
+equivalents). When the estimate exceeds the budget, probes that can (`shrink`) run a cheaper
+configuration, and the report says what was cut and how that weakens the verdict.
+
+The default budget is max(DEFAULT_FLOOR_S, DEFAULT_STEPS x one training step): small models
+run every probe in full (they finish in seconds anyway), large ones get about DEFAULT_STEPS
+steps' worth of work: a GPT-2 small on a 2-core CPU (a step of ~8 s) about 10 minutes, a
+ResNet-50 at 128x128 (a step of ~1.5 s) about 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nndiag.probes.base import ProbeSpec
+
+DEFAULT_FLOOR_S = 120.0
+DEFAULT_STEPS = 70.0
+WORTH_SAYING_S = 20.0  # shorter estimates are not announced (nor noted) unless something is cut
+MIN_FACTOR = 0.05  # below this a probe would say nothing: it runs at its minimum instead
+
+
+@dataclass(frozen=True)
+class Plan:
+    configs: dict[str, Any]
+    cuts: dict[str, str]  # probe -> what was cut
+    estimate_s: float  # before cuts
+    planned_s: float  # after cuts
+    budget_s: float  # inf: unlimited
+    step_s: float
+
+
+def default_budget(step_s: float) -> float:
+    return max(DEFAULT_FLOOR_S, DEFAULT_STEPS * step_s)
+
+
+def plan(
+    specs: list[ProbeSpec[Any, Any]],
+    configs: Mapping[str, Any],
+    step_s: float,
+    budget_s: float | None,
+) -> Plan:
+    """Scale the shrinkable probes by one factor so that the estimate fits the budget."""
+    limit = default_budget(step_s) if budget_s is None else (budget_s or float("inf"))
+    cost = {s.name: s.cost(configs[s.name]) * step_s for s in specs}
+    estimate = sum(cost.values())
+    planned = dict(configs)
+    cuts: dict[str, str] = {}
+    if estimate <= limit:
+        return Plan(planned, cuts, estimate, estimate, limit, step_s)
+    flexible = [s for s in specs if s.shrink is not None]
+    fixed = estimate - sum(cost[s.name] for s in flexible)
+    room = sum(cost[s.name] for s in flexible)
+    factor = max(MIN_FACTOR, min(1.0, (limit - fixed) / room)) if room > 0 else 1.0
+    for s in flexible:
+        assert s.shrink is not None
+        planned[s.name], cuts[s.name] = s.shrink(configs[s.name], factor)
+    after = sum(s.cost(planned[s.name]) * step_s for s in specs)
+    return Plan(planned, cuts, estimate, after, limit, step_s)
+
+
+def describe(p: Plan) -> str:
+    budget = "no budget" if p.budget_s == float("inf") else f"budget {_duration(p.budget_s)}"
+    text = f"estimated {_duration(p.estimate_s)} from one training step of {p.step_s * 1e3:.3g} ms; {budget}"
+    if p.cuts:
+        text += f"; cut to about {_duration(p.planned_s)}"
+    return text
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min"

@@ -1,0 +1,180 @@
+"""One root cause, its consequences under it.
+
+When one finding explains others, the consequence carries `caused_by` (the cause's code and
+where): the report shows it under its cause, and it does not count toward --fail-on unless
+--strict. The cause takes the severity of its worst consequence (a dead layer that leaves the
+output independent of the input is an error, though dead units alone are a warning). RULES is read in order, most fundamental cause first; a finding already attributed to
+a cause is not a cause itself. Documented in docs/findings.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from nndiag.findings import Cause, Code, Finding, Severity
+
+TRAINING = frozenset({Code.OVERFIT_FAILED, Code.LR_RANGE_UNSTABLE, Code.UNLEARNABLE_DATA})
+
+
+def _always(_cause: Finding) -> bool:
+    return True
+
+
+def _a_whole_layer(cause: Finding) -> bool:
+    """dead-units where some site is dead for every unit: the signal stops there."""
+    return any(isinstance(v, float) and v >= 1.0 for v in cause.evidence.values())
+
+
+def _part_of_a_layer(cause: Finding) -> bool:
+    return not _a_whole_layer(cause)
+
+
+@dataclass(frozen=True)
+class Rule:
+    cause: str
+    consequences: frozenset[str]
+    when: Callable[[Finding], bool] = _always  # a condition on the cause finding
+    why: str = ""
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        Code.NONFINITE_VALUES,
+        frozenset(Code)
+        - {
+            Code.NONFINITE_VALUES,
+            Code.INPUT_SCALE,
+            Code.DEGENERATE_TARGETS,
+            Code.UNREGISTERED_PARAMETERS,
+            Code.FROZEN_PARAMETERS,
+        },
+        why="NaN/Inf poisons everything measured after it",
+    ),  # fmt: skip
+    Rule(
+        Code.DEGENERATE_TARGETS,
+        TRAINING | {Code.LOSS_AT_INIT},
+        why="constant targets teach nothing",
+    ),
+    Rule(
+        Code.INPUT_SCALE,
+        frozenset(
+            {
+                Code.SATURATED_UNITS,
+                Code.DEAD_UNITS,
+                Code.LOSS_AT_INIT,
+                Code.PRECISION_OVERFLOW,
+                Code.EXPLODING_GRADIENTS,
+            }
+        ),
+        why="off-scale inputs drive every layer off-scale",
+    ),  # fmt: skip
+    Rule(
+        Code.UNREGISTERED_PARAMETERS,
+        frozenset({Code.NONDETERMINISTIC_FORWARD}),
+        why="layers built in forward draw new weights on every call",
+    ),
+    Rule(
+        Code.FROZEN_PARAMETERS, TRAINING, lambda c: c.severity is Severity.ERROR, "nothing trains"
+    ),
+    Rule(
+        Code.DEAD_UNITS,
+        TRAINING
+        | {
+            Code.OUTPUT_IGNORES_INPUT,
+            Code.NO_GRADIENT,
+            Code.VANISHING_GRADIENTS,
+            Code.NO_NONLINEARITY,
+        },
+        _a_whole_layer,
+        "a layer dead for every unit passes no signal",
+    ),  # fmt: skip
+    Rule(
+        Code.EXPLODING_GRADIENTS,
+        TRAINING
+        | {Code.LOSS_AT_INIT, Code.PRECISION_OVERFLOW, Code.SATURATED_UNITS, Code.INIT_SCALE},
+        why="a signal that grows exponentially saturates, overflows and diverges",
+    ),  # fmt: skip
+    Rule(
+        Code.VANISHING_GRADIENTS,
+        TRAINING | {Code.OUTPUT_IGNORES_INPUT, Code.NO_NONLINEARITY},
+        why="a signal that vanishes leaves the output independent of the input",
+    ),
+    Rule(
+        Code.SATURATED_UNITS,
+        TRAINING | {Code.VANISHING_GRADIENTS},
+        why="saturated units pass no gradient",
+    ),
+    Rule(
+        Code.DOUBLE_SOFTMAX,
+        TRAINING | {Code.LOSS_AT_INIT, Code.VANISHING_GRADIENTS},
+        why="the loss cannot reach zero",
+    ),
+    Rule(
+        Code.LOSS_BROADCAST,
+        TRAINING | {Code.LOSS_AT_INIT},
+        why="the loss compares the wrong elements",
+    ),
+    Rule(
+        Code.OUTPUT_IGNORES_INPUT,
+        TRAINING
+        | {
+            Code.NO_GRADIENT,
+            Code.NO_NONLINEARITY,
+            Code.BATCH_MIXING,
+            Code.CAUSAL_LEAK,
+            Code.VANISHING_GRADIENTS,
+            Code.DEAD_UNITS,
+        },
+        why="the input never reaches the output",
+    ),  # fmt: skip
+    Rule(Code.DEAD_UNITS, TRAINING, _part_of_a_layer, "dead units slow learning"),
+    Rule(Code.NO_GRADIENT, TRAINING, why="parameters without gradient never train"),
+)
+
+
+def link(findings: Iterable[Finding]) -> list[Finding]:
+    """The same findings, in order, with `caused_by` set on every consequence; a disease seen
+    again by a later probe (the same code, no worse) nests under its first sighting."""
+    found = list(findings)
+    cause_of: dict[int, Finding] = {}
+    used_as_cause: set[int] = set()
+
+    def attribute(f: Finding, cause: Finding) -> None:
+        cause_of[id(f)] = cause
+        used_as_cause.add(id(cause))
+
+    for rule in RULES:
+        causes = [c for c in found if c.code == rule.cause and c.severity is not Severity.INFO
+                  and id(c) not in cause_of and rule.when(c)]  # fmt: skip
+        for cause in causes:
+            for f in found:
+                free = f is not cause and id(f) not in cause_of and id(f) not in used_as_cause
+                if free and f.code in rule.consequences:
+                    attribute(f, cause)
+    for i, f in enumerate(found):
+        if id(f) in cause_of or id(f) in used_as_cause:
+            continue
+        first = next((c for c in found[:i] if c.code == f.code and id(c) not in cause_of), None)
+        if first is not None and f.severity.rank <= first.severity.rank:
+            attribute(f, first)
+    return [_linked(f, cause_of, found) for f in found]
+
+
+def _linked(f: Finding, cause_of: dict[int, Finding], found: list[Finding]) -> Finding:
+    """A consequence gets its cause; a root takes the severity of its worst consequence, so that
+    a warning that makes training fail (a whole dead layer) still fails the gate."""
+    if id(f) in cause_of:
+        cause = cause_of[id(f)]
+        return dataclasses.replace(f, caused_by=Cause(cause.code, cause.where))
+    worst = max(
+        (c.severity for c in found if cause_of.get(id(c)) is f),
+        key=lambda s: s.rank,
+        default=f.severity,
+    )
+    if worst.rank > f.severity.rank:
+        return dataclasses.replace(
+            f, severity=worst, evidence={**f.evidence, "raised_by_consequences": True}
+        )
+    return f

@@ -1,0 +1,338 @@
+"""The state every probe receives: the user's model (never mutated), a fixed batch, the loss.
+
+Building a Context validates the whole contract once (the model builds and copies, accepts the
+batch in train and eval mode, returns a supported output, the loss is a scalar, the optimizer
+factory works), so that each probe can assume a working pipeline and a bad input becomes one
+clear UsageError instead of a traceback inside a probe.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+from nndiag.config import CheckOptions, Task
+from nndiag.core.batches import (
+    Batch,
+    BatchSource,
+    SyntheticSpec,
+    from_make_batch,
+    from_make_loader,
+    synthetic_source,
+)
+from nndiag.core.contract import (
+    as_logits,
+    call_model,
+    default_loss,
+    is_classification,
+    out_of_memory_errors,
+    user_call,
+)
+from nndiag.core.reduce import LocalReducer, Reducer
+from nndiag.core.tensors import describe, map_tensors, rows_of
+from nndiag.errors import ContractError, OptionError, describe_exception, from_user_code
+
+LossFn = Callable[[Any, Tensor], Tensor]
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+Row = dict[str, Any]
+T = TypeVar("T")
+
+DEFAULT_LR = 1e-3  # Adam's default step size (Kingma & Ba 2015), the optimizer when none is given
+
+
+class Progress(Protocol):
+    """Probes report long loops through this; the CLI draws bars or lines, the API nothing."""
+
+    def track(
+        self, description: str, total: int
+    ) -> AbstractContextManager[Callable[[int], None]]: ...
+
+    def message(self, text: str) -> None: ...
+
+
+class NullProgress:
+    def track(self, description: str, total: int) -> AbstractContextManager[Callable[[int], None]]:
+        return nullcontext(lambda advance=1: None)
+
+    def message(self, text: str) -> None:
+        """Nothing to show: the API reports through the Report."""
+
+
+class Provisions:
+    """What earlier probes provide to later ones, keyed by type (not by string)."""
+
+    def __init__(self) -> None:
+        self._items: dict[type, object] = {}
+
+    def put(self, item: object) -> None:
+        self._items[type(item)] = item
+
+    def get(self, kind: type[T]) -> T | None:
+        item = self._items.get(kind)
+        return item if isinstance(item, kind) else None
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise OptionError(f"--device {name} asked for CUDA, but this torch has no usable GPU")
+        index = int(name.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise OptionError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
+    if name == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise OptionError("--device mps asked for Apple MPS, but it is not available here")
+    return torch.device(name)
+
+
+@dataclass
+class ModelCopier:
+    """Fresh copies of the user's model on the probe device, in the user's train/eval mode.
+
+    A deep copy when the model allows it; otherwise (a lock, an open file, a C++ handle) a new
+    build from the factory that receives the user's weights, requires_grad flags and modes.
+    """
+
+    model: nn.Module
+    device: torch.device
+    factory: Callable[[], nn.Module] | None = None
+    rebuilt_because: str = ""
+
+    def copy(self) -> nn.Module:
+        if not self.rebuilt_because:
+            try:
+                return copy.deepcopy(self.model).to(self.device)
+            except Exception as exc:
+                if self.factory is None:
+                    raise ContractError(
+                        f"cannot copy the model ({describe_exception(exc)}) and there is no "
+                        "factory to rebuild it from: check a model file or pass a module that "
+                        "copy.deepcopy accepts"
+                    ) from exc
+                self.rebuilt_because = describe_exception(exc)
+        return self._rebuild()
+
+    def _rebuild(self) -> nn.Module:
+        assert self.factory is not None
+        fresh = user_call("the model factory (rebuilding a copy)", self.factory)
+        if not isinstance(fresh, nn.Module):
+            raise ContractError("the model factory returned something else on a second call")
+        fresh.load_state_dict(self.model.state_dict())
+        flags = dict(self.model.named_parameters())
+        for name, param in fresh.named_parameters():
+            param.requires_grad_(flags[name].requires_grad)
+        modes = {name: m.training for name, m in self.model.named_modules()}
+        for name, module in fresh.named_modules():
+            module.training = modes.get(name, module.training)
+        return fresh.to(self.device)
+
+
+@dataclass
+class Context:
+    target: str
+    model: nn.Module  # the user's object: probes never mutate it, they use fresh_model()
+    device: torch.device
+    options: CheckOptions
+    batch: Batch  # the fixed batch on `device`, shared by every probe
+    source: BatchSource  # fresh batches (make_loader / make_batch / synthetic), CPU side
+    loss_fn: LossFn  # (raw outputs, targets) -> scalar
+    make_optimizer: OptimizerFactory | None  # the user's; None means Adam
+    task: Task
+    copier: ModelCopier
+    progress: Progress = field(default_factory=NullProgress)
+    provided: Provisions = field(default_factory=Provisions)
+    reduce: Reducer = field(default_factory=LocalReducer)
+    memo: dict[str, Any] = field(default_factory=dict)  # values computed once per check
+    partial: dict[str, list[Row]] = field(default_factory=dict)  # rows of the running probe
+
+    def fresh_model(self) -> nn.Module:
+        return self.copier.copy()
+
+    def next_batch(self) -> Batch:
+        return self.to_device(self.source.draw())
+
+    def to_device(self, batch: Batch) -> Batch:
+        inputs, targets = batch
+        return map_tensors(lambda t: t.to(self.device), inputs), targets.to(self.device)
+
+    def loss(self, outputs: Any, targets: Tensor) -> Tensor:
+        return self.loss_fn(outputs, targets)
+
+    def optimizer(self, model: nn.Module, lr: float | None = None) -> torch.optim.Optimizer:
+        """The user's optimizer (or Adam at `lr`, default 1e-3) over the trainable parameters.
+
+        With a user optimizer, `lr` sets the first parameter group's rate and scales the others
+        by the same factor, so per-group ratios survive (a lower LR for the backbone, say).
+        """
+        params = [p for p in model.parameters() if p.requires_grad]
+        if self.make_optimizer is None:
+            return torch.optim.Adam(params, lr=lr or DEFAULT_LR)
+        optimizer = user_call("make_optimizer(params)", self.make_optimizer, params)
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise ContractError(
+                f"make_optimizer must return a torch.optim.Optimizer, got {describe(optimizer)}"
+            )
+        if lr is not None:
+            scale = lr / optimizer.param_groups[0]["lr"]
+            for group in optimizer.param_groups:
+                group["lr"] *= scale
+        return optimizer
+
+    def recording(self, table: str) -> list[Row]:
+        """A list of rows the running probe fills as it goes; shown if the check is cut off."""
+        return self.partial.setdefault(table, [])
+
+    @property
+    def inputs(self) -> Any:
+        return self.batch[0]
+
+    @property
+    def targets(self) -> Tensor:
+        return self.batch[1]
+
+    @property
+    def rows(self) -> int:
+        return rows_of(self.inputs, self.targets)
+
+    @property
+    def trainable(self) -> bool:
+        return any(p.requires_grad for p in self.model.parameters())
+
+
+@dataclass(frozen=True)
+class Definition:
+    """The user's callables, from a model file or from the API's arguments."""
+
+    make_batch: Callable[[int], Any] | None = None
+    make_loader: Callable[[], Iterable[Any]] | None = None
+    loss_fn: LossFn | None = None
+    make_optimizer: OptimizerFactory | None = None
+    factory: Callable[[], nn.Module] | None = None
+
+
+def build_context(
+    model: nn.Module,
+    options: CheckOptions,
+    *,
+    target: str,
+    definition: Definition = Definition(),
+    progress: Progress | None = None,
+    reduce: Reducer | None = None,
+) -> Context:
+    """Validate the contract end to end and return the context the probes share."""
+    if not any(True for _ in model.parameters()):
+        raise ContractError(
+            f"{type(model).__name__} has no parameters: there is nothing to train or diagnose"
+        )
+    device = resolve_device(options.device)
+    copier = ModelCopier(model, device, definition.factory)
+    probe_copy = copier.copy()
+    source = _source(probe_copy, options, definition, device)
+    reducer = reduce or LocalReducer()
+    fixed = source.draw()
+    inputs, targets = map_tensors(lambda t: t.to(device), fixed[0]), fixed[1].to(device)
+    outputs = _validate_forward(probe_copy, inputs)
+    if not probe_copy.training:  # the training probes will run it in train mode
+        _validate_forward(probe_copy.train(), inputs, " in train mode")
+    logits = as_logits(outputs)
+    loss = _loss_function(definition.loss_fn)
+    _validate_loss(loss, outputs, logits, targets, user=definition.loss_fn is not None)
+    if definition.make_optimizer is not None:
+        trainable = [p for p in probe_copy.parameters() if p.requires_grad]
+        if trainable:
+            made = user_call("make_optimizer(params)", definition.make_optimizer, trainable)
+            if not isinstance(made, torch.optim.Optimizer):
+                raise ContractError(
+                    f"make_optimizer must return a torch.optim.Optimizer, got {describe(made)}"
+                )
+    task = options.task
+    if task is Task.AUTO:
+        task = Task.CLASSIFICATION if is_classification(targets) else Task.REGRESSION
+    return Context(
+        target=target,
+        model=model,
+        device=device,
+        options=options,
+        batch=(inputs, targets),
+        source=source,
+        loss_fn=loss,
+        make_optimizer=definition.make_optimizer,
+        task=task,
+        copier=copier,
+        progress=progress or NullProgress(),
+        reduce=reducer,
+    )
+
+
+def _source(
+    model: nn.Module, options: CheckOptions, definition: Definition, device: torch.device
+) -> BatchSource:
+    has_own = definition.make_loader is not None or definition.make_batch is not None
+    if has_own and options.input_shape is not None:
+        owner = "make_loader" if definition.make_loader is not None else "make_batch"
+        raise OptionError(
+            f"--input-shape describes synthetic batches, but the model defines {owner}: drop "
+            "--input-shape (or the function) so that only one of them says what a batch is"
+        )
+    if definition.make_loader is not None:
+        if options.batch_size is not None:
+            raise OptionError(
+                "--batch-size cannot resize the batches of make_loader: set the batch size in "
+                "the loader, or drop --batch-size"
+            )
+        return from_make_loader(definition.make_loader)
+    if definition.make_batch is not None:
+        return from_make_batch(definition.make_batch, options.batch_size)
+    if options.input_shape is None:
+        raise OptionError(
+            "the model defines no make_batch/make_loader: pass --input-shape (e.g. 3,32,32), "
+            "and --vocab-size for token inputs"
+        )
+    classify = {Task.CLASSIFICATION: True, Task.REGRESSION: False}.get(options.task)
+    spec = SyntheticSpec(
+        options.input_shape, options.vocab_size, options.num_classes, classify, options.seed
+    )
+    return synthetic_source(model, spec, options.batch_size, device)
+
+
+def _loss_function(user_loss: LossFn | None) -> LossFn:
+    if user_loss is None:
+        return lambda outputs, targets: default_loss(as_logits(outputs), targets)
+    return user_loss
+
+
+def _validate_forward(model: nn.Module, inputs: Any, mode: str = "") -> Any:
+    try:
+        with torch.no_grad():
+            return call_model(model, inputs)
+    except out_of_memory_errors() as exc:
+        raise ContractError(
+            f"out of memory in the first forward pass on {describe(inputs)}: lower --batch-size"
+        ) from exc
+    except Exception as exc:
+        raise ContractError(
+            f"the model rejected the batch {describe(inputs)}{mode}: {describe_exception(exc)}"
+        ) from exc
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        raise from_user_code("the model's forward", exc) from exc
+
+
+def _validate_loss(loss: LossFn, outputs: Any, logits: Tensor, targets: Tensor, user: bool) -> None:
+    with warnings.catch_warnings():  # broadcasting warnings are the init-loss probe's to report
+        warnings.simplefilter("ignore", UserWarning)
+        value = user_call("loss_fn" if user else "the default loss", loss, outputs, targets)
+    if not isinstance(value, Tensor) or value.numel() != 1:
+        raise ContractError(
+            f"the loss must be a scalar Tensor, got {describe(value)} "
+            f"(outputs {describe(logits)}, targets {describe(targets)})"
+        )

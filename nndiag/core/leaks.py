@@ -1,0 +1,76 @@
+"""Backprop dependency charts (Karpathy, "A Recipe for Training Neural Networks": use backprop to
+chart dependencies). A cotangent on one part of the output (one example, or one position) and a
+backward pass tell whether that part depends on other parts of the input: with no dependence
+autograd gives exactly zero there, so the test compares against round-off, not a loose threshold
+(a reshape without permute leaks ~6e-3 relative).
+
+Where the dependence appears is a forward question: change the other parts of the input and find
+the first module, in execution order, whose output at the part under test changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from nndiag.core.hooks import forward_hooks, module_names
+from nndiag.core.surface import Surface
+from nndiag.core.tensors import first_float
+
+# own(tensor) -> the elements of a module output that belong to the part under test, or None
+# when the tensor's layout does not match (its leading dims are not (batch[, time])).
+Own = Callable[[Tensor], Tensor | None]
+
+
+def gradient_norms(
+    s: Surface, cotangents: list[Tensor], parts: list[list[Tensor]]
+) -> list[list[float]]:
+    """One forward, one backward per cotangent v: ‖∂(vᵀout)/∂x‖ over each boolean mask of x in
+    parts[k] (all zeros when the output does not depend on x)."""
+    x = s.x0.clone().requires_grad_(True)
+    out = s(x)
+    norms = []
+    for v, masks in zip(cotangents, parts, strict=True):
+        grad = None
+        if out.requires_grad:
+            (grad,) = torch.autograd.grad(
+                out, x, v.to(out.device, out.dtype), retain_graph=True, allow_unused=True
+            )
+        if grad is None:
+            norms.append([0.0] * len(masks))
+            continue
+        g = grad.detach().double().pow(2)
+        norms.append([float(g[mask].sum().sqrt()) for mask in masks])
+    return norms
+
+
+def first_changed(s: Surface, changed_x: Tensor, own: Own, rtol: float) -> str:
+    """The first module (execution order) whose output, at the part under test, differs between
+    the original input and `changed_x` (which differs from it only at other parts)."""
+    names = module_names(s.model)
+    parents = {child: names[m] for m in s.model.modules() for child in m.children()}
+
+    def record(store: list[tuple[nn.Module, Tensor]]) -> Callable[[nn.Module, Any, Any], None]:
+        def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
+            first = first_float(output)
+            part = own(first) if first is not None and module is not s.entry else None
+            if part is not None:
+                store.append((module, part.detach().double()))
+
+        return hook
+
+    runs: list[list[tuple[nn.Module, Tensor]]] = [[], []]
+    with torch.no_grad():
+        for x, store in zip((s.x0, changed_x), runs, strict=True):
+            with forward_hooks(dict.fromkeys(s.model.modules(), record(store))):
+                s(x)
+    for (module, a), (_, b) in zip(*runs, strict=False):
+        if a.shape == b.shape and float((a - b).abs().max()) > rtol * (
+            float(a.abs().max()) + 1e-30
+        ):
+            parent = parents.get(module)
+            return f"{names[module]}" + (f" (inside {parent})" if parent else "")
+    return "the model's own forward, outside its submodules"

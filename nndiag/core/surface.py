@@ -1,0 +1,109 @@
+"""The function under study, f(x): the model's logits as a function of its input x, or of the
+first floating-point activation (the embedding output) for token inputs; and the blocks whose
+outputs the per-block profile watches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from nndiag.core.context import Context
+from nndiag.core.contract import as_logits, call_model, eval_mode_backward
+from nndiag.core.hooks import ForwardHook, execution_order, forward_hooks
+from nndiag.core.tensors import first_float, map_tensors, replace_first_float, tensors_in
+
+CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+def _holds_stack(module: nn.Module) -> bool:
+    """A model or encoder that holds a stack of layers (GPT2Model.h, BertEncoder.layer)."""
+    return any(
+        isinstance(m, CONTAINERS) and len(m) >= 2 for m in module.modules() if m is not module
+    )
+
+
+def blocks(module: nn.Module) -> list[nn.Module]:
+    """Top-level children, descending into containers and into modules that hold a stack."""
+    found: list[nn.Module] = []
+    for child in module.children():
+        if isinstance(child, CONTAINERS) or _holds_stack(child):
+            found += blocks(child)
+        else:
+            found.append(child)
+    return found or [module]
+
+
+def ordered_blocks(model: nn.Module, inputs: Any) -> list[nn.Module]:
+    """The blocks in the order their forward first returns on `inputs`."""
+    with execution_order(model, blocks(model)) as order, torch.no_grad():
+        call_model(model, inputs)
+    return order
+
+
+@dataclass
+class Surface:
+    """f(x) for the model copy: x replaces the float input, or the embedding output for tokens."""
+
+    model: nn.Module
+    inputs: Any
+    x0: Tensor  # the point of measurement, detached
+    entry: nn.Module | None  # the block whose output x replaces (token inputs), else None
+
+    def __call__(self, x: Tensor) -> Tensor:
+        with eval_mode_backward(self.model):  # the copy is measured in eval mode
+            if self.entry is None:
+                return as_logits(call_model(self.model, replace_first_float(self.inputs, x)))
+            with forward_hooks({self.entry: _substitute_output(x)}):
+                return as_logits(call_model(self.model, self.inputs))
+
+
+def _substitute_output(x: Tensor) -> ForwardHook:
+    def hook(_module: nn.Module, _inputs: Any, output: Any) -> Any:
+        return map_tensors(lambda t: x if t.is_floating_point() else t, output)
+
+    return hook
+
+
+def surface(model: nn.Module, inputs: Any, order: list[nn.Module]) -> Surface:
+    floats = [t for t in tensors_in(inputs) if t.is_floating_point()]
+    if floats:
+        return Surface(model, inputs, floats[0].detach(), None)
+    outputs: dict[nn.Module, Tensor] = {}
+
+    def keep(module: nn.Module, _inputs: Any, output: Any) -> None:
+        first = first_float(output)
+        if first is not None and module not in outputs:
+            outputs[module] = first.detach()
+
+    with forward_hooks(dict.fromkeys(order, keep)), torch.no_grad():
+        call_model(model, inputs)
+    entry = next((b for b in order if b in outputs), None)
+    if entry is None:
+        raise ValueError("no floating-point input or activation to differentiate against")
+    return Surface(model, inputs, outputs[entry], entry)
+
+
+def calibrated_copy(ctx: Context, model: nn.Module | None, batches: int) -> nn.Module:
+    """A frozen copy in eval mode with BatchNorm statistics averaged over a few real batches
+    (a copy of `model` when given, else a fresh copy of the user's)."""
+    import copy
+
+    model = ctx.fresh_model() if model is None else copy.deepcopy(model)
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        if norm.track_running_stats:
+            norm.reset_running_stats()
+            norm.momentum = None  # cumulative average over the calibration batches
+    if norms:
+        model.train()
+        with torch.no_grad():
+            call_model(model, ctx.inputs)
+            for _ in range(batches - 1):
+                call_model(model, ctx.next_batch()[0])
+    for module in model.modules():
+        if hasattr(module, "inplace"):
+            setattr(module, "inplace", False)  # noqa: B010  (in place would overwrite a block's output)
+    return model.eval().requires_grad_(False)

@@ -1,0 +1,92 @@
+"""--isolate: run the check in a child process, so that nothing in user code can make the gate
+pass by accident. `os._exit(0)`, a segfault or a hard hang in the model file end the child, and
+the parent reports exit 2 with a message; with --timeout the child is interrupted (it writes the
+partial report), then killed if it does not stop.
+
+The parent sends the request as JSON and reads the report back as JSON; the child's progress
+lines go straight to stderr.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from nndiag.errors import UsageError
+from nndiag.report import Report
+
+GRACE_S = 10.0  # after an interrupt, time for the child to write its partial report
+
+
+def run_isolated(request: Any, timeout: float | None, quiet: bool) -> Report:
+    with tempfile.TemporaryDirectory(prefix="nndiag-") as folder:
+        ask, answer = Path(folder) / "request.json", Path(folder) / "answer.json"
+        ask.write_text(
+            json.dumps({"request": dataclasses.asdict(request), "quiet": quiet}), encoding="utf-8"
+        )
+        command = [sys.executable, "-m", "nndiag.isolation", str(ask), str(answer)]
+        child = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        timed_out = _wait(child, timeout)
+        if not answer.is_file():
+            raise UsageError(_why(child.returncode, timed_out, timeout))
+        data = json.loads(answer.read_text(encoding="utf-8"))
+    if "error" in data:
+        raise UsageError(data["error"])
+    report = Report.from_dict(data["report"])
+    return dataclasses.replace(report, timed_out=timed_out)
+
+
+def _wait(child: subprocess.Popen[bytes], timeout: float | None) -> bool:
+    try:
+        child.wait(timeout=timeout)
+        return False
+    except subprocess.TimeoutExpired:
+        child.send_signal(signal.SIGINT)  # the child stops and writes the partial report
+        try:
+            child.wait(timeout=GRACE_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        return True
+    except KeyboardInterrupt:
+        child.send_signal(signal.SIGINT)
+        child.wait()
+        raise
+
+
+def _why(code: int, timed_out: bool, timeout: float | None) -> str:
+    if timed_out:
+        return f"the check timed out after {timeout:g} s and did not stop when interrupted"
+    if code < 0:
+        return f"the check process died from signal {signal.Signals(-code).name} (in the model's code?)"
+    return f"the check process exited with code {code} without a report (os._exit or a crash in user code?)"
+
+
+def main(ask: Path, answer: Path) -> None:
+    """The child: run the check, write {"report": ...} or {"error": ...} to `answer`."""
+    from rich.console import Console
+
+    from nndiag.cli import Request, _check_here
+
+    data = json.loads(ask.read_text(encoding="utf-8"))
+    request = Request(**data["request"])
+    try:
+        report = _check_here(request, Console(stderr=True), data["quiet"])
+        payload: dict[str, Any] = {"report": report.to_dict()}
+    except UsageError as exc:
+        payload = {"error": str(exc)}
+    from nndiag.report import json_safe
+
+    answer.write_text(json.dumps(json_safe(payload)), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    os.environ.pop("CI", None)  # the child runs the check itself
+    main(Path(sys.argv[1]), Path(sys.argv[2]))

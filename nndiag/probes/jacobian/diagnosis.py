@@ -1,0 +1,141 @@
+"""Findings from the Jacobian's numbers: pure functions, unit-tested on hand-made measurements."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from nndiag.findings import Code, Finding, finding
+from nndiag.report import Row
+
+if TYPE_CHECKING:
+    from nndiag.probes.jacobian import Config, Measurement
+
+NAME = "jacobian"
+
+
+def diagnose(m: Measurement, config: Config) -> list[Finding]:
+    metrics = m.metrics
+    if metrics["zero_jacobian"]:
+        return [_zero(metrics, config)]
+    if not math.isfinite(metrics["frobenius_sq"]):
+        return [
+            finding(Code.NONFINITE_VALUES, NAME, "the input-output Jacobian has NaN/Inf entries")
+        ]
+    return (
+        _depth(metrics, list(m.blocks), config) + _affine(metrics, config) + _time(metrics, config)
+    )
+
+
+def _zero(metrics: dict[str, Any], config: Config) -> Finding:
+    origin = metrics["measured_from"]
+    if metrics.get("zero_after_steps") is False:
+        return finding(
+            Code.GATED_AT_INIT,
+            NAME,
+            f"the Jacobian with respect to the {origin} is exactly zero at init and not after a "
+            "few training steps: a zero-initialised output layer or gate",
+        )
+    return finding(
+        Code.OUTPUT_IGNORES_INPUT,
+        NAME,
+        f"the Jacobian of the output with respect to the {origin} is exactly zero "
+        f"({config.hutchinson_probes} random probes), also after a few training steps: no "
+        "gradient path connects them",
+    )
+
+
+def _depth(metrics: dict[str, Any], rows: list[Row], config: Config) -> list[Finding]:
+    total = metrics["total_gain"]
+    depth = len([r for r in rows if r["grad_norm"] > 0])
+    if depth < config.min_profile_blocks or not math.isfinite(total):
+        return []
+    evidence = {k: metrics[k] for k in ("total_gain", "log10_gain_per_block", "blocks")}
+    per_block = f"{metrics['log10_gain_per_block']:+.2g} decades per block"
+    if total > config.gain_explode:
+        return [
+            finding(
+                Code.EXPLODING_GRADIENTS,
+                NAME,
+                f"through depth: the gradient grows {total:.3g}x from the output block back to "
+                f"the input over {depth - 1} blocks ({per_block}; threshold "
+                f"{config.gain_explode:g})",
+                where=worst_blocks(rows, high=True),
+                evidence=evidence,
+            )
+        ]
+    if total < config.gain_vanish:
+        return [
+            finding(
+                Code.VANISHING_GRADIENTS,
+                NAME,
+                f"through depth: the gradient shrinks to {total:.2g}x from the output block back "
+                f"to the input over {depth - 1} blocks ({per_block}; threshold "
+                f"{config.gain_vanish:g})",
+                where=worst_blocks(rows, high=False),
+                evidence=evidence,
+            )
+        ]
+    return []
+
+
+def _affine(metrics: dict[str, Any], config: Config) -> list[Finding]:
+    score = metrics["nonlinearity"]
+    after = metrics.get("nonlinearity_after_steps")
+    if not (math.isfinite(score) and score < config.nonlinearity_min):
+        return []
+    if after is not None and after >= config.nonlinearity_min:
+        return []  # affine at init only: gated branches (ReZero) open after a step
+    return [
+        finding(
+            Code.NO_NONLINEARITY,
+            NAME,
+            f"f((a+b)/2) equals (f(a)+f(b))/2 to {score:.2g} of the output change: the network "
+            f"is an affine map of its input (threshold {config.nonlinearity_min:g})",
+            evidence={"nonlinearity": score, "after_steps": after},
+        )
+    ]
+
+
+def _time(metrics: dict[str, Any], config: Config) -> list[Finding]:
+    if "memory_horizon" not in metrics:
+        return []
+    keys = ("memory_horizon", "sequence_length", "earliest_over_last", "max_recurrent_radius")
+    evidence = {k: metrics.get(k) for k in keys}
+    radius = metrics.get("max_recurrent_radius")
+    radius_text = f"; recurrent spectral radius {radius:.3g}" if radius is not None else ""
+    growth, horizon = metrics["earliest_over_last"], metrics["memory_horizon"]
+    steps = metrics["sequence_length"]
+    if math.isfinite(growth) and growth > config.temporal_growth_max:
+        return [
+            finding(
+                Code.EXPLODING_GRADIENTS,
+                NAME,
+                f"through time: the last output is {growth:.3g}x more sensitive to the first of "
+                f"{steps} steps than to the last: the recurrence amplifies (threshold "
+                f"{config.temporal_growth_max:g}){radius_text}",
+                where=["time steps"],
+                evidence=evidence,
+            )
+        ]
+    if metrics["recurrent"] and horizon < config.short_horizon_fraction * steps:
+        return [
+            finding(
+                Code.VANISHING_GRADIENTS,
+                NAME,
+                f"through time: the last output forgets after {horizon} of {steps} steps: the "
+                f"sensitivity to earlier steps falls below {config.horizon_fraction:g} of the last "
+                f"step's{radius_text}",
+                where=["time steps"],
+                evidence=evidence,
+                hint="Initialise the LSTM forget-gate bias to 1, use a gated cell instead of a "
+                "vanilla RNN, or keep the recurrent weights' spectral radius near 1.",
+            )
+        ]
+    return []
+
+
+def worst_blocks(rows: list[Row], high: bool) -> list[str]:
+    gains = [r for r in rows if math.isfinite(r.get("gain", math.nan))]
+    ranked = sorted(gains, key=lambda r: r["gain"], reverse=high)
+    return [r["block"] for r in ranked[:3]]

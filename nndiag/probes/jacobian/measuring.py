@@ -1,0 +1,177 @@
+"""The jacobian probe's measurement: surfaces, estimates and reductions put together."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from nndiag.core.context import Context
+from nndiag.core.hooks import module_names
+from nndiag.core.stats import log10_slope, relative_stderr
+from nndiag.core.surface import Surface, calibrated_copy, ordered_blocks, surface
+from nndiag.core.tensors import take_examples
+from nndiag.probes.jacobian import Config, Measurement, block_rows
+from nndiag.probes.jacobian.estimators import (
+    Advance,
+    hutchinson_profile,
+    jacobian_is_zero,
+    nonlinearity,
+    score,
+    spectral_norm,
+)
+from nndiag.probes.jacobian.sequences import (
+    memory_horizon,
+    recurrent_radii,
+    relative_to_last,
+    temporal_sensitivity_sq,
+    time_dim,
+)
+
+
+def _subset(ctx: Context, config: Config) -> Any:
+    rows = ctx.rows
+    return (
+        take_examples(ctx.inputs, slice(0, config.max_examples), rows)
+        if rows > config.max_examples
+        else ctx.inputs
+    )
+
+
+def _surface_of(
+    ctx: Context, config: Config, model: nn.Module | None = None
+) -> tuple[Surface, list[nn.Module]]:
+    copy = calibrated_copy(ctx, model, config.calibration_batches)
+    inputs = _subset(ctx, config)
+    order = ordered_blocks(copy, inputs)
+    return surface(copy, inputs, order), order
+
+
+def measure_jacobian(ctx: Context, config: Config, advance: Advance) -> Measurement:
+    s, order = _surface_of(ctx, config)
+    names = module_names(s.model)
+    origin = "input" if s.entry is None else f"{names[s.entry]} output"
+    generator = torch.Generator().manual_seed(ctx.options.seed)
+    profile = hutchinson_profile(s, order, config.hutchinson_probes, generator, advance)
+    zero = profile is None or _reduced_sum(ctx, [sum(profile.frobenius_sq)])[0] == 0
+    if zero:
+        return Measurement((), {"measured_from": origin, "frobenius_sq": 0.0, "zero_jacobian": True,
+                                "zero_after_steps": _zero_after_steps(ctx, config)})  # fmt: skip
+    assert profile is not None
+    keys = sorted(profile.norms_sq)
+    flat = _reduced_sum(ctx, [v for k in keys for v in profile.norms_sq[k]])
+    k = config.hutchinson_probes
+    norms_sq = {key: flat[i * k : (i + 1) * k] for i, key in enumerate(keys)}
+    rows = block_rows(norms_sq, [names[b] for b in order], [type(b).__name__ for b in order])
+    frobenius = norms_sq[-1]
+    examples = _reduced_sum(ctx, [float(s.x0.shape[0] if s.x0.dim() > 1 else 1)])[0]
+    d = min(s.x0[0].numel() if s.x0.dim() > 1 else s.x0.numel(), profile.out_shape[1:].numel() or 1)
+    frob_sq = sum(frobenius) / len(frobenius)
+    mean_sq_singular = frob_sq / examples / d
+    notes: list[str] = []
+    sigma, products = _spectral(ctx, s, config, generator, advance, notes)
+    norms = [r["grad_norm"] for r in rows if r["grad_norm"] > 0]
+    deviation, change = _reduced_sum(ctx, list(nonlinearity(s, generator)))
+    metrics: dict[str, Any] = {
+        "measured_from": origin,
+        "zero_jacobian": False,
+        "blocks": len(rows) - 1,
+        "examples": int(examples),
+        "probes": k,
+        "frobenius_sq": frob_sq,
+        "frobenius_rel_stderr": relative_stderr(frobenius),
+        "mean_sq_singular": mean_sq_singular,
+        "spectral_norm": sigma,
+        "spectral_products": products,
+        "isometry_spread": sigma**2 / mean_sq_singular if mean_sq_singular > 0 else math.nan,
+        "total_gain": norms[0] / norms[-1] if len(norms) >= 2 else math.nan,
+        "log10_gain_per_block": log10_slope(norms) if len(norms) >= 2 else math.nan,
+        "nonlinearity": score(deviation, change),
+    }
+    if metrics["nonlinearity"] < config.nonlinearity_min and ctx.trainable:
+        metrics["nonlinearity_after_steps"] = _nonlinearity_after_steps(ctx, config, generator)
+    temporal = _temporal(ctx, s, profile.out_shape, config, generator, advance, metrics)
+    radii = recurrent_radii(s.model)
+    if radii:
+        metrics["max_recurrent_radius"] = max(r["spectral_radius"] for r in radii)
+    return Measurement(tuple(rows), metrics, tuple(temporal), tuple(radii), tuple(notes))
+
+
+def _reduced_sum(ctx: Context, values: list[float]) -> list[float]:
+    if ctx.reduce.world == 1:
+        return values
+    return ctx.reduce.sum(torch.tensor(values, dtype=torch.float64)).tolist()
+
+
+def _spectral(
+    ctx: Context,
+    s: Surface,
+    config: Config,
+    generator: torch.Generator,
+    advance: Advance,
+    notes: list[str],
+) -> tuple[float, int]:
+    from nndiag.config import Distributed
+
+    sharded = ctx.options.distributed is Distributed.FSDP
+    try:
+        sigma, products = spectral_norm(
+            s, generator, config.spectral_iterations, config.spectral_tolerance, advance,
+            finite_differences=sharded, agree=lambda done: _all(ctx, done),
+        )  # fmt: skip
+    except RuntimeError as exc:  # an operator without double backward
+        notes.append(f"spectral norm not computed: {str(exc).splitlines()[0]}")
+        return math.nan, 0
+    if sharded:
+        notes.append("σ_max from finite-difference Jacobian-vector products (FSDP2)")
+    # J is block-diagonal over examples: its largest singular value is the largest of the ranks'.
+    return float(ctx.reduce.max(torch.tensor([sigma]))[0]), products
+
+
+def _all(ctx: Context, flag: bool) -> bool:
+    return bool(ctx.reduce.min(torch.tensor([float(flag)]))[0] > 0)
+
+
+def _zero_after_steps(ctx: Context, config: Config) -> bool | None:
+    if not ctx.trainable:
+        return None
+    from nndiag.core.training import after_steps
+
+    s, _ = _surface_of(ctx, config, after_steps(ctx).model)
+    zero = jacobian_is_zero(s, torch.Generator().manual_seed(ctx.options.seed))
+    return bool(ctx.reduce.min(torch.tensor([float(zero)]))[0] > 0)
+
+
+def _nonlinearity_after_steps(ctx: Context, config: Config, generator: torch.Generator) -> float:
+    from nndiag.core.training import after_steps
+
+    s, _ = _surface_of(ctx, config, after_steps(ctx).model)
+    deviation, change = _reduced_sum(ctx, list(nonlinearity(s, generator)))
+    return score(deviation, change)
+
+
+def _temporal(
+    ctx: Context,
+    s: Surface,
+    out_shape: torch.Size,
+    config: Config,
+    generator: torch.Generator,
+    advance: Advance,
+    metrics: dict[str, Any],
+) -> list[dict[str, Any]]:
+    axis = time_dim(s.model, s, out_shape)
+    if axis is None or s.x0.shape[axis] < config.min_sequence:
+        return []
+    norms_sq = temporal_sensitivity_sq(s, axis, config.hutchinson_probes, generator, advance)
+    sensitivity = relative_to_last(_reduced_sum(ctx, norms_sq))
+    steps = len(sensitivity)
+    metrics["memory_horizon"] = memory_horizon(sensitivity, config.horizon_fraction)
+    metrics["sequence_length"] = steps
+    metrics["earliest_over_last"] = sensitivity[0]
+    metrics["recurrent"] = any(isinstance(m, nn.RNNBase) for m in s.model.modules())
+    return [
+        {"step": t, "steps_back": steps - 1 - t, "sensitivity": v}
+        for t, v in enumerate(sensitivity)
+    ]

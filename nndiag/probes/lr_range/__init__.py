@@ -1,0 +1,431 @@
+"""lr-range: Leslie Smith's learning-rate range test on a copy of the model, confirmed by a
+short sweep.
+
+Smith 2017, "Cyclical Learning Rates for Training Neural Networks" §3.3: train briefly while the
+learning rate grows (exponentially, as fastai and pytorch-lr-finder do), record the loss, and
+start training where the loss falls fastest. Each step draws a fresh batch at the batch size you
+train with, with your optimizer (every parameter group scaled by the same factor).
+
+1. The range (running.run_range) stops at a NaN/Inf loss or when the loss diverges.
+2. The estimate (analysis.analyse): the median of three classic rules (pytorch-lr-finder's
+   steepest slope, fastai's valley and minimum/10) on the zero-lag trend of the descent, never at
+   the range's edges; without a clear descent, a fraction of the divergence point.
+3. No clear descent on fresh batches: the same test over a few fixed batches tells data that
+   cannot be learned across batches (random labels per call: `unlearnable-data`, info) from a
+   model that cannot reduce the loss at any LR (`lr-range-unstable`, warning).
+4. The sweep: short runs from the same weights on the same batches at the estimate and its
+   half-decade neighbours (extended while the best is at an edge) pick the LR that trains best;
+   its shape gives the confidence. See docs/probes/lr-range.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from nndiag.findings import Code, Finding, finding
+from nndiag.probes.base import Presentation, ProbeSpec, setting
+from nndiag.probes.provisions import SuggestedLR
+from nndiag.report import Plot, Row, Table
+
+if TYPE_CHECKING:
+    from nndiag.core.context import Context
+    from nndiag.probes.lr_range.analysis import Analysis
+    from nndiag.probes.lr_range.running import Curve, Trial
+
+NAME = "lr-range"
+
+
+class Mode(StrEnum):
+    EXP = "exp"
+    LINEAR = "linear"
+
+
+@dataclass(frozen=True)
+class Config:
+    start_lr: float = setting(
+        1e-7, "first LR of the range", source="fastai, pytorch-lr-finder, Lightning", low=0.0
+    )
+    end_lr: float = setting(
+        10.0, "last LR of the range", source="fastai, pytorch-lr-finder, Lightning", low=0.0
+    )
+    num_steps: int = setting(
+        100, "steps of the range", source="fastai, pytorch-lr-finder, Lightning", low=2
+    )
+    mode: Mode = setting(Mode.EXP, "LR schedule of the range: exp or linear")
+    repeats: int = setting(1, "range tests with other seeds; the estimate is their median", low=1)
+    smooth_beta: float = setting(
+        0.98, "EMA of the loss for the divergence stop", source="fastai", low=0.0, high=1.0
+    )
+    diverge_factor: float = setting(
+        4.0,
+        "stop when the smoothed loss exceeds this multiple of its best",
+        source="fastai",
+        low=1.0,
+    )
+    trend_window: int = setting(
+        7,
+        "points of the centred running median the rules read",
+        source="≈ 0.56 decade; 5 let single-batch spikes through, 9 flattened short dips",
+        low=1,
+    )
+    skip_start: int = setting(
+        10, "the steepest rule skips this many first points", source="pytorch-lr-finder", low=0
+    )
+    skip_end: int = setting(5, "and this many last points", source="pytorch-lr-finder", low=0)
+    min_points: int = setting(10, "finite points needed before divergence", low=3)
+    noise_sigmas: float = setting(
+        3.0,
+        "a fall is clear when it exceeds this many standard errors of the trend",
+        source="the batch-to-batch noise of the raw loss around the trend (robust MAD)",
+        low=0.0,
+    )
+    edge_fraction: float = setting(
+        0.1,
+        "no estimate within this first share of the range (log scale), nor at its last point",
+        source="an edge pick means the range did not bracket the answer",
+        low=0.0,
+        high=1.0,
+    )
+    divergence_fraction: float = setting(
+        0.1,
+        "without a clear descent, the estimate is this fraction of the LR where the loss turned up",
+        source="fastai's minimum/10 applied to the divergence point",
+        low=0.0,
+        high=1.0,
+    )
+    pool_batches: int = setting(
+        4, "fixed batches of the learnability check (no clear descent on fresh batches)", low=1
+    )
+    pool_depth_min: float = setting(
+        0.1,
+        "the model learns the fixed batches when their loss falls by at least this share",
+        low=0.0,
+        high=1.0,
+    )
+    sweep_steps: int = setting(
+        50,
+        "steps of each sweep run (0: no sweep, the rules' estimate is the suggestion)",
+        source="calibrated in benchmarks/lr_quality.py",
+        low=0,
+    )
+    sweep_spacing: float = setting(
+        0.5, "decades between sweep candidates", source="a half-decade grid", low=0.05
+    )
+    sweep_extensions: int = setting(
+        2, "times the sweep may extend past an edge where its best candidate sits", low=0
+    )
+    max_skipped_steps: int = setting(
+        50, "fp16: retries of a step the GradScaler dropped, per run", low=0
+    )
+
+
+class Learnable(StrEnum):
+    YES = "yes"  # the loss falls on fresh batches
+    NOT_ACROSS_BATCHES = "not across batches"  # falls on a fixed pool only
+    NO = "no"  # falls nowhere
+
+
+@dataclass(frozen=True)
+class Measurement:
+    curves: tuple[Curve, ...]
+    analysis: Analysis  # of the curve the estimate comes from (fresh, or the pool's)
+    fresh: Analysis  # of the first fresh-batch curve
+    learnable: Learnable
+    trials: tuple[Trial, ...]
+    suggested: float | None
+    confidence: str  # high, medium, low, none
+    placement: str  # where the sweep's best sat
+    batch_size: int
+    batch_origin: str
+    optimizer: str
+    group_lrs: tuple[float, ...]  # the optimizer's own per-group LRs (factor 1)
+    lo: float
+    hi: float
+    pool_curve: Curve | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _schedule(config: Config) -> list[float]:
+    from nndiag.probes.lr_range.running import schedule
+
+    linear = config.mode is Mode.LINEAR
+    return [
+        schedule(i, config.num_steps, config.start_lr, config.end_lr, linear)
+        for i in range(config.num_steps)
+    ]
+
+
+def measure(ctx: Context, config: Config) -> Measurement:
+    import torch
+
+    from nndiag.core.contract import describe
+    from nndiag.probes.lr_range.analysis import analyse
+    from nndiag.probes.lr_range.running import batch_pool, run_range
+
+    if config.start_lr >= config.end_lr:
+        from nndiag.errors import OptionError
+
+        raise OptionError(
+            f"lr-range: start_lr {config.start_lr:g} must be below end_lr {config.end_lr:g}"
+        )
+    lrs, lo, hi = _schedule(config), config.start_lr, config.end_lr
+    curves = []
+    for k in range(config.repeats):
+        torch.manual_seed(ctx.options.seed + k)  # each repeat: its own dropout masks and batches
+        label = "lr range test" + (f" {k + 1}/{config.repeats}" if config.repeats > 1 else "")
+        curves.append(run_range(ctx, lrs, lambda _i: ctx.source.draw(), config.diverge_factor,
+                                config.smooth_beta, config.max_skipped_steps, label))  # fmt: skip
+    fresh = [analyse(c.lrs, c.losses, lo, hi, config) for c in curves]
+    analysis, learnable, pool_curve = fresh[0], Learnable.YES, None
+    if not fresh[0].clear:
+        pool = batch_pool(ctx, config.pool_batches)
+        pool_curve = run_range(ctx, lrs, lambda i: pool[i % len(pool)], config.diverge_factor,
+                               config.smooth_beta, config.max_skipped_steps, "lr range test, fixed batches")  # fmt: skip
+        pooled = analyse(pool_curve.lrs, pool_curve.losses, lo, hi, config)
+        learns = (
+            pooled.clear
+            and pooled.descent is not None
+            and pooled.descent.depth >= config.pool_depth_min
+        )
+        learnable = Learnable.NOT_ACROSS_BATCHES if learns else Learnable.NO
+        if learns:
+            analysis = pooled
+    estimates = [
+        a.estimate for a in ([analysis] if analysis is not fresh[0] else fresh) if a.estimate
+    ]
+    from nndiag.probes.lr_range.rules import log_median
+
+    estimate = log_median(estimates) if estimates else None
+    trials, suggested, placement = _sweep(ctx, config, estimate, lo, hi)
+    probe_optimizer = ctx.optimizer(ctx.fresh_model())
+    return Measurement(
+        curves=tuple(curves),
+        analysis=analysis,
+        fresh=fresh[0],
+        learnable=learnable,
+        trials=tuple(trials),
+        suggested=suggested,
+        confidence=confidence(analysis, learnable, placement, trials, config),
+        placement=placement,
+        batch_size=ctx.source.batch_size,
+        batch_origin=ctx.source.origin,
+        optimizer=type(probe_optimizer).__name__
+        + ("" if ctx.make_optimizer else " (nndiag's default)"),
+        group_lrs=tuple(g["lr"] for g in probe_optimizer.param_groups),
+        lo=lo,
+        hi=hi,
+        pool_curve=pool_curve,
+        notes=(f"batches: {describe(ctx.inputs)}",),
+    )
+
+
+def _sweep(
+    ctx: Context, config: Config, estimate: float | None, lo: float, hi: float
+) -> tuple[list[Trial], float | None, str]:
+    """Short runs at the estimate and its neighbours; extend past an edge where the best sits."""
+    if estimate is None:
+        return [], None, "none"
+    if config.sweep_steps == 0:
+        return [], estimate, "rules only"
+    from nndiag.probes.lr_range.analysis import refine, sweep_best, sweep_candidates
+    from nndiag.probes.lr_range.running import batch_pool, trial
+
+    pool = batch_pool(ctx, config.sweep_steps)
+    candidates = sweep_candidates(estimate, config.sweep_spacing, lo, hi)
+    total = config.sweep_steps * (len(candidates) + config.sweep_extensions)
+    trials: dict[float, Trial] = {}
+    with ctx.progress.track("lr sweep", total) as advance:
+        for extension in range(config.sweep_extensions + 1):
+            for lr in candidates:
+                if lr not in trials:
+                    trials[lr] = trial(ctx, lr, pool, config.sweep_steps, ctx.options.seed, advance)
+            best, placement = sweep_best({lr: t.score for lr, t in trials.items()})
+            step = 10**config.sweep_spacing
+            beyond = {
+                "low edge": best / step if best else None,
+                "high edge": best * step if best else None,
+            }.get(placement)
+            if beyond is None or not lo <= beyond <= hi or extension == config.sweep_extensions:
+                break
+            candidates = [beyond]
+    scores = {lr: t.score for lr, t in trials.items()}
+    if best is None:
+        return list(trials.values()), None, placement
+    return sorted(trials.values(), key=lambda t: t.lr), refine(scores, best), placement
+
+
+def confidence(
+    analysis: Analysis, learnable: Learnable, placement: str, trials: Any, config: Config
+) -> str:
+    """high | medium | low | none, calibrated in benchmarks/lr_quality.py."""
+    if placement == "none" or (analysis.estimate is None and not trials):
+        return "none"
+    capped = analysis.source == "divergence" or learnable is not Learnable.YES
+    if placement == "interior":
+        return "medium" if capped else "high"
+    if placement in ("low edge", "high edge"):
+        return "low" if capped else "medium"
+    # rules only (no sweep)
+    strong = (
+        analysis.descent is not None and analysis.descent.significance >= 10 * config.noise_sigmas
+    )
+    if strong and analysis.spread_decades <= 2 and not capped:
+        return "high"
+    return "low" if capped else "medium"
+
+
+# ---- diagnosing ------------------------------------------------------------------------------------
+
+
+def diagnose(m: Measurement, config: Config) -> list[Finding]:
+    findings = []
+    if m.learnable is Learnable.NOT_ACROSS_BATCHES:
+        findings.append(
+            finding(
+                Code.UNLEARNABLE_DATA,
+                NAME,
+                f"on fresh batches the loss does not fall ({m.fresh.why}), while on "
+                f"{config.pool_batches} fixed batches it does: the targets cannot be predicted from "
+                "the inputs across batches (labels drawn at random on every call?)",
+                evidence={"fresh_fall": m.fresh.descent.fall if m.fresh.descent else None},
+            )
+        )
+    elif m.learnable is Learnable.NO:
+        findings.append(
+            finding(
+                Code.LR_RANGE_UNSTABLE,
+                NAME,
+                f"no learning rate between {m.lo:g} and {m.hi:g} reduces the loss, on fresh batches "
+                f"or on {config.pool_batches} fixed ones ({m.analysis.why}; {m.curves[0].stopped})",
+                evidence={"stopped": m.curves[0].stopped},
+            )
+        )
+    return findings
+
+
+# ---- presenting ------------------------------------------------------------------------------------
+
+
+def present(m: Measurement, config: Config) -> Presentation:
+    from nndiag.core.stats import running_median
+
+    rows: list[Row] = []
+    for k, curve in enumerate(m.curves):
+        trend = running_median(list(curve.losses), config.trend_window) if curve.losses else []
+        rows += [
+            {"run": k, "step": i, "lr": lr, "loss": loss, "trend": t}
+            for i, (lr, loss, t) in enumerate(zip(curve.lrs, curve.losses, trend, strict=True))
+        ]
+    rule_rows: list[Row] = [{"rule": r, "lr": lr} for r, lr in m.analysis.rules.items()]
+    rule_rows.append({"rule": "estimate", "lr": m.analysis.estimate})
+    rule_rows.append({"rule": "suggested", "lr": m.suggested})
+    marks = tuple((r["rule"], r["lr"]) for r in rule_rows[-2:] if r["lr"] is not None)
+    tables = [
+        Table("curve", tuple(rows), plot=Plot("lr", "trend", log_x=True, marks=marks), key="step"),
+        Table("rules", tuple(rule_rows), key="rule", schema=("rule", "lr")),
+    ]
+    if m.trials:
+        sweep = tuple({"lr": t.lr, "score": t.score, "steps": len(t.losses)} for t in m.trials)
+        tables.append(Table("sweep", sweep, key="lr", schema=("lr", "score", "steps")))
+    if m.pool_curve is not None:
+        pool_rows = tuple(
+            {"step": i, "lr": lr, "loss": v}
+            for i, (lr, v) in enumerate(zip(m.pool_curve.lrs, m.pool_curve.losses, strict=True))
+        )
+        tables.append(Table("fixed-batches", pool_rows, key="step", schema=("step", "lr", "loss")))
+    factor = (
+        m.suggested / m.group_lrs[0] if m.suggested and m.group_lrs and m.group_lrs[0] else None
+    )
+    metrics: dict[str, Any] = {
+        "suggested_lr": m.suggested,
+        "confidence": m.confidence,
+        "batch_size": m.batch_size,
+        "batch_origin": m.batch_origin,
+        "optimizer": m.optimizer,
+        "learnable": m.learnable.value,
+        "estimate": m.analysis.estimate,
+        "estimate_source": m.analysis.source,
+        "sweep_placement": m.placement,
+        "depth": m.fresh.descent.depth if m.fresh.descent else None,
+        "significance": m.fresh.descent.significance if m.fresh.descent else None,
+        "steps_run": len(m.curves[0].lrs),
+        "stopped": m.curves[0].stopped,
+    }
+    if factor is not None and len(m.group_lrs) > 1:
+        metrics["group_factor"] = factor
+        metrics["group_lrs"] = [lr * factor for lr in m.group_lrs]
+    return Presentation(_headline(m), metrics, tuple(tables), _notes(m, config))
+
+
+def _headline(m: Measurement) -> str:
+    at = f"at batch {m.batch_size} ({m.batch_origin}), {m.optimizer}"
+    if m.suggested is None:
+        return f"no suggestion ({m.analysis.why or 'no LR trained'}) {at}"
+    return f"suggested {m.suggested:.2g} ({m.confidence}) {at}"
+
+
+def _notes(m: Measurement, config: Config) -> tuple[str, ...]:
+    notes = list(m.notes)
+    if m.suggested is not None:
+        notes.append(
+            f"the LR is for batch {m.batch_size}; for batch B use {m.suggested:.2g} x B/{m.batch_size} "
+            f"(linear scaling, SGD: Goyal et al. 2017) or x sqrt(B/{m.batch_size}) (square root, "
+            "Adam: Malladi et al. 2022)"
+        )
+    if len(m.group_lrs) > 1 and m.suggested:
+        factor = m.suggested / m.group_lrs[0]
+        notes.append(
+            f"parameter groups scaled together by {factor:.3g}: "
+            + ", ".join(f"group {i} {lr * factor:.2g}" for i, lr in enumerate(m.group_lrs))
+        )
+    if m.suggested is None:
+        notes.append(
+            "try a wider range (lr-range start_lr/end_lr), more steps, or a learnable batch"
+        )
+    if m.analysis.source == "divergence":
+        notes.append(
+            f"no clear descent: the suggestion starts from {config.divergence_fraction:g} x the LR where the loss turned up"
+        )
+    if m.learnable is Learnable.NOT_ACROSS_BATCHES and m.suggested is not None:
+        notes.append("the suggestion comes from a range test over a few fixed batches")
+    return tuple(notes)
+
+
+def provide(m: Measurement) -> SuggestedLR:
+    return SuggestedLR(m.suggested, m.confidence, m.batch_size)
+
+
+def shrink(config: Config, factor: float) -> tuple[Config, str]:
+    steps = max(30, round(config.num_steps * factor))
+    sweep = 0 if factor < 0.5 else max(20, round(config.sweep_steps * factor))
+    cut = f"{steps} range steps" + (
+        ", no confirmation sweep (confidence at most medium)"
+        if sweep == 0
+        else f", {sweep} sweep steps"
+    )
+    return dataclasses.replace(config, num_steps=steps, sweep_steps=sweep, repeats=1), cut
+
+
+def cost(config: Config) -> float:
+    """Training steps: the range (x repeats, plus a fixed-batch range sometimes) and the sweep
+    (three candidates and an extension on average)."""
+    return config.num_steps * config.repeats * 1.2 + config.sweep_steps * 4
+
+
+SPEC = ProbeSpec(
+    name=NAME,
+    summary="Smith's LR range test at your batch size and optimizer, confirmed by a short sweep",
+    config=Config,
+    measure=measure,
+    diagnose=diagnose,
+    present=present,
+    trains=True,
+    provides=SuggestedLR,
+    provide=provide,
+    cost=cost,
+    shrink=shrink,
+)

@@ -1,0 +1,279 @@
+"""precision: one forward and backward at init in fp32, under bf16 autocast and under fp16
+autocast (CPU autocast supports both; on CUDA the real kernels), on copies in train mode with
+dropout off (BatchNorm normalises with batch statistics, as in training).
+
+Per module: the largest |activation| against fp16's range (65504) and bf16's (3.4e38). Per
+format: the loss and its difference from fp32, the cosine between its parameter gradients and
+fp32's, and (fp16) the share of gradient elements that are non-zero in fp32 but flush to zero
+without loss scaling. Findings:
+
+- `precision-overflow` (error): non-finite values in a format where fp32 is finite, or module
+  outputs beyond fp16's range under fp16 autocast (any op that casts them to fp16 overflows).
+  An error for the formats you train in (`formats`: all by default), info for the others.
+- `precision-underflow`: many gradients flush to zero in fp16 without GradScaler: a warning when
+  you say you train in fp16, info otherwise (GradScaler, the standard fp16 recipe, fixes it).
+
+See docs/probes/precision.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from nndiag.findings import Code, Finding, Severity, finding
+from nndiag.probes.base import Presentation, ProbeSpec, setting
+from nndiag.report import Row, Table
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from nndiag.core.context import Context
+
+NAME = "precision"
+FP16_MAX = 65504.0  # the largest finite float16
+FP16_TINY = 6.103515625e-05  # float16's smallest normal, 2**-14
+BF16_MAX = 3.3895313892515355e38
+FORMATS = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class Config:
+    formats: Literal["all", "fp32", "bf16", "fp16"] = setting(
+        "all",
+        "the precision you train in: errors for it (all: for bf16 and fp16), info for the others",
+    )
+    flushed_share_max: float = setting(
+        0.1,
+        "precision-underflow when more than this share of the non-zero fp32 gradient elements are "
+        "zero in fp16 without loss scaling",
+        source="calibrated on healthy samples and tiny GPT-2/BERT/Llama: 0 to 0.02 at init",
+        low=0.0,
+        high=1.0,
+    )
+
+
+@dataclass(frozen=True)
+class Run:
+    unsupported: str  # why autocast to this format could not run here ("" when it ran)
+    loss: float
+    first_nonfinite: str  # the first module whose output is NaN/Inf ("" when none)
+    beyond_fp16: str  # the first module whose output exceeds 65504 ("" when none)
+    grads_finite: bool
+    cosine: float  # with fp32's parameter gradients
+    flushed: float  # share of fp32's non-zero gradient elements that are zero here
+
+
+@dataclass(frozen=True)
+class Measurement:
+    runs: dict[str, Run]
+    modules: tuple[Row, ...]  # module, max |output| per format
+    below_tiny: float  # share of fp32 gradient elements in (0, fp16's smallest normal)
+    selected: tuple[str, ...]
+    device: str
+
+
+def _run(
+    ctx: Context, dtype: Any, maxima: dict[str, dict[str, float]], label: str
+) -> tuple[float, list[Any], str, str]:
+    """One forward and backward on a fresh copy under autocast to `dtype` (None: fp32)."""
+    import contextlib
+
+    import torch
+    from torch import nn
+
+    from nndiag.core.contract import call_model
+    from nndiag.core.hooks import forward_hooks, module_names
+
+    torch.manual_seed(ctx.options.seed)
+    model = ctx.fresh_model().train()
+    for module in model.modules():
+        if isinstance(module, nn.modules.dropout._DropoutNd):
+            module.eval()
+    names = module_names(model)
+    nonfinite: list[str] = []
+    beyond: list[str] = []
+
+    def record(module: nn.Module, _inputs: Any, output: Any) -> None:
+        from nndiag.core.tensors import tensors_in
+
+        floats = [t for t in tensors_in(output) if t.is_floating_point()]
+        if not floats:
+            return
+        finite = all(bool(torch.isfinite(t).all()) for t in floats)
+        peak = max(
+            float(t.detach().abs().nan_to_num(posinf=math.inf).max()) if t.numel() else 0.0
+            for t in floats
+        )
+        maxima.setdefault(names[module], {})[label] = peak
+        if not finite and not nonfinite:
+            nonfinite.append(names[module])
+        if label == "fp16" and finite and peak > FP16_MAX and not beyond:
+            beyond.append(names[module])
+
+    autocast = (
+        torch.autocast(ctx.device.type, dtype=dtype)
+        if dtype is not None
+        else contextlib.nullcontext()
+    )
+    with forward_hooks(dict.fromkeys(model.modules(), record)), autocast:
+        loss = ctx.loss(call_model(model, ctx.inputs), ctx.targets)
+    value = float(loss.detach().float())
+    if loss.requires_grad and math.isfinite(value):
+        loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    return value, grads, nonfinite[0] if nonfinite else "", beyond[0] if beyond else ""
+
+
+def measure(ctx: Context, config: Config) -> Measurement:
+    import torch
+
+    maxima: dict[str, dict[str, float]] = {}
+    loss32, grads32, bad32, _ = _run(ctx, None, maxima, "fp32")
+    reference = _flat(grads32)
+    nonzero = reference != 0
+    tiny = float(((reference.abs() < FP16_TINY) & nonzero).sum()) / max(1, int(nonzero.sum()))
+    runs = {"fp32": Run("", loss32, bad32, "", bool(torch.isfinite(reference).all()), 1.0, 0.0)}
+    for label, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        try:
+            loss, grads, bad, beyond = _run(ctx, dtype, maxima, label)
+        except RuntimeError as exc:  # an operator without a kernel for this format on this device
+            runs[label] = Run(str(exc).splitlines()[0], math.nan, "", "", False, math.nan, math.nan)
+            continue
+        flat = _flat(grads)
+        complete = flat.shape == reference.shape  # no backward when the loss is not finite
+        finite = complete and bool(torch.isfinite(flat).all())
+        cosine = (
+            float(torch.nn.functional.cosine_similarity(flat, reference, dim=0))
+            if finite and flat.numel()
+            else math.nan
+        )
+        flushed = (
+            float(((flat == 0) & nonzero).sum()) / max(1, int(nonzero.sum()))
+            if complete
+            else math.nan
+        )
+        runs[label] = Run("", loss, bad, beyond, finite, cosine, flushed)
+    rows = tuple(
+        {"module": name, **{f"max_abs_{k}": v for k, v in peaks.items()}}
+        for name, peaks in maxima.items()
+    )
+    selected = FORMATS[1:] if config.formats == "all" else (config.formats,)
+    return Measurement(runs, rows, tiny, selected, ctx.device.type)
+
+
+def _flat(grads: list[Any]) -> Any:
+    import torch
+
+    parts = [g.detach().double().flatten() for g in grads if g is not None]
+    if len(parts) != len(grads):
+        return torch.zeros(0, dtype=torch.float64)
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
+
+
+def overflowing(m: Measurement) -> dict[str, str]:
+    """format -> what overflows there, where fp32 is finite."""
+    fp32 = m.runs["fp32"]
+    if not (math.isfinite(fp32.loss) and fp32.grads_finite and not fp32.first_nonfinite):
+        return {}  # fp32 itself is not finite: that is nonfinite-values, not precision
+    found = {}
+    for label in FORMATS[1:]:
+        run = m.runs[label]
+        if run.unsupported:
+            continue
+        if run.first_nonfinite:
+            found[label] = f"NaN/Inf from {run.first_nonfinite} on"
+        elif not math.isfinite(run.loss) or not run.grads_finite:
+            found[label] = "a NaN/Inf " + ("loss" if not math.isfinite(run.loss) else "gradient")
+        elif run.beyond_fp16:
+            peak = max(
+                (r.get("max_abs_fp16", 0.0) for r in m.modules if r["module"] == run.beyond_fp16),
+                default=0.0,
+            )
+            found[label] = (
+                f"{run.beyond_fp16} outputs values up to {peak:.3g}, beyond fp16's {FP16_MAX:g}"
+            )
+    return found
+
+
+def safe(m: Measurement, config: Config) -> list[str]:
+    """Formats with no overflow (and, for fp16, little underflow without loss scaling)."""
+    bad = overflowing(m)
+    flushed = m.runs["fp16"].flushed
+    return [
+        f for f in FORMATS
+        if f not in bad and not m.runs[f].unsupported and (f != "fp16" or not flushed > config.flushed_share_max)
+    ]  # fmt: skip
+
+
+def diagnose(m: Measurement, config: Config) -> list[Finding]:
+    findings = []
+    for label, what in overflowing(m).items():
+        chosen = label in m.selected
+        findings.append(
+            finding(
+                Code.PRECISION_OVERFLOW,
+                NAME,
+                f"under {label} autocast at init: {what}, where fp32 is finite"
+                + ("" if chosen else f" (you train in {config.formats}: for your information)"),
+                where=[what.split(" ")[0]],
+                severity=None if chosen else Severity.INFO,
+                hint=None
+                if label == "fp16"
+                else "Scale the offending activations down (init, normalisation).",
+            )
+        )
+    flushed = m.runs["fp16"].flushed
+    if flushed > config.flushed_share_max and "fp16" not in overflowing(m):  # NaN: no backward
+        explicit = config.formats == "fp16"
+        findings.append(
+            finding(
+                Code.PRECISION_UNDERFLOW,
+                NAME,
+                f"{flushed:.0%} of the non-zero gradient elements flush to zero in fp16 without loss "
+                f"scaling ({m.below_tiny:.0%} of fp32's are below fp16's smallest normal {FP16_TINY:.2g})",
+                severity=None if explicit else Severity.INFO,
+                evidence={"flushed": flushed, "below_tiny": m.below_tiny},
+            )
+        )
+    return findings
+
+
+def present(m: Measurement, config: Config) -> Presentation:
+    bad = overflowing(m)
+    ok = safe(m, config)
+    headline = f"safe at init: {', '.join(ok) or 'none'}"
+    if bad:
+        headline += "; " + "; ".join(f"{k}: {v}" for k, v in bad.items())
+    fp16 = m.runs["fp16"]
+    if fp16.flushed > 0 and "fp16" in ok:
+        headline += f"; fp16 without scaling flushes {fp16.flushed:.0%} of gradients"
+    formats = tuple(
+        {"format": k, "loss": r.loss, "loss_diff": abs(r.loss - m.runs["fp32"].loss),
+         "grad_cosine": r.cosine, "flushed_share": r.flushed, "first_nonfinite": r.first_nonfinite or None}
+        for k, r in m.runs.items()
+    )  # fmt: skip
+    metrics = {
+        "safe": ok,
+        "below_fp16_normal": m.below_tiny,
+        **{f"{k}_grad_cosine": r.cosine for k, r in m.runs.items()},
+    }
+    tables = (Table("formats", formats, key="format"), Table("modules", m.modules, key="module"))
+    notes = tuple(
+        f"{k} autocast could not run on {m.device}: {r.unsupported}"
+        for k, r in m.runs.items()
+        if r.unsupported
+    )
+    return Presentation(headline, metrics, tables, notes)
+
+
+SPEC = ProbeSpec(
+    name=NAME,
+    summary="fp32, bf16 and fp16 autocast at init: activation ranges, overflow, gradient underflow",
+    config=Config,
+    measure=measure,
+    diagnose=diagnose,
+    present=present,
+    cost=lambda c: 3.0,
+)

@@ -1,0 +1,24 @@
+"""What one probe hands to later ones, typed (DESIGN.md §4): the orchestrator stores each in the
+context's Provisions by type, and a probe that `needs` one reads it with ctx.provided.get(Type)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class InitLoss:
+    """The loss of a fresh copy on the fixed batch, and its chance baseline (from init-loss)."""
+
+    loss: float
+    baseline: float  # NaN when unknown
+    baseline_kind: str
+
+
+@dataclass(frozen=True)
+class SuggestedLR:
+    """The LR range test's pick (None when it made none), for `--lr suggested` (from lr-range)."""
+
+    lr: float | None
+    confidence: str
+    batch_size: int

@@ -1,0 +1,273 @@
+"""structure: weights the optimizer never sees, and forward passes that disagree with themselves.
+
+- unregistered-parameters: one forward builds the loss's autograd graph; its leaves that require
+  grad (AccumulateGrad nodes) are what training would update. A leaf that is not one of
+  model.parameters() (and not an input) is invisible to the optimizer and to `.to(device)`:
+  layers kept in a plain list/dict/tuple, tensors that are not nn.Parameter, or layers built in
+  forward (their leaves are new tensors on every call). The modules' attributes are scanned too,
+  to name the container (`self.layers` is a list of 3 Linear: use nn.ModuleList).
+- nondeterministic-forward: two eval-mode forwards of the same batch must agree to round-off.
+  When they do not, a third forward from the first one's RNG state tells the likely cause:
+  agreeing then, the randomness comes from the RNG (parameters created in forward, sampling
+  outside nn.Dropout); disagreeing still, from state kept between calls.
+
+Cost: two forward passes (three when the outputs disagree), no backward. See
+docs/probes/structure.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from nndiag.findings import Code, Finding, finding
+from nndiag.probes.base import Presentation, ProbeSpec, setting
+from nndiag.report import Row, Table
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from nndiag.core.context import Context
+
+NAME = "structure"
+
+
+@dataclass(frozen=True)
+class Config:
+    forward_rtol: float = setting(
+        1e-5,
+        "two eval-mode forwards agree when every module output differs by at most this, relative",
+        source="identical computations on CPU agree bitwise; GPU kernels (atomics) to ~1e-6",
+        low=0.0,
+    )
+
+
+@dataclass(frozen=True)
+class Measurement:
+    leaves: tuple[Row, ...]  # unregistered graph leaves: shape, elements, fresh
+    containers: tuple[Row, ...]  # attributes holding unregistered modules or tensors
+    difference: float  # max relative difference of the outputs of two eval forwards
+    first_differing: str  # module, or "" when they agree
+    rng_driven: bool | None  # the difference disappears with the same RNG state (None: agree)
+    registered: int  # elements in model.parameters()
+
+
+def _graph_leaves(root: Any) -> list[Tensor]:
+    """Tensors that require grad at the leaves of an autograd graph (AccumulateGrad nodes)."""
+    seen, stack, leaves = set(), [root], []
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        variable = getattr(node, "variable", None)
+        if variable is not None:
+            leaves.append(variable)
+        stack.extend(n for n, _ in getattr(node, "next_functions", ()))
+    return leaves
+
+
+def _summaries(model: nn.Module, store: list[tuple[str, float, float]]) -> Any:
+    """Forward hooks keeping (module, sum, sum of |.|) of every float output, in order."""
+    from nndiag.core.hooks import forward_hooks, module_names
+    from nndiag.core.tensors import tensors_in
+
+    names = module_names(model)
+
+    def hook(module: Any, _inputs: Any, output: Any) -> None:
+        for t in tensors_in(output):
+            if t.is_floating_point():
+                x = t.detach().double()
+                store.append((names[module], float(x.sum()), float(x.abs().sum())))
+                return
+
+    return forward_hooks(dict.fromkeys(model.modules(), hook))
+
+
+def measure(ctx: Context, config: Config) -> Measurement:
+    import torch
+
+    from nndiag.core.contract import as_logits, call_model
+    from nndiag.core.tensors import tensors_in
+
+    model = ctx.fresh_model().eval()
+    params = {id(p) for p in model.parameters()}
+    inputs = {id(t) for t in tensors_in(ctx.inputs)}
+    state = torch.get_rng_state()
+    runs: list[list[tuple[str, float, float]]] = [[], []]
+    leaf_sets = []
+    outputs = []
+    for store in runs:
+        with _summaries(model, store), torch.enable_grad():
+            out = call_model(model, ctx.inputs)
+            loss = ctx.loss(out, ctx.targets)
+        found = _graph_leaves(loss.grad_fn) if loss.requires_grad else []
+        leaf_sets.append(
+            {id(t): t for t in found if t.requires_grad and id(t) not in params | inputs}
+        )
+        outputs.append(as_logits(out).detach().double())
+    difference = _relative(outputs[0], outputs[1])
+    first, rng_driven = "", None
+    if difference > config.forward_rtol:
+        first = _first_differing(runs[0], runs[1], config.forward_rtol)
+        third: list[tuple[str, float, float]] = []
+        torch.set_rng_state(state)
+        with _summaries(model, third), torch.no_grad():
+            again = as_logits(call_model(model, ctx.inputs)).detach().double()
+        rng_driven = _relative(outputs[0], again) <= config.forward_rtol
+    fresh = set(leaf_sets[1]) - set(leaf_sets[0])
+    leaves = tuple(
+        {"shape": "x".join(map(str, t.shape)), "elements": t.numel(), "fresh": key in fresh}
+        for key, t in leaf_sets[1].items()
+    )
+    return Measurement(
+        leaves=leaves,
+        containers=tuple(_containers(model, params)),
+        difference=difference,
+        first_differing=first,
+        rng_driven=rng_driven,
+        registered=sum(p.numel() for p in {id(p): p for p in model.parameters()}.values()),
+    )
+
+
+def _relative(a: Tensor, b: Tensor) -> float:
+    if a.shape != b.shape:
+        return float("inf")
+    scale = float(a.abs().max()) if a.numel() else 0.0
+    return float((a - b).abs().max()) / (scale + 1e-30) if a.numel() else 0.0
+
+
+def _first_differing(
+    a: list[tuple[str, float, float]], b: list[tuple[str, float, float]], rtol: float
+) -> str:
+    for (name, sum_a, abs_a), (_, sum_b, abs_b) in zip(a, b, strict=False):
+        if abs(sum_a - sum_b) > rtol * (abs_a + 1e-30) or abs(abs_a - abs_b) > rtol * (
+            abs_a + 1e-30
+        ):
+            return name
+    return "the model's own forward, outside its submodules"
+
+
+def _containers(model: nn.Module, registered: set[int]) -> list[Row]:
+    """Attributes holding modules or grad-requiring tensors outside the registered parameters."""
+    import torch
+    from torch import nn
+
+    from nndiag.core.hooks import module_names
+
+    rows = []
+    for module, name in module_names(model).items():
+        for attr, value in vars(module).items():
+            if attr.startswith("_"):
+                continue
+            items = (
+                list(value.values())
+                if isinstance(value, dict)
+                else (list(value) if isinstance(value, (list, tuple, set)) else [value])
+            )
+            modules = [v for v in items if isinstance(v, nn.Module)]
+            tensors = [
+                v
+                for v in items
+                if isinstance(v, torch.Tensor) and v.requires_grad and id(v) not in registered
+            ]
+            hidden = sum(
+                p.numel() for m in modules for p in m.parameters() if id(p) not in registered
+            )
+            hidden += sum(t.numel() for t in tensors)
+            if hidden:
+                kind = type(value).__name__
+                holds = ", ".join(sorted({type(v).__name__ for v in modules + tensors}))
+                rows.append({"attribute": f"{name}.{attr}", "container": kind, "holds": holds,
+                             "count": len(modules) + len(tensors), "elements": hidden})  # fmt: skip
+    return rows
+
+
+def diagnose(m: Measurement, config: Config) -> list[Finding]:
+    findings = []
+    if m.leaves or m.containers:
+        elements = sum(r["elements"] for r in m.leaves) or sum(r["elements"] for r in m.containers)
+        parts = [
+            f"{len(m.leaves)} tensor(s) ({elements:,} elements) take part in the forward pass with "
+            f"requires_grad but are not in model.parameters() ({m.registered:,} elements are)"
+            if m.leaves
+            else f"{elements:,} trainable elements are held outside model.parameters()"
+        ]
+        for row in m.containers:
+            fix = {"list": "nn.ModuleList", "tuple": "nn.ModuleList", "dict": "nn.ModuleDict"}.get(
+                row["container"]
+            )
+            advice = f": use {fix}" if fix and row["holds"] != "Tensor" else ": use nn.Parameter"
+            parts.append(
+                f"{row['attribute']} is a {row['container']} of {row['count']} {row['holds']}{advice}"
+            )
+        if any(r["fresh"] for r in m.leaves):
+            parts.append(
+                "some are created afresh on every call (layers built in forward): they never train"
+            )
+        findings.append(
+            finding(
+                Code.UNREGISTERED_PARAMETERS,
+                NAME,
+                "; ".join(parts),
+                where=[r["attribute"] for r in m.containers] or ["forward"],
+                evidence={"elements": elements, "fresh": sum(r["fresh"] for r in m.leaves)},
+            )
+        )
+    if m.first_differing:
+        cause = (
+            "parameters created in forward, or randomness outside nn.Dropout (it repeats with the "
+            "same RNG state)"
+            if m.rng_driven
+            else "state kept between calls (a counter, a cache, a buffer updated in eval mode)"
+        )
+        findings.append(
+            finding(
+                Code.NONDETERMINISTIC_FORWARD,
+                NAME,
+                f"two eval-mode forwards of the same batch differ by {m.difference:.2g} (relative); "
+                f"the first module whose output differs is {m.first_differing}; likely cause: {cause}",
+                where=[m.first_differing],
+                evidence={"difference": m.difference, "rng_driven": m.rng_driven},
+            )
+        )
+    return findings
+
+
+def present(m: Measurement, config: Config) -> Presentation:
+    unregistered = sum(r["elements"] for r in m.leaves)
+    parts = [f"{m.registered:,} registered elements"]
+    parts.append(
+        f"{unregistered:,} unregistered" if unregistered or m.containers else "none unregistered"
+    )
+    parts.append(
+        "eval forwards agree"
+        if not m.first_differing
+        else f"eval forwards differ from {m.first_differing}"
+    )
+    tables = (
+        Table("leaves", m.leaves, schema=("shape", "elements", "fresh")),
+        Table(
+            "containers",
+            m.containers,
+            key="attribute",
+            schema=("attribute", "container", "holds", "count", "elements"),
+        ),
+    )
+    metrics = {
+        "registered": m.registered,
+        "unregistered": unregistered,
+        "forward_difference": m.difference,
+    }
+    return Presentation(", ".join(parts), metrics, tables)
+
+
+SPEC = ProbeSpec(
+    name=NAME,
+    summary="unregistered parameters (plain lists, layers built in forward), nondeterministic forwards",
+    config=Config,
+    measure=measure,
+    diagnose=diagnose,
+    present=present,
+    cost=lambda c: 0.7,
+)
