@@ -72,7 +72,7 @@ RULES: tuple[Rule, ...] = (
     ),  # fmt: skip
     Rule(
         Code.UNREGISTERED_PARAMETERS,
-        frozenset({Code.NONDETERMINISTIC_FORWARD}),
+        TRAINING | {Code.NONDETERMINISTIC_FORWARD},
         why="layers built in forward draw new weights on every call",
     ),
     Rule(
@@ -116,6 +116,13 @@ RULES: tuple[Rule, ...] = (
         TRAINING | {Code.LOSS_AT_INIT},
         why="the loss compares the wrong elements",
     ),
+    Rule(
+        Code.LOSS_AT_INIT,
+        TRAINING,
+        lambda c: c.severity is not Severity.INFO,
+        why="a loss far above chance spends the first steps shrinking the logits",
+    ),
+    Rule(Code.INIT_SCALE, TRAINING | {Code.LOSS_AT_INIT}, why="a mis-scaled layer mis-scales what follows"),
     Rule(
         Code.OUTPUT_IGNORES_INPUT,
         TRAINING

@@ -63,3 +63,23 @@ def execution_order(
     modules = model.modules() if candidates is None else candidates
     with forward_hooks(dict.fromkeys(modules, hook)):
         yield order
+
+
+@contextmanager
+def entry_order(model: nn.Module) -> Iterator[list[nn.Module]]:
+    """Like execution_order, but in the order modules are entered (parents before children):
+    the module after a leaf in this list is the one that reads its output next."""
+    order: list[nn.Module] = []
+    seen: set[nn.Module] = set()
+
+    def enter(module: nn.Module, _args: Any) -> None:
+        if module not in seen:
+            seen.add(module)
+            order.append(module)
+
+    handles = [m.register_forward_pre_hook(enter) for m in model.modules()]
+    try:
+        yield order
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -4,7 +4,7 @@ backward pass tell whether that part depends on other parts of the input: with n
 autograd gives exactly zero there, so the test compares against round-off, not a loose threshold
 (a reshape without permute leaks ~6e-3 relative).
 
-Where the dependence appears is a forward question: change the other parts of the input and find
+Where a dependence appears is a forward question: change the other parts of the input and find
 the first module, in execution order, whose output at the part under test changes.
 """
 
@@ -47,16 +47,19 @@ def gradient_norms(
     return norms
 
 
-def first_changed(s: Surface, changed_x: Tensor, own: Own, rtol: float) -> str:
+def first_changed(
+    model: nn.Module, forwards: tuple[Callable[[], Any], Callable[[], Any]], own: Own, rtol: float, skip: Any = None
+) -> str:
     """The first module (execution order) whose output, at the part under test, differs between
-    the original input and `changed_x` (which differs from it only at other parts)."""
-    names = module_names(s.model)
-    parents = {child: names[m] for m in s.model.modules() for child in m.children()}
+    two forward passes (of inputs that differ only at other parts); `skip` is a module to ignore
+    (the one a surface substitutes)."""
+    names = module_names(model)
+    parents = {child: names[m] for m in model.modules() for child in m.children()}
 
     def record(store: list[tuple[nn.Module, Tensor]]) -> Callable[[nn.Module, Any, Any], None]:
         def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
             first = first_float(output)
-            part = own(first) if first is not None and module is not s.entry else None
+            part = own(first) if first is not None and module is not skip else None
             if part is not None:
                 store.append((module, part.detach().double()))
 
@@ -64,13 +67,11 @@ def first_changed(s: Surface, changed_x: Tensor, own: Own, rtol: float) -> str:
 
     runs: list[list[tuple[nn.Module, Tensor]]] = [[], []]
     with torch.no_grad():
-        for x, store in zip((s.x0, changed_x), runs, strict=True):
-            with forward_hooks(dict.fromkeys(s.model.modules(), record(store))):
-                s(x)
+        for forward, store in zip(forwards, runs, strict=True):
+            with forward_hooks(dict.fromkeys(model.modules(), record(store))):
+                forward()
     for (module, a), (_, b) in zip(*runs, strict=False):
-        if a.shape == b.shape and float((a - b).abs().max()) > rtol * (
-            float(a.abs().max()) + 1e-30
-        ):
+        if a.shape == b.shape and float((a - b).abs().max()) > rtol * (float(a.abs().max()) + 1e-30):
             parent = parents.get(module)
             return f"{names[module]}" + (f" (inside {parent})" if parent else "")
     return "the model's own forward, outside its submodules"

@@ -6,8 +6,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
+
+from nndiag.core.contract import as_logits, call_model
 
 LOG_SOFTMAX_LOSSES = frozenset({"cross_entropy", "log_softmax"})
 LOGIT_SIGMOID_LOSSES = frozenset({"binary_cross_entropy_with_logits"})
@@ -80,3 +83,12 @@ def accuracy(logits: Tensor, targets: Tensor, ignore_index: int) -> float:
         return math.nan
     hits = logits.detach().argmax(dim=-1) == targets
     return float(hits[keep].float().mean())
+
+
+def loss_and_baseline(model: nn.Module, inputs: Any, targets: Tensor, loss_fn: Any) -> tuple[float, Baseline]:
+    """A model's loss on a batch (no gradient) and the chance baseline of that loss, observed."""
+    with torch.no_grad():
+        outputs = call_model(model, inputs)
+        with LossObserver() as observer:
+            loss = float(loss_fn(outputs, targets))
+    return loss, chance_baseline(observer.calls, as_logits(outputs), targets)

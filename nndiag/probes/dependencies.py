@@ -10,11 +10,12 @@ token inputs (nndiag.core.surface), in nndiag.core.leaks:
   input must be zero to round-off. Mixing can run one way only (an LSTM missing batch_first
   recurs over the batch: later examples depend on earlier ones), so i is the first example and
   the last: two backward passes.
-- causal leak, for sequence models trained on next-token targets (targets equal the inputs
-  shifted by one, detected from the batch) or when `causal` is set: example b's output at
-  position t_b (positions spread over the sequence, one per example) must not depend on its
-  inputs after t_b: one backward pass for every position at once (examples are independent,
-  checked first).
+- causal leak, for sequence models trained on next-token targets (targets equal an input
+  shifted by one position, detected from the batch: a decoder-only LM's input_ids, an
+  encoder-decoder's decoder_input_ids) or when `causal` is set: that input is changed after
+  position t_b of example b (positions spread over the sequence, one per example) and example
+  b's output up to t_b must not move (to round-off): one extra forward for every position at
+  once (examples are independent, checked first).
 
 Where a dependence appears: the first module whose output changes when only the other examples
 (or the later positions) change. See docs/probes/dependencies.md.
@@ -74,24 +75,27 @@ class Measurement:
     notes: tuple[str, ...] = ()
 
 
-def _shifted(inputs: Any, targets: Tensor, config: Config, ignore: int) -> bool:
-    """Are the targets the inputs shifted by one position (next-token prediction)?"""
+def shifted_input(inputs: Any, targets: Tensor, config: Config, ignore: int) -> int | None:
+    """The input tensor (its index among the inputs' tensors) the targets equal shifted by one
+    position (next-token prediction, teacher forcing), or None."""
     import torch
 
     from nndiag.core.tensors import tensors_in
 
-    for x in tensors_in(inputs):
+    for index, x in enumerate(tensors_in(inputs)):
         if x.dim() < 2 or x.shape[:2] != targets.shape[:2] or x.shape[1] < 2:
             continue
-        a, b = targets[:, :-1], x[:, 1:]
         if x.is_floating_point() != targets.is_floating_point():
             continue
+        a, b = targets[:, :-1], x[:, 1:]
         if targets.is_floating_point():
-            return bool(torch.allclose(a, b.to(a.dtype)))
+            if torch.allclose(a, b.to(a.dtype)):
+                return index
+            continue
         keep = a != ignore
         if bool(keep.any()) and float((a == b)[keep].float().mean()) >= config.shift_match_min:
-            return True
-    return False
+            return index
+    return None
 
 
 def _leak(own: float, other: float) -> float:
@@ -104,49 +108,41 @@ def measure(ctx: Context, config: Config) -> Measurement:
     from nndiag.core.surface import calibrated_copy, ordered_blocks, surface
 
     model = calibrated_copy(ctx, None, batches=1)
-    order = ordered_blocks(model, ctx.inputs)
-    s = surface(model, ctx.inputs, order)
+    s = surface(model, ctx.inputs, ordered_blocks(model, ctx.inputs))
     batch_norm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
     generator = torch.Generator().manual_seed(ctx.options.seed)
     rows = ctx.rows
     mixing, mixing_at = _mixing(s, rows, generator, config) if rows > 1 else ((), "")
-    if ctx.options.distributed.value != "none":
-        worst = max((r["leak"] for r in mixing), default=0.0)
-        mixed = float(ctx.reduce.max(torch.tensor([worst]))[0])
-        mixing = tuple(dict(r, leak=max(r["leak"], mixed)) for r in mixing)
-    causal, reason = _causal_wanted(ctx, config)
+    if ctx.reduce.world > 1:  # the worst leak over every rank's examples
+        worst = float(ctx.reduce.max(torch.tensor([max((r["leak"] for r in mixing), default=0.0)]))[0])
+        mixing = tuple(dict(r, leak=max(r["leak"], worst)) for r in mixing)
+    index, reason = _causal_input(ctx, config)
     positions: tuple[Row, ...] = ()
     leak_at = ""
-    if causal:
-        positions, leak_at, reason = _causality(
-            s, rows, generator, config, mixed=bool(mixing_at), reason=reason
-        )
-    notes = (
-        (
-            "BatchNorm mixes examples in train mode by design (batch statistics): checked in eval mode",
-        )
-        if batch_norm
-        else ()
-    )
-    return Measurement(
-        rows,
-        tuple(mixing),
-        mixing_at,
-        causal and bool(positions),
-        reason,
-        positions,
-        leak_at,
-        batch_norm,
-        notes,
-    )
+    if index is not None:
+        positions, leak_at, reason = _causality(ctx, model, index, generator, config, bool(mixing_at), reason)
+    notes = (BATCH_NORM_NOTE,) if batch_norm else ()
+    return Measurement(rows, tuple(mixing), mixing_at, bool(positions), reason, positions, leak_at, batch_norm, notes)
 
 
-def _causal_wanted(ctx: Context, config: Config) -> tuple[bool, str]:
-    if config.causal is not None:
-        return config.causal, "causal = " + str(config.causal).lower()
-    if _shifted(ctx.inputs, ctx.targets, config, ctx.options.ignore_index):
-        return True, "targets are the inputs shifted by one position"
-    return False, "targets are not the inputs shifted by one position (set causal = true to check)"
+BATCH_NORM_NOTE = "BatchNorm mixes examples in train mode by design (batch statistics): checked in eval mode"
+
+
+def _causal_input(ctx: Context, config: Config) -> tuple[int | None, str]:
+    """Which input to test for causality, and why (None: not tested)."""
+    from nndiag.core.tensors import tensors_in
+
+    if config.causal is False:
+        return None, "causal = false"
+    index = shifted_input(ctx.inputs, ctx.targets, config, ctx.options.ignore_index)
+    if index is not None:
+        return index, "targets are an input shifted by one position"
+    if config.causal:
+        sequences = [i for i, t in enumerate(tensors_in(ctx.inputs)) if t.dim() >= 2]
+        if sequences:
+            return sequences[0], "causal = true"
+        return None, "causal = true, but no input has a position axis"
+    return None, "targets are not an input shifted by one position (set causal = true to check)"
 
 
 def _example_mask(x: Tensor, i: int) -> Tensor:
@@ -184,9 +180,8 @@ def _mixing(s: Surface, rows: int, generator: Any, config: Config) -> tuple[tupl
     i = leaking[0]["example"]
     noise = torch.randn(s.x0.shape, generator=generator).to(s.x0.device, s.x0.dtype)
     changed = torch.where(_example_mask(s.x0, i), s.x0, s.x0 + noise * (s.x0.std() + 1))
-    where = first_changed(
-        s, changed, lambda t: t[i] if t.dim() and t.shape[0] == rows else None, config.leak_rtol
-    )
+    own = lambda t: t[i] if t.dim() and t.shape[0] == rows else None  # noqa: E731
+    where = first_changed(s.model, (lambda: s(s.x0), lambda: s(changed)), own, config.leak_rtol, s.entry)
     return table, where
 
 
@@ -198,59 +193,70 @@ def _positions(rows: int, length: int) -> list[int]:
 
 
 def _causality(
-    s: Surface, rows: int, generator: Any, config: Config, mixed: bool, reason: str
+    ctx: Context, model: Any, index: int, generator: Any, config: Config, mixed: bool, reason: str
 ) -> tuple[tuple[Row, ...], str, str]:
-    """Example b's output at position t_b, all at once (one backward) when examples are
-    independent; else example 0 at three positions, one backward each."""
+    """Change the shifted input (tensor `index` of the inputs) after position t_b of example b,
+    all examples at once (or, when examples mix, example 0 alone at three positions): the output
+    of example b up to t_b must not move."""
     import torch
 
-    from nndiag.core.leaks import first_changed, gradient_norms
+    from nndiag.core.contract import as_logits, call_model
+    from nndiag.core.leaks import first_changed
+    from nndiag.core.tensors import tensors_in
 
-    out = s(s.x0)
-    x = s.x0
-    if x.dim() < 2 or out.dim() < 2 or out.shape[:2] != x.shape[:2] or x.shape[1] < 2:
+    x = tensors_in(ctx.inputs)[index]
+    rows, length = x.shape[0], x.shape[1]
+    with torch.no_grad():
+        base = as_logits(call_model(model, ctx.inputs)).double()
+    if base.dim() < 2 or base.shape[:2] != x.shape[:2]:
         return (), "", reason + "; but the output has no position axis matching the input's"
-    length = x.shape[1]
-    pairs = (
-        [(0, t) for t in sorted({0, length // 2, length - 2})]
-        if mixed
-        else list(enumerate(_positions(rows, length)))
-    )
-    groups = [[p] for p in pairs] if mixed else [pairs]
-    cotangents, parts = [], []
+    if mixed:
+        groups = [[(0, t)] for t in sorted({0, length // 2, length - 2})]
+    else:
+        groups = [list(enumerate(_positions(rows, length)))]
+    table: list[Row] = []
+    where = ""
     for group in groups:
-        v = torch.zeros(out.shape, device=out.device)
-        masks = []
+        changed = _replace(ctx.inputs, index, _future_changed(x, group, generator))
+        with torch.no_grad():
+            moved = as_logits(call_model(model, changed)).double()
         for b, t in group:
-            v[b, t] = torch.randn(out.shape[2:], generator=generator).to(out.device)
-            own = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
-            own[b, : t + 1] = True
-            later = torch.zeros_like(own)
-            later[b, t + 1 :] = True
-            masks += [own, later]
-        cotangents.append(v)
-        parts.append(masks)
-    norms = gradient_norms(s, cotangents, parts)
-    flat = [n for group in norms for n in group]
-    table = tuple(
-        {"example": b, "position": t, "own": own, "later": later, "leak": _leak(own, later)}
-        for (b, t), own, later in zip(pairs, flat[0::2], flat[1::2], strict=True)
-    )
-    leaking = [r for r in table if r["leak"] > config.leak_rtol]
-    if not leaking:
-        return table, "", reason
-    future = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
-    for b, t in pairs:
-        future[b, t + 1 :] = True
-    noise = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
-    changed = torch.where(future, x + noise * (x.std() + 1), x)
+            before, after = base[b, : t + 1], moved[b, : t + 1]
+            scale = float(before.abs().max()) + 1e-30
+            table.append({"example": b, "position": t, "change": float((before - after).abs().max()) / scale})
+        if not where and any(r["change"] > config.leak_rtol for r in table):
 
-    def own_part(t: Tensor) -> Tensor | None:
-        if t.dim() < 2 or t.shape[:2] != x.shape[:2]:
-            return None
-        return torch.stack([t[b, : p + 1].sum(0) for b, p in pairs])
+            def own(t: Tensor, group: list[tuple[int, int]] = group) -> Tensor | None:
+                if t.dim() < 2 or t.shape[:2] != x.shape[:2]:
+                    return None
+                return torch.stack([t[b, : p + 1].sum(0) for b, p in group])
 
-    return table, first_changed(s, changed, own_part, config.leak_rtol), reason
+            forwards = (lambda: call_model(model, ctx.inputs), lambda: call_model(model, changed))
+            where = first_changed(model, forwards, own, config.leak_rtol)
+    return tuple(table), where, reason
+
+
+def _future_changed(x: Tensor, group: list[tuple[int, int]], generator: Any) -> Tensor:
+    """x with example b's positions after t_b replaced: other tokens, or float values moved."""
+    import torch
+
+    changed = x.clone()
+    for b, t in group:
+        if x.is_floating_point():
+            noise = torch.randn(x[b, t + 1 :].shape, generator=generator).to(x.device, x.dtype)
+            changed[b, t + 1 :] = x[b, t + 1 :] + noise * (x.std() + 1)
+        else:
+            low, high = int(x.min()), int(x.max())
+            shift = torch.randint(1, max(2, high - low + 1), x[b, t + 1 :].shape, generator=generator).to(x.device)
+            changed[b, t + 1 :] = low + (x[b, t + 1 :] - low + shift) % max(1, high - low + 1)
+    return changed
+
+
+def _replace(inputs: Any, index: int, new: Tensor) -> Any:
+    from nndiag.core.tensors import map_tensors
+
+    position = iter(range(10**9))
+    return map_tensors(lambda t: new if next(position) == index else t, inputs)
 
 
 def diagnose(m: Measurement, config: Config) -> list[Finding]:
@@ -272,18 +278,18 @@ def diagnose(m: Measurement, config: Config) -> list[Finding]:
                 evidence={"leak": worst, "directions": [r["example"] for r in mixing]},
             )
         )
-    leaking = [r for r in m.positions if r["leak"] > config.leak_rtol]
+    leaking = [r for r in m.positions if r["change"] > config.leak_rtol]
     if leaking:
         earliest = min(r["position"] for r in leaking)
-        worst = max(r["leak"] for r in leaking)
+        worst = max(r["change"] for r in leaking)
         findings.append(
             finding(
                 Code.CAUSAL_LEAK,
                 NAME,
-                f"the output at position {earliest} depends on inputs after it (gradient {worst:.2g} "
-                f"of the positions up to it; {m.causal_reason}); it appears at {m.leak_at}",
+                f"the output at position {earliest} depends on inputs after it (changing only later "
+                f"inputs moves it by {worst:.2g}, relative; {m.causal_reason}); it appears at {m.leak_at}",
                 where=[m.leak_at.split(" ")[0]],
-                evidence={"leak": worst, "earliest_position": earliest},
+                evidence={"change": worst, "earliest_position": earliest},
             )
         )
     return findings
@@ -294,7 +300,7 @@ def present(m: Measurement, config: Config) -> Presentation:
     parts = [f"batch mixing {mixing:.2g} (examples independent)" if mixing <= config.leak_rtol
              else f"batch mixing {mixing:.2g} at {m.mixing_at}"]  # fmt: skip
     if m.causal_checked:
-        leak = max((r["leak"] for r in m.positions), default=0.0)
+        leak = max((r["change"] for r in m.positions), default=0.0)
         parts.append(f"causal leak {leak:.2g}" + (f" at {m.leak_at}" if m.leak_at else " (causal)"))
     else:
         parts.append(f"causality not checked: {m.causal_reason}")
@@ -302,7 +308,7 @@ def present(m: Measurement, config: Config) -> Presentation:
         parts[0] = "batch mixing not checked: one example"
     tables = [Table("mixing", m.mixing, key="example", schema=("example", "own", "other", "leak"))]
     if m.positions:
-        tables.append(Table("causality", m.positions, key="example"))
+        tables.append(Table("causality", m.positions, key="example", schema=("example", "position", "change")))
     metrics = {"mixing_leak": mixing, "mixing_at": m.mixing_at, "causal_checked": m.causal_checked,
                "causal_reason": m.causal_reason, "leak_at": m.leak_at}  # fmt: skip
     return Presentation("; ".join(parts), metrics, tuple(tables), m.notes)

@@ -12,7 +12,9 @@ Verdicts (docs/probes/gradients.md):
 - `vanishing-gradients` / `exploding-gradients`: the depth trend of ‖g‖/‖W‖ from the first
   quarter of the weight matrices to the last (AutoTrainer's rule), never one parameter's ratio.
 - `init-scale`: the init gain is outside its band *and* the measured signal gain shows the effect,
-  and the layer does not feed a normalisation layer (which would undo any scale).
+  the layer does not feed a normalisation layer (which would undo any scale), and its weights do
+  not follow a documented fan-out convention (torchvision's ResNets, timm's EfficientNet and
+  MobileNet: nndiag.core.inits).
 - `frozen-parameters`: every parameter frozen (error); frozen tensors that still look freshly
   initialised (a checkpoint not loaded?) (warning); trained-looking frozen weights under trainable
   ones: a fine-tuning set-up (info).
@@ -123,13 +125,6 @@ def _is_affine(module: nn.Module, pname: str, param: Tensor) -> bool:
     return not isinstance(module, skip)
 
 
-def fan_in(module: nn.Module, weight: Tensor) -> int:
-    """Inputs feeding one output unit; Hugging Face's Conv1D stores its weight transposed."""
-    if type(module).__name__ == "Conv1D" and hasattr(module, "nf"):
-        return int(weight.shape[0])
-    return int(weight.shape[1] * math.prod(weight.shape[2:]))
-
-
 def _signal_hook(gains: dict[Any, float]) -> Any:
     """rms(W·x)/rms(x) of a layer's first call: the bias is taken out of the output."""
     import torch
@@ -154,69 +149,89 @@ def _signal_hook(gains: dict[Any, float]) -> Any:
     return hook
 
 
-def measure(ctx: Context, config: Config) -> Measurement:
+@dataclass
+class _Pass:
+    """One forward and backward of a copy, with what the hooks saw."""
+
+    model: nn.Module
+    loss: float
+    order: list[nn.Module]  # modules by first return (leaves in data-flow order)
+    entered: list[nn.Module]  # modules by first entry
+    gains: dict[nn.Module, float]  # measured rms(W·x)/rms(x) of affine layers
+
+
+def _forward_backward(ctx: Context) -> _Pass:
     from nndiag.core.contract import call_model, eval_mode_backward
-    from nndiag.core.hooks import execution_order, forward_hooks, module_names
+    from nndiag.core.hooks import entry_order, execution_order, forward_hooks
 
     model = ctx.fresh_model()
     model.zero_grad(set_to_none=True)
-    affine = [
-        m
-        for m in model.modules()
-        if any(_is_affine(m, n, p) for n, p in m.named_parameters(recurse=False))
-    ]
-    gains: dict[Any, float] = {}
+    affine = [m for m in model.modules() if any(_is_affine(m, n, p) for n, p in m.named_parameters(recurse=False))]
+    gains: dict[nn.Module, float] = {}
+    hooks = forward_hooks(dict.fromkeys(affine, _signal_hook(gains)))
     with eval_mode_backward(model):  # the user's model may be in eval mode
-        with (
-            execution_order(model) as order,
-            forward_hooks(dict.fromkeys(affine, _signal_hook(gains))),
-        ):
+        with execution_order(model) as order, entry_order(model) as entered, hooks:
             loss = ctx.loss(call_model(model, ctx.inputs), ctx.targets)
         if loss.requires_grad:
             loss.backward()
+    return _Pass(model, float(loss.detach()), order, entered, gains)
+
+
+def measure(ctx: Context, config: Config) -> Measurement:
+    from nndiag.core.hooks import module_names
+    from nndiag.core.inits import fan_out_convention, untrained_signature
+
+    run = _forward_backward(ctx)
+    model = run.model
     names = module_names(model)
     qualified = {m: n for n, m in model.named_modules()}
-    position = {m: i for i, m in enumerate(order)}
-    leaves = [m for m in order if not any(True for _ in m.children())]
-    normed = _feeding_norm(leaves)
+    position = {m: i for i, m in enumerate(run.order)}
+    normed = _feeding_norm(run.entered, model)
     init_range = getattr(getattr(model, "config", None), "initializer_range", None)
     rows: list[Row] = []
     seen: set[int] = set()
-    for module in sorted(names, key=lambda m: position.get(m, len(order))):
+    for module in sorted(names, key=lambda m: position.get(m, len(run.order))):
         for pname, param in module.named_parameters(recurse=False):
             if id(param) in seen:  # tied weights (e.g. GPT-2's lm_head) are listed once
                 continue
             seen.add(id(param))
-            row = _param_row(names[module], module, pname, param, config)
+            row = _param_row(names[module], module, pname, param)
+            affine = row["in_profile"]
             row.update(
                 qualname=f"{qualified[module]}.{pname}".lstrip("."),
                 called=module in position,
-                signal_gain=gains.get(module, math.nan) if row["in_profile"] else math.nan,
+                signal_gain=run.gains.get(module, math.nan) if affine else math.nan,
                 feeds_norm=module in normed,
-                init_match=""
-                if param.requires_grad
-                else untrained_signature(module, param, init_range),
+                convention=fan_out_convention(module, param) if affine else "",
+                init_match="" if param.requires_grad else untrained_signature(module, param, init_range),
             )
             rows.append(row)
-    _reduce_norms(ctx, rows, model)
+    _reduce_norms(ctx, rows)
     _confirm_zero_gradients(ctx, rows)
-    return Measurement(tuple(rows), float(loss.detach()))
+    return Measurement(tuple(rows), run.loss)
 
 
-def _feeding_norm(leaves: list[nn.Module]) -> set[nn.Module]:
-    """Layers whose next executed leaf module is a normalisation layer (it undoes any scale)."""
+def _feeding_norm(entered: list[nn.Module], model: nn.Module) -> set[nn.Module]:
+    """Layers whose output the next module entered normalises (it undoes any scale): the first
+    module entered after the layer that is not inside it."""
     from torch import nn
 
     def is_norm(m: nn.Module) -> bool:
         norms = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
         return isinstance(m, norms) or "norm" in type(m).__name__.lower()
 
-    return {a for a, b in zip(leaves, leaves[1:], strict=False) if is_norm(b)}
+    normed = set()
+    for i, module in enumerate(entered):
+        inside = set(module.modules())
+        following = next((m for m in entered[i + 1 :] if m not in inside), None)
+        if following is not None and is_norm(following):
+            normed.add(module)
+    return normed
 
 
-def _param_row(
-    module_name: str, module: nn.Module, pname: str, param: Tensor, config: Config
-) -> Row:
+def _param_row(module_name: str, module: nn.Module, pname: str, param: Tensor) -> Row:
+    from nndiag.core.inits import fan_in
+
     grad = param.grad
     in_profile = _is_affine(module, pname, param)
     fan = fan_in(module, param) if in_profile else 0
@@ -237,7 +252,7 @@ def _param_row(
     }
 
 
-def _reduce_norms(ctx: Context, rows: list[Row], model: nn.Module) -> None:
+def _reduce_norms(ctx: Context, rows: list[Row]) -> None:
     """One collective for every tensor's sums of squares, then the derived columns."""
     import torch
 
@@ -280,49 +295,6 @@ def _confirm_zero_gradients(ctx: Context, rows: list[Row]) -> None:
         row["flows_after_steps"] = bool(
             param is not None and param.grad is not None and (param.grad != 0).any()
         )
-
-
-# ---- frozen weights that look untrained -----------------------------------------------------------
-
-UNIFORM_STD_RTOL = 0.15  # sampling spread of a uniform's std is far smaller for 16+ values
-
-
-def untrained_signature(module: nn.Module, param: Tensor, init_range: float | None) -> str:
-    """The default initialisation a frozen tensor still matches exactly, or "" (looks trained or
-    too small to tell): norms at 1 and 0, PyTorch's uniform(±1/√fan_in) for Linear/Conv weights
-    and biases, normal(0, σ) for Hugging Face's σ = initializer_range (0.02) and for 1 (embeddings),
-    He and Glorot."""
-    x = param.detach().double().flatten()
-    if x.numel() < 16:
-        return ""
-    if bool((x == 1).all()):
-        return "all ones (a fresh norm weight)"
-    if bool((x == 0).all()):
-        return "all zeros (a fresh bias)"
-    weight = getattr(module, "weight", None)
-    fan = fan_in(module, weight) if weight is not None and weight.dim() >= 2 else 0
-    if not fan:
-        return ""
-    bound, std = 1 / math.sqrt(fan), float(x.std())
-    if (
-        float(x.abs().max()) <= bound * (1 + 1e-6)
-        and abs(std / (bound / math.sqrt(3)) - 1) < UNIFORM_STD_RTOL
-    ):
-        return f"PyTorch's default uniform(±1/√{fan})"
-    fan_out = int(weight.shape[0]) if weight is not None else fan
-    candidates = {
-        "normal(0, initializer_range)": init_range or 0.02,
-        "normal(0, 1)": 1.0,
-        "He normal": math.sqrt(2 / fan),
-        "Glorot": math.sqrt(2 / (fan + fan_out)),
-    }
-    tolerance = 0.03 + 3 / math.sqrt(2 * x.numel())  # the sampling spread of a std estimate
-    mean_ok = abs(float(x.mean())) < 4 * std / math.sqrt(x.numel())
-    kurtosis = float(((x - x.mean()) ** 4).mean()) / std**4
-    for label, sigma in candidates.items():
-        if mean_ok and abs(std / sigma - 1) < tolerance and abs(kurtosis - 3) < 0.6:
-            return f"{label} = {sigma:.3g}"
-    return ""
 
 
 # ---- diagnosing ------------------------------------------------------------------------------------
@@ -500,8 +472,8 @@ def _off_scale(rows: list[Row], config: Config) -> list[Row]:
     output_layer = profiled[-1]["parameter"] if profiled else None
     off = []
     for r in profiled:
-        if r["feeds_norm"] or not math.isfinite(r["signal_gain"]):
-            continue
+        if r["feeds_norm"] or r["convention"] or not math.isfinite(r["signal_gain"]):
+            continue  # normalised next, or a documented fan-out convention
         too_big = (
             r["init_gain"] > config.init_gain_max and r["signal_gain"] > config.signal_gain_max
         )

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from nndiag.findings import Code, Finding, finding
+from nndiag.findings import Code, Finding, Severity, finding
 from nndiag.probes.base import Presentation, ProbeSpec, setting
 from nndiag.probes.provisions import InitLoss
 from nndiag.report import Table
@@ -78,6 +78,8 @@ class Measurement:
     target_shape: tuple[int, ...]
     ignores_input: bool  # at init
     ignores_after_steps: bool | None  # None: not measured (the output depends on the input)
+    head: str  # the output layer: the last Linear/Conv-like layer to run
+    head_convention: str  # its fan-out initialisation convention, or ""
 
 
 def _observe(ctx: Context, model: nn.Module) -> tuple[Any, Any, list[str], list[str]]:
@@ -129,6 +131,7 @@ def measure(ctx: Context, config: Config) -> Measurement:
         logits.dim() > 0 and logits.shape[-1] >= 2 and bool((rows >= 0).all())
         and torch.allclose(sums, torch.ones_like(sums), atol=config.probability_sum_atol)
     )  # fmt: skip
+    head, convention = _output_layer(model, ctx)
     ignores = _ignores_input(model, ctx, config.same_output_rtol)
     after = None
     if ignores and ctx.trainable:
@@ -152,7 +155,26 @@ def measure(ctx: Context, config: Config) -> Measurement:
         target_shape=tuple(ctx.targets.shape),
         ignores_input=ignores,
         ignores_after_steps=after,
+        head=head,
+        head_convention=convention,
     )
+
+
+def _output_layer(model: nn.Module, ctx: Context) -> tuple[str, str]:
+    """The last layer with a weight matrix to run, and its fan-out convention (if any)."""
+    import torch
+
+    from nndiag.core.contract import call_model
+    from nndiag.core.hooks import execution_order, module_names
+    from nndiag.core.inits import fan_out_convention
+
+    with execution_order(model) as order, torch.no_grad():
+        call_model(model, ctx.inputs)
+    for module in reversed(order):
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, torch.Tensor) and weight.dim() >= 2 and not isinstance(module, torch.nn.Embedding):
+            return module_names(model)[module], fan_out_convention(module, weight)
+    return "", ""
 
 
 def _other_inputs(inputs: Any, generator: Any) -> Any:
@@ -235,16 +257,25 @@ def diagnose(m: Measurement, config: Config) -> list[Finding]:
 def _loss_scale(m: Measurement, config: Config) -> list[Finding]:
     excess = m.loss - m.baseline
     if m.baseline_kind.startswith("ln C") and excess > config.ce_excess_nats_max:
-        return [
-            finding(
-                Code.LOSS_AT_INIT,
-                NAME,
-                f"cross-entropy at init is {m.loss:.3g}, {excess:.2g} nats above chance "
-                f"ln {m.classes} = {m.baseline:.3g}: logits are overconfident (std "
-                f"{m.logit_std:.3g})",
-                evidence={"loss": m.loss, "baseline": m.baseline, "logit_std": m.logit_std},
-            )
-        ]
+        message = (
+            f"cross-entropy at init is {m.loss:.3g}, {excess:.2g} nats above chance "
+            f"ln {m.classes} = {m.baseline:.3g}: logits are overconfident (std {m.logit_std:.3g})"
+        )
+        evidence = {"loss": m.loss, "baseline": m.baseline, "logit_std": m.logit_std}
+        if m.head_convention:  # timm's fan-out classifier init with few classes: by convention
+            return [
+                finding(
+                    Code.LOSS_AT_INIT,
+                    NAME,
+                    f"{message}, from {m.head}'s fan-out initialisation ({m.head_convention}), a "
+                    f"documented convention that is large when there are few classes",
+                    where=[m.head],
+                    evidence=evidence,
+                    severity=Severity.INFO,
+                    hint="It trains; to start at chance, zero-initialise the output layer.",
+                )
+            ]
+        return [finding(Code.LOSS_AT_INIT, NAME, message, where=[m.head] if m.head else [], evidence=evidence)]
     ratio = m.loss / m.baseline if m.baseline > 0 else math.nan
     if m.baseline_kind.startswith("target") and ratio > config.mse_ratio_max:
         return [

@@ -134,7 +134,13 @@ def measure(ctx: Context, config: Config) -> Measurement:
     inputs = take_examples(ctx.inputs, slice(0, count), rows)
     targets = ctx.targets[:count] if ctx.targets.dim() else ctx.targets
     known = ctx.provided.get(InitLoss)
-    initial, baseline = (known.loss, known.baseline) if known else _init_loss(ctx, inputs, targets)
+    if known is None:
+        from nndiag.core.losses import loss_and_baseline
+
+        initial, chance = loss_and_baseline(ctx.fresh_model(), inputs, targets, ctx.loss)
+        baseline = chance.value
+    else:
+        initial, baseline = known.loss, known.baseline
     reference = min(initial, baseline) if math.isfinite(baseline) else initial
     threshold = config.pass_loss_fraction * reference
     classify = ctx.task is Task.CLASSIFICATION
@@ -157,20 +163,6 @@ def _learning_rate(ctx: Context, config: Config) -> tuple[float | None, str]:
     if isinstance(config.lr, float):
         return config.lr, "--lr"
     return (None, "optimizer") if ctx.make_optimizer else (config.default_lr, "default")
-
-
-def _init_loss(ctx: Context, inputs: Any, targets: Any) -> tuple[float, float]:
-    """The loss and chance baseline of a fresh copy when init-loss did not run."""
-    import torch
-
-    from nndiag.core.contract import as_logits, call_model
-    from nndiag.core.losses import LossObserver, chance_baseline
-
-    with torch.no_grad():
-        outputs = call_model(ctx.fresh_model(), inputs)
-        with LossObserver() as observer:
-            loss = float(ctx.loss(outputs, targets))
-    return loss, chance_baseline(observer.calls, as_logits(outputs), targets).value
 
 
 def _still_falling(losses: list[float], config: Config) -> bool:

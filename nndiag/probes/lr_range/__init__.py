@@ -10,9 +10,10 @@ train with, with your optimizer (every parameter group scaled by the same factor
 2. The estimate (analysis.analyse): the median of three classic rules (pytorch-lr-finder's
    steepest slope, fastai's valley and minimum/10) on the zero-lag trend of the descent, never at
    the range's edges; without a clear descent, a fraction of the divergence point.
-3. No clear descent on fresh batches: the same test over a few fixed batches tells data that
-   cannot be learned across batches (random labels per call: `unlearnable-data`, info) from a
-   model that cannot reduce the loss at any LR (`lr-range-unstable`, warning).
+3. No clear fall below chance (ln C, the target variance) on fresh batches: the same test over a
+   few fixed batches tells data that cannot be learned across batches (random labels per call:
+   `unlearnable-data`, info) from a model that cannot reduce the loss at any LR
+   (`lr-range-unstable`, warning).
 4. The sweep: short runs from the same weights on the same batches at the estimate and its
    half-decade neighbours (extended while the best is at an edge) pick the LR that trains best;
    its shape gives the confidence. See docs/probes/lr-range.md.
@@ -97,12 +98,24 @@ class Config:
         low=0.0,
         high=1.0,
     )
+    sign_test_sigmas: float = setting(
+        2.5,
+        "a sweep run has learned when its loss is below chance in this many binomial standard "
+        "deviations more than half of its second-half steps",
+        source="a one-sided sign test, 0.6% false alarms per run (about 3% over a sweep of five); "
+        "robust to heavy-tailed batch losses",
+        low=0.0,
+    )
     pool_batches: int = setting(
-        4, "fixed batches of the learnability check (no clear descent on fresh batches)", low=1
+        1,
+        "fixed batches of the learnability check (no clear fall below chance on fresh batches)",
+        source="memorising one batch is what the overfit probe asks of any healthy model",
+        low=1,
     )
     pool_depth_min: float = setting(
         0.1,
-        "the model learns the fixed batches when their loss falls by at least this share",
+        "the model learns the fixed batches when their loss falls at least this share below chance",
+        source="label marginals alone reach a few percent below ln C on a batch of 16",
         low=0.0,
         high=1.0,
     )
@@ -160,48 +173,26 @@ def _schedule(config: Config) -> list[float]:
 
 
 def measure(ctx: Context, config: Config) -> Measurement:
-    import torch
-
-    from nndiag.core.contract import describe
+    from nndiag.core.tensors import describe
+    from nndiag.errors import OptionError
     from nndiag.probes.lr_range.analysis import analyse
-    from nndiag.probes.lr_range.running import batch_pool, run_range
-
-    if config.start_lr >= config.end_lr:
-        from nndiag.errors import OptionError
-
-        raise OptionError(
-            f"lr-range: start_lr {config.start_lr:g} must be below end_lr {config.end_lr:g}"
-        )
-    lrs, lo, hi = _schedule(config), config.start_lr, config.end_lr
-    curves = []
-    for k in range(config.repeats):
-        torch.manual_seed(ctx.options.seed + k)  # each repeat: its own dropout masks and batches
-        label = "lr range test" + (f" {k + 1}/{config.repeats}" if config.repeats > 1 else "")
-        curves.append(run_range(ctx, lrs, lambda _i: ctx.source.draw(), config.diverge_factor,
-                                config.smooth_beta, config.max_skipped_steps, label))  # fmt: skip
-    fresh = [analyse(c.lrs, c.losses, lo, hi, config) for c in curves]
-    analysis, learnable, pool_curve = fresh[0], Learnable.YES, None
-    if not fresh[0].clear:
-        pool = batch_pool(ctx, config.pool_batches)
-        pool_curve = run_range(ctx, lrs, lambda i: pool[i % len(pool)], config.diverge_factor,
-                               config.smooth_beta, config.max_skipped_steps, "lr range test, fixed batches")  # fmt: skip
-        pooled = analyse(pool_curve.lrs, pool_curve.losses, lo, hi, config)
-        learns = (
-            pooled.clear
-            and pooled.descent is not None
-            and pooled.descent.depth >= config.pool_depth_min
-        )
-        learnable = Learnable.NOT_ACROSS_BATCHES if learns else Learnable.NO
-        if learns:
-            analysis = pooled
-    estimates = [
-        a.estimate for a in ([analysis] if analysis is not fresh[0] else fresh) if a.estimate
-    ]
     from nndiag.probes.lr_range.rules import log_median
 
-    estimate = log_median(estimates) if estimates else None
-    trials, suggested, placement = _sweep(ctx, config, estimate, lo, hi)
-    probe_optimizer = ctx.optimizer(ctx.fresh_model())
+    if config.start_lr >= config.end_lr:
+        raise OptionError(f"lr-range: start_lr {config.start_lr:g} must be below end_lr {config.end_lr:g}")
+    lrs, lo, hi = _schedule(config), config.start_lr, config.end_lr
+    curves = [_fresh_range(ctx, lrs, config, k) for k in range(config.repeats)]
+    fresh = [analyse(c.lrs, c.losses, lo, hi, config) for c in curves]
+    chance = _chance(ctx)
+    estimates = [a.estimate for a in fresh if a.estimate]
+    analysis = fresh[0]
+    trials, suggested, placement = _sweep(ctx, config, log_median(estimates) if estimates else None, lo, hi)
+    learnable, pool_curve = Learnable.YES, None
+    if not (fresh[0].below(chance, config.noise_sigmas, config.trend_window) or _trained_below(trials, chance, config)):
+        learnable, pooled, pool_curve = _memorises(ctx, lrs, config, chance)
+        if suggested is None and pooled.estimate is not None:  # the fixed batches' curve has one
+            analysis, suggested, placement = pooled, pooled.estimate, "rules only"
+    optimizer = ctx.optimizer(ctx.fresh_model())
     return Measurement(
         curves=tuple(curves),
         analysis=analysis,
@@ -213,14 +204,73 @@ def measure(ctx: Context, config: Config) -> Measurement:
         placement=placement,
         batch_size=ctx.source.batch_size,
         batch_origin=ctx.source.origin,
-        optimizer=type(probe_optimizer).__name__
-        + ("" if ctx.make_optimizer else " (nndiag's default)"),
-        group_lrs=tuple(g["lr"] for g in probe_optimizer.param_groups),
+        optimizer=type(optimizer).__name__ + ("" if ctx.make_optimizer else " (nndiag's default)"),
+        group_lrs=tuple(g["lr"] for g in optimizer.param_groups),
         lo=lo,
         hi=hi,
         pool_curve=pool_curve,
         notes=(f"batches: {describe(ctx.inputs)}",),
     )
+
+
+def _fresh_range(ctx: Context, lrs: list[float], config: Config, repeat: int) -> Curve:
+    """One range test on fresh batches; each repeat its own seed (dropout masks, batches)."""
+    import torch
+
+    from nndiag.probes.lr_range.running import run_range
+
+    torch.manual_seed(ctx.options.seed + repeat)
+    label = "lr range test" + (f" {repeat + 1}/{config.repeats}" if config.repeats > 1 else "")
+    draw = lambda _i: ctx.source.draw()  # noqa: E731
+    return run_range(ctx, lrs, draw, config.diverge_factor, config.smooth_beta, config.max_skipped_steps, label)
+
+
+def _chance(ctx: Context) -> float | None:
+    """The loss of an uninformed predictor (ln C, the target variance), None when unknown."""
+    from nndiag.probes.provisions import InitLoss
+
+    known = ctx.provided.get(InitLoss)
+    if known is None:
+        from nndiag.core.losses import loss_and_baseline
+
+        _, baseline = loss_and_baseline(ctx.fresh_model(), ctx.inputs, ctx.targets, ctx.loss)
+        return baseline.value if baseline.known else None
+    return known.baseline if known.baseline > 0 else None
+
+
+def _trained_below(trials: list[Trial], chance: float | None, config: Config) -> bool:
+    """Did a sweep run, on fresh batches near a good LR, end clearly below chance? (A slow
+    learner, or one that starts overconfident, may not show it within the range test.) A sign
+    test on the second half of each run: with no signal, a loss is below chance about half the
+    time; `sign_test_sigmas` binomial standard deviations more count as learning."""
+    import math
+
+    if chance is None:
+        return False
+    for t in trials:
+        late = t.losses[len(t.losses) // 2 :]
+        below = sum(loss < chance for loss in late)
+        if late and below >= len(late) / 2 + config.sign_test_sigmas * math.sqrt(len(late)) / 2:
+            return True
+    return False
+
+
+def _memorises(ctx: Context, lrs: list[float], config: Config, chance: float | None) -> tuple[Learnable, Analysis, Curve]:
+    """The range test over a few fixed batches: does the loss fall well below chance there (the
+    model learns; the data cannot be predicted across batches), or nowhere?"""
+    from nndiag.probes.lr_range.analysis import analyse
+    from nndiag.probes.lr_range.running import batch_pool, run_range
+
+    pool = batch_pool(ctx, config.pool_batches)
+    draw = lambda i: pool[i % len(pool)]  # noqa: E731
+    label = "lr range test, fixed batches"
+    curve = run_range(ctx, lrs, draw, config.diverge_factor, config.smooth_beta, config.max_skipped_steps, label)
+    pooled = analyse(curve.lrs, curve.losses, config.start_lr, config.end_lr, config)
+    reference = chance if chance is not None else (pooled.descent.start if pooled.descent else None)
+    learns = bool(
+        pooled.clear and pooled.descent and reference and pooled.descent.lowest < (1 - config.pool_depth_min) * reference
+    )
+    return (Learnable.NOT_ACROSS_BATCHES if learns else Learnable.NO), pooled, curve
 
 
 def _sweep(

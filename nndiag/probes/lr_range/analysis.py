@@ -37,6 +37,16 @@ class Analysis:
     source: str = ""  # "rules", "divergence" or "" (no estimate)
     why: str = ""  # when there is no estimate
 
+    def below(self, chance: float | None, sigmas: float, window: int) -> bool:
+        """Does the trend fall clearly below `chance` (the loss of an uninformed predictor)? With
+        no known chance level, a clear fall is enough."""
+        if not self.clear or self.descent is None:
+            return False
+        if chance is None or not math.isfinite(chance):
+            return True
+        trend_noise = 1.25 * self.descent.noise / math.sqrt(window) if math.isfinite(self.descent.noise) else 0.0
+        return self.descent.lowest < chance - sigmas * trend_noise
+
     @property
     def spread_decades(self) -> float:
         if len(self.usable) < 2:

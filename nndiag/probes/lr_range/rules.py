@@ -99,7 +99,9 @@ class Descent:
 def descent(losses: Sequence[float], trend: Sequence[float], head: int, window: int) -> Descent:
     lowest = min(range(len(trend)), key=trend.__getitem__)
     start = statistics.median(trend[: max(1, min(head, lowest + 1))])
-    noise = mad_sigma([raw - t for raw, t in zip(losses, trend, strict=True)])
+    # Batch-to-batch noise from consecutive differences (the trend changes little from one step
+    # to the next; residuals around a running median would underestimate it).
+    noise = mad_sigma([b - a for a, b in zip(losses, losses[1:], strict=False)]) / math.sqrt(2)
     # A median of `window` points has about 1.25/sqrt(window) of one point's noise.
     trend_noise = 1.25 * noise / math.sqrt(window) if math.isfinite(noise) else math.nan
     fall = start - trend[lowest]
