@@ -155,17 +155,26 @@ def test_random_labels_are_unlearnable_data_with_a_suggestion() -> None:
     assert result.metrics["suggested_lr"] is not None
 
 
-def test_a_model_that_cannot_learn_is_unstable() -> None:
-    model = nn.Sequential(nn.Linear(8, 4))
-    model.requires_grad_(False)
-    model[0].bias.requires_grad_(True)  # only a bias learns: no loss decrease worth the name
+class Detached(nn.Module):
+    """Its output never depends on a trainable parameter: no learning rate can lower the loss."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(8, 4)
+        self.gate = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return self.lin(x).detach() + 0 * self.gate
+
+
+def test_a_model_that_cannot_learn_on_learnable_data_is_unstable() -> None:
     def make_batch(n):
-        return torch.randn(n, 8), torch.randint(0, 4, (n,))
+        x = torch.randn(n, 8)
+        return x, x[:, :4].argmax(dim=1)
 
-    result = lr_range(model, make_batch=make_batch)
+    result = lr_range(Detached(), make_batch=make_batch)
     assert [f.code for f in result.findings] == ["lr-range-unstable"]
-    assert result.metrics["suggested_lr"] is None
+    assert result.metrics["suggested_lr"] is None and result.metrics["learnable"] == Learnable.NO
 
 
 def test_the_users_batch_size_is_the_default() -> None:
