@@ -196,7 +196,8 @@ def test_frozen_share() -> None:
 
 
 def test_init_gain_uses_fan_in_of_each_layout() -> None:
-    from nndiag.probes.gradients import _is_affine, fan_in
+    from nndiag.core.inits import fan_in
+    from nndiag.probes.gradients import _is_affine
 
     linear, conv = nn.Linear(20, 7), nn.Conv2d(3, 5, kernel_size=3)
     assert fan_in(linear, linear.weight) == 20
