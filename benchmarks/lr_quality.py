@@ -1,100 +1,195 @@
-"""How good is the suggested LR? Train at each rule's pick and at a grid, compare the loss reached.
+"""Is the suggested LR any good? Train at each tool's pick and at a grid; compare the losses.
 
-    python benchmarks/lr_quality.py [--device cpu|cuda] [--budget 150] [--seeds 2]
+    python benchmarks/lr_quality.py [--tasks NAME ...] [--steps 200]
 
-For each benchmark model: one nndiag range test (default settings) gives a raw loss curve. On that
-same curve, three picks are computed:
+For each learnable task of lr_tasks.py (optimizers SGD with momentum or Nesterov, Adam, AdamW with
+weight decay, two parameter groups; batch sizes 16 to 256; classification, regression, language
+models, a CNN with BatchNorm, recurrent models), in one run:
 
-- nndiag: the probe's recommendation (rules on the zero-lag trend, see docs/probes/lr-range.md);
-- steepest: pytorch-lr-finder's rule on its own EMA (smooth_f 0.05, i.e. beta 0.95, not
-  bias-corrected), skipping 10 points at the start and 5 at the end;
-- valley: fastai's valley on fastai's EMA (beta 0.98, bias-corrected).
+- the grid: a fresh copy (the same initial weights every time) trains `--steps` steps on the
+  same batches in the same order at each LR of a half-decade grid from 1e-5 to 1;
+- the picks: the same training at the LR each tool suggests: nndiag's lr-range probe (at the
+  task's batch size and optimizer, its own batches), pytorch-lr-finder's steepest-slope rule on
+  its own range test (`torch_lr_finder.LRFinder`, same optimizer), and fastai's valley rule on a
+  fastai-style range test (1e-7 to 10, 100 steps, EMA β 0.98, stop at 4x the best);
+- the score: the mean loss of the last 20 steps; the ratio: a pick's score over the best grid
+  LR's (1.0 is as good as the best grid point; below 1, better), the geometric mean over
+  `--seeds` data orders (one order is a lottery near the edge of stability).
 
-Then a fresh copy trains with Adam for `--budget` steps on fresh batches at each pick and at each
-LR of a grid; the score is the mean loss of the last 20 steps, averaged over `--seeds` runs (lower
-is better; inf when training diverged). Nothing here is a test.
+Prints the table, each tool's geometric mean and worst ratio, and nndiag's calibration: how
+often a "high" suggestion came within 1.25x of the grid's best and a "medium" within 1.5x.
+Nothing here is a test (about 10 minutes on a 2-core CPU).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import math
 import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
 
 import torch
+from torch import nn
 
-from nndiag.api import run_probe
-from nndiag.context import Context
-from nndiag.probes import ProbeName
-from nndiag.probes.lr_range import smooth, steepest, valley
-from nndiag.training import Trainer
+import nndiag
+from nndiag.core.stats import geometric_mean
+from nndiag.probes.lr_range.rules import smooth, valley
 
-from common import contexts
+from lr_tasks import TASKS, Task
 
-GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
-TAIL = 20  # steps averaged for the score
-PEER_SMOOTH_F = 0.05  # pytorch-lr-finder's default
-
-
-def peer_ema(losses: list[float]) -> list[float]:
-    """pytorch-lr-finder's smoothing: s_k = f·loss_k + (1 - f)·s_(k-1), no bias correction."""
-    out: list[float] = []
-    for loss in losses:
-        out.append(loss if not out else PEER_SMOOTH_F * loss + (1 - PEER_SMOOTH_F) * out[-1])
-    return out
+GRID = [10 ** (-5 + k / 2) for k in range(11)]  # 1e-5 ... 1, half a decade apart
+TAIL = 20
+VERBOSE = False
 
 
-def score(ctx: Context, lr: float | None, budget: int, seeds: int) -> float:
-    if lr is None:
-        return math.nan
-    finals = []
-    for seed in range(seeds):
-        torch.manual_seed(seed)
-        model = ctx.fresh_model().train()
-        trainer = Trainer(ctx, model, torch.optim.Adam(model.parameters(), lr=lr))
-        losses = [trainer.step(*ctx.next_batch()).loss for _ in range(budget)]
-        tail = losses[-TAIL:]
-        finals.append(statistics.mean(tail) if all(math.isfinite(v) for v in tail) else math.inf)
-    return statistics.mean(finals)
+def scaled(task: Task, model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    """The task's optimizer with every parameter group scaled so that the first is at `lr`."""
+    optimizer = task.optimizer(model.parameters())
+    factor = lr / optimizer.param_groups[0]["lr"]
+    for group in optimizer.param_groups:
+        group["lr"] *= factor
+    return optimizer
 
 
-def fmt(lr: float | None, loss: float) -> str:
-    return f"{'-' if lr is None else f'{lr:.1e}':>8} {loss:8.4f}"
+def fresh(task: Task) -> nn.Module:
+    torch.manual_seed(0)  # the same initial weights for every run of a task
+    return task.build()
+
+
+def batches(task: Task, count: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    return [task.batch(g) for _ in range(count)]
+
+
+def score(task: Task, lr: float | None, data: list) -> float:
+    if lr is None or not math.isfinite(lr) or lr <= 0:
+        return math.inf
+    model = fresh(task).train()
+    optimizer = scaled(task, model, lr)
+    losses = []
+    for x, y in data:
+        optimizer.zero_grad(set_to_none=True)
+        loss = task.loss(model(x), y)
+        if not torch.isfinite(loss):
+            return math.inf
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    return statistics.fmean(losses[-TAIL:])
+
+
+def nndiag_pick(task: Task) -> tuple[float | None, str]:
+    g = torch.Generator().manual_seed(1)
+
+    def make_batch(batch_size: int = task.batch_size) -> tuple[torch.Tensor, torch.Tensor]:
+        return task.batch(g)
+
+    report = nndiag.check(
+        fresh(task), make_batch=make_batch, loss_fn=task.loss, make_optimizer=task.optimizer,
+        probes=["lr-range"], device="cpu",
+    )  # fmt: skip
+    result = report.result("lr-range")
+    if result.status.value != "ok":
+        print(f"  nndiag failed on {task.name}: {result.error}", file=sys.stderr)
+        return None, "none"
+    if VERBOSE:
+        m = result.metrics
+        sweep = next((t.rows for t in result.tables if t.name == "sweep"), ())
+        trials = ", ".join(f"{r['lr']:.1e}: {r['score']:.4f}" for r in sweep)
+        print(f"    estimate {m['estimate']} ({m['estimate_source']}), {m['sweep_placement']}; {trials}")
+    return result.metrics["suggested_lr"], result.metrics["confidence"]
+
+
+def steepest_pick(task: Task) -> float | None:
+    """pytorch-lr-finder: its range test and its steepest-gradient rule (skip 10 and 5)."""
+    from torch_lr_finder import LRFinder
+    from torch_lr_finder.lr_finder import TrainDataLoaderIter
+
+    model = fresh(task)
+    optimizer = scaled(task, model, 1e-7)
+    data = TrainDataLoaderIter(batches(task, 100, seed=2))  # a list of batches, cycled
+    finder = LRFinder(model, optimizer, task.loss, device="cpu")
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        finder.range_test(data, end_lr=10, num_iter=100)
+    lrs, losses = finder.history["lr"][10:-5], finder.history["loss"][10:-5]
+    if len(losses) < 3:
+        return None
+    gradients = [b - a for a, b in zip(losses, losses[1:], strict=False)]
+    return lrs[min(range(len(gradients)), key=gradients.__getitem__)]
+
+
+def valley_pick(task: Task) -> float | None:
+    """fastai's lr_find: 1e-7 to 10 over 100 steps, EMA β 0.98, stop at 4x the best; valley."""
+    model = fresh(task).train()
+    optimizer = scaled(task, model, 1e-7)
+    factors = [g["lr"] / optimizer.param_groups[0]["lr"] for g in optimizer.param_groups]
+    lrs, raw = [], []
+    best = math.inf
+    for i, (x, y) in enumerate(batches(task, 100, seed=3)):
+        lr = 1e-7 * (10 / 1e-7) ** (i / 99)
+        for group, factor in zip(optimizer.param_groups, factors, strict=True):
+            group["lr"] = lr * factor
+        optimizer.zero_grad(set_to_none=True)
+        loss = task.loss(model(x), y)
+        if not torch.isfinite(loss):
+            break
+        loss.backward()
+        optimizer.step()
+        lrs.append(lr)
+        raw.append(float(loss.detach()))
+        smoothed = smooth(raw, 0.98)[-1]
+        best = min(best, smoothed)
+        if smoothed > 4 * best:
+            break
+    return valley(lrs, smooth(raw, 0.98))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--budget", type=int, default=150)
-    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--tasks", nargs="*", default=[])
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--seeds", type=int, default=2, help="data orders; a task's ratio is their geometric mean")
+    parser.add_argument("--verbose", action="store_true", help="print nndiag's estimate and sweep")
     args = parser.parse_args()
-    columns = ("grid best", "nndiag", "steepest", "valley")
-    print(f"{'model':11} " + " ".join(f"{c + ' lr':>8} {'loss':>8}" for c in columns))
-    wins = 0
-    models = 0
-    for name, ctx in contexts(args.device):
-        result = run_probe(ProbeName.LR_RANGE, ctx)
-        rows = result.table("curve").rows
-        lrs, raw = [r["lr"] for r in rows], [r["loss"] for r in rows]
-        picks = {
-            "nndiag": result.metrics["suggested_lr"],
-            "steepest": steepest(lrs, peer_ema(raw)),
-            "valley": valley(lrs, smooth(raw)),
-        }
-        grid = {lr: score(ctx, lr, args.budget, args.seeds) for lr in GRID}
-        best_lr = min(grid, key=grid.__getitem__)
-        scores = {k: score(ctx, lr, args.budget, args.seeds) for k, lr in picks.items()}
-        cells = [fmt(best_lr, grid[best_lr])] + [fmt(picks[k], scores[k]) for k in picks]
-        print(f"{name:11} " + " ".join(cells))
-        # A peer with no pick (NaN) cannot beat nndiag; nndiag with no pick cannot win.
-        peers = [v for v in (scores["steepest"], scores["valley"]) if not math.isnan(v)]
-        models += 1
-        wins += scores["nndiag"] <= 1.02 * min(peers, default=math.inf)
-    print(
-        f"\nnndiag's pick reached a loss within 2% of the best peer pick (or better) on "
-        f"{wins}/{models} models"
-    )
+    global VERBOSE
+    VERBOSE = args.verbose
+    torch.set_num_threads(2)
+    tools = ("nndiag", "steepest", "valley")
+    ratios: dict[str, list[float]] = defaultdict(list)
+    calibration: dict[str, list[float]] = defaultdict(list)
+    print(f"{'task':22} {'grid lr':>8} {'loss':>8}  " + "  ".join(f"{t + ' lr':>11} {'ratio':>6}" for t in tools))
+    for task in TASKS:
+        if args.tasks and task.name not in args.tasks:
+            continue
+        datas = [batches(task, args.steps, seed=seed) for seed in range(args.seeds)]
+        grids = [{lr: score(task, lr, data) for lr in GRID} for data in datas]
+        best = [min(grid.values()) for grid in grids]
+        best_lr = min(grids[0], key=grids[0].__getitem__)
+        if VERBOSE:
+            print("    grid " + ", ".join(f"{lr:.0e}: {v:.4f}" for lr, v in grids[0].items()))
+        suggested, label = nndiag_pick(task)
+        picks = {"nndiag": suggested, "steepest": steepest_pick(task), "valley": valley_pick(task)}
+        cells = []
+        for tool, lr in picks.items():
+            ratio = geometric_mean([min(score(task, lr, d) / b, 1e3) for d, b in zip(datas, best, strict=True)])
+            ratios[tool].append(ratio)
+            cells.append(f"{'-' if lr is None else f'{lr:.1e}':>11} {ratio:6.2f}")
+        calibration[label].append(ratios["nndiag"][-1])
+        print(f"{task.name:22} {best_lr:8.1e} {best[0]:8.4f}  " + "  ".join(cells) + f"  ({label})", flush=True)
+    print()
+    for tool in tools:
+        finite = [min(r, 1e3) for r in ratios[tool]]
+        print(f"{tool:9} geometric mean x{geometric_mean(finite):.3f}   worst x{max(finite):.2f}")
+    print("\nnndiag's confidence against the ratio it reached:")
+    for label, values in sorted(calibration.items()):
+        within = {limit: sum(v <= limit for v in values) / len(values) for limit in (1.25, 1.5)}
+        print(f"  {label:7} {len(values):3} tasks   within 1.25x {within[1.25]:5.0%}   within 1.5x {within[1.5]:5.0%}")
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     main()

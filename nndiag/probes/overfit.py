@@ -4,8 +4,9 @@
 (Karpathy 2019; TheDeepChecker, Ben Braiek & Khomh 2022, uses a batch of 16 and error <= 5%).
 Trains a deep copy on the first examples of the fixed batch with the user's optimizer (or Adam),
 stops as soon as the pass criteria hold. A loss still falling steadily when the steps run out gets
-more steps, up to a cap; a model that still has not passed then is slow (a warning with its
-rate), and only a loss that stopped improving far from the target is the error. On failure a
+more steps, up to a cap, when its rate would reach the target within them; a model that still
+has not passed then is slow (a warning with its rate), and only a loss that stopped improving
+far from the target is the error. On failure a
 second copy trains on zeroed inputs to tell whether the inputs help at all.
 See docs/probes/overfit.md.
 """
@@ -170,6 +171,18 @@ def _still_falling(losses: list[float], config: Config) -> bool:
     return recent[-1] < (1 - config.plateau_improvement) * recent[0]
 
 
+def _within_reach(losses: list[float], threshold: float, steps_left: int) -> bool:
+    """At the rate of the last fifth of the run (geometric), would the loss reach `threshold`
+    within `steps_left` steps? Extending a run that would not is a waste of time."""
+    recent = losses[-max(2, len(losses) // 5) :]
+    if recent[0] <= 0 or recent[-1] <= 0 or threshold <= 0:
+        return False
+    per_step = math.log(recent[-1] / recent[0]) / max(1, len(recent) - 1)
+    if per_step >= 0:
+        return False
+    return math.log(threshold / recent[-1]) / per_step <= steps_left
+
+
 def _train(
     ctx: Context,
     inputs: Any,
@@ -208,7 +221,7 @@ def _train(
                 break
             if step == budget:
                 losses = [r["loss"] for r in rows]
-                if budget >= cap or not _still_falling(losses, config):
+                if not (budget < cap and _still_falling(losses, config) and _within_reach(losses, threshold, cap - budget)):
                     break
                 budget = min(cap, budget + config.steps)  # still falling: more steps
                 rows.pop()  # the next training step measures the same weights again

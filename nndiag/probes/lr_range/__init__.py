@@ -125,8 +125,25 @@ class Config:
         source="calibrated in benchmarks/lr_quality.py",
         low=0,
     )
+    sweep_continue: int = setting(
+        100,
+        "more steps for the sweep's best two candidates (0: none); the longer horizon decides",
+        source="calibrated in benchmarks/lr_quality.py: at 50 steps the sweep favours LRs that "
+        "lose by 200 (GPT-2, an autoencoder with SGD)",
+        low=0,
+    )
     sweep_spacing: float = setting(
         0.5, "decades between sweep candidates", source="a half-decade grid", low=0.05
+    )
+    margin: float = setting(
+        0.6,
+        "the suggestion is this fraction of the sweep's winner",
+        source="training runs longer than the sweep, and the best LR falls with the horizon; "
+        "above the best the loss degrades faster (instability) than below it. Calibrated in "
+        "benchmarks/lr_quality.py (an autoencoder with SGD wins at 0.11 over 150 steps, at 0.03 "
+        "over 200)",
+        low=0.0,
+        high=1.0,
     )
     sweep_extensions: int = setting(
         2, "times the sweep may extend past an edge where its best candidate sits", low=0
@@ -276,36 +293,46 @@ def _memorises(ctx: Context, lrs: list[float], config: Config, chance: float | N
 def _sweep(
     ctx: Context, config: Config, estimate: float | None, lo: float, hi: float
 ) -> tuple[list[Trial], float | None, str]:
-    """Short runs at the estimate and its neighbours; extend past an edge where the best sits."""
+    """Successive halving around the estimate. Round one: short runs from the same weights on
+    the same batches at the estimate and its neighbours `sweep_spacing` decades apart, extended
+    past an edge where the best sits. Round two: the best two train on for `sweep_continue`
+    steps; the better of them at that longer horizon wins (short runs favour learning rates
+    that lose later), and the suggestion is `margin` times the winner."""
     if estimate is None:
         return [], None, "none"
     if config.sweep_steps == 0:
         return [], estimate, "rules only"
-    from nndiag.probes.lr_range.analysis import refine, sweep_best, sweep_candidates
+    from nndiag.probes.lr_range.analysis import sweep_best, sweep_candidates
     from nndiag.probes.lr_range.running import batch_pool, trial
 
-    pool = batch_pool(ctx, config.sweep_steps)
+    pool = batch_pool(ctx, config.sweep_steps + config.sweep_continue)
     candidates = sweep_candidates(estimate, config.sweep_spacing, lo, hi)
-    total = config.sweep_steps * (len(candidates) + config.sweep_extensions)
+    total = config.sweep_steps * (len(candidates) + config.sweep_extensions) + 2 * config.sweep_continue
     trials: dict[float, Trial] = {}
+    step = 10**config.sweep_spacing
     with ctx.progress.track("lr sweep", total) as advance:
         for extension in range(config.sweep_extensions + 1):
             for lr in candidates:
                 if lr not in trials:
-                    trials[lr] = trial(ctx, lr, pool, config.sweep_steps, ctx.options.seed, advance)
+                    trials[lr] = trial(ctx, lr, ctx.options.seed)
+                    trials[lr].train(ctx, pool, config.sweep_steps, advance)
             best, placement = sweep_best({lr: t.score for lr, t in trials.items()})
-            step = 10**config.sweep_spacing
-            beyond = {
-                "low edge": best / step if best else None,
-                "high edge": best * step if best else None,
-            }.get(placement)
+            beyond = {"low edge": best / step if best else None, "high edge": best * step if best else None}.get(placement)
             if beyond is None or not lo <= beyond <= hi or extension == config.sweep_extensions:
                 break
             candidates = [beyond]
-    scores = {lr: t.score for lr, t in trials.items()}
+        finalists = sorted((t for t in trials.values() if t.trainer is not None), key=lambda t: t.score)[:2]
+        for t in trials.values():
+            if t not in finalists:
+                t.release()
+        for t in finalists:
+            t.train(ctx, pool, config.sweep_continue, advance)
+            t.release()
+    ordered = sorted(trials.values(), key=lambda t: t.lr)
     if best is None:
-        return list(trials.values()), None, placement
-    return sorted(trials.values(), key=lambda t: t.lr), refine(scores, best), placement
+        return ordered, None, placement
+    winner = min(finalists, key=lambda t: t.score) if finalists else trials[best]
+    return ordered, config.margin * winner.lr, placement
 
 
 def confidence(
@@ -379,7 +406,7 @@ def present(m: Measurement, config: Config) -> Presentation:
         Table("rules", tuple(rule_rows), key="rule", schema=("rule", "lr")),
     ]
     if m.trials:
-        sweep = tuple({"lr": t.lr, "score": t.score, "steps": len(t.losses)} for t in m.trials)
+        sweep = tuple({"lr": t.lr, "score": t.score, "steps": t.steps} for t in m.trials)
         tables.append(Table("sweep", sweep, key="lr", schema=("lr", "score", "steps")))
     if m.pool_curve is not None:
         pool_rows = tuple(

@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from nndiag.core.batches import Batch
 from nndiag.core.context import Context
 from nndiag.core.tensors import tensors_in
-from nndiag.core.training import check_drivable, new_trainer
+from nndiag.core.training import Trainer, check_drivable, new_trainer
 
 BATCH_POOL_BYTES = 256 * 2**20  # batches kept for the sweep: each candidate sees the same data
 
@@ -86,10 +86,18 @@ def batch_pool(ctx: Context, count: int) -> list[Batch]:
     return [first, *(ctx.source.draw() for _ in range(keep - 1))]
 
 
-@dataclass(frozen=True)
+@dataclass
 class Trial:
+    """A copy training at one LR on the sweep's batches; it can go on training (the second
+    round of the sweep continues the best two)."""
+
     lr: float
-    losses: tuple[float, ...]
+    trainer: Trainer | None
+    losses: list[float] = field(default_factory=list)
+
+    @property
+    def steps(self) -> int:
+        return len(self.losses)
 
     @property
     def score(self) -> float:
@@ -99,23 +107,23 @@ class Trial:
             return math.inf
         return statistics.median(tail)
 
+    def train(self, ctx: Context, pool: list[Batch], steps: int, advance: Callable[[int], None]) -> None:
+        """`steps` more steps, continuing through the pool where the last call stopped."""
+        if self.trainer is None:
+            return
+        for _ in range(steps):
+            loss = self.trainer.step(*ctx.to_device(pool[self.steps % len(pool)])).loss
+            self.losses.append(loss)
+            advance(1)
+            if not math.isfinite(loss):
+                self.trainer = None  # diverged: nothing more to learn from this LR
+                return
 
-def trial(
-    ctx: Context,
-    lr: float,
-    pool: list[Batch],
-    steps: int,
-    seed: int,
-    advance: Callable[[int], None],
-) -> Trial:
-    """Train a fresh copy for `steps` steps at `lr` on the pool's batches (cycled)."""
-    torch.manual_seed(seed)  # the same dropout masks for every candidate
-    trainer = new_trainer(ctx, lr)
-    losses = []
-    for i in range(steps):
-        loss = trainer.step(*ctx.to_device(pool[i % len(pool)])).loss
-        losses.append(loss)
-        advance(1)
-        if not math.isfinite(loss):
-            break
-    return Trial(lr, tuple(losses))
+    def release(self) -> None:
+        self.trainer = None
+
+
+def trial(ctx: Context, lr: float, seed: int) -> Trial:
+    """A fresh copy at `lr`, seeded so that every candidate sees the same dropout masks."""
+    torch.manual_seed(seed)
+    return Trial(lr, new_trainer(ctx, lr))
