@@ -697,7 +697,12 @@ for _name in probe_names():
 
 
 def run() -> None:
-    """The console script and `python -m nndiag`."""
+    """The console script and `python -m nndiag`. A terminal that cannot encode a character
+    (PYTHONIOENCODING=ascii) gets '?' in its place, not a traceback."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="replace")
     app()
 
 

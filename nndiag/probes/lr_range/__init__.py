@@ -152,6 +152,14 @@ class Config:
         50, "fp16: retries of a step the GradScaler dropped, per run", low=0
     )
 
+    def __post_init__(self) -> None:
+        from nndiag.errors import OptionError
+
+        if not 0 < self.start_lr < self.end_lr:
+            raise OptionError(
+                f"lr-range: start_lr {self.start_lr:g} must be above 0 and below end_lr {self.end_lr:g}"
+            )
+
 
 class Learnable(StrEnum):
     YES = "yes"  # the loss falls on fresh batches
@@ -191,12 +199,9 @@ def _schedule(config: Config) -> list[float]:
 
 def measure(ctx: Context, config: Config) -> Measurement:
     from nndiag.core.tensors import describe
-    from nndiag.errors import OptionError
     from nndiag.probes.lr_range.analysis import analyse
     from nndiag.probes.lr_range.rules import log_median
 
-    if config.start_lr >= config.end_lr:
-        raise OptionError(f"lr-range: start_lr {config.start_lr:g} must be below end_lr {config.end_lr:g}")
     lrs, lo, hi = _schedule(config), config.start_lr, config.end_lr
     curves = [_fresh_range(ctx, lrs, config, k) for k in range(config.repeats)]
     fresh = [analyse(c.lrs, c.losses, lo, hi, config) for c in curves]
