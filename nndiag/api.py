@@ -7,15 +7,15 @@ import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from nndiag import __version__, budget, causes
-from nndiag.config import CheckOptions
+from nndiag.config import CheckOptions, Distributed
 from nndiag.core.batches import Batch
 from nndiag.core.context import (
     Context,
@@ -34,6 +34,9 @@ from nndiag.probes import registry, select, spec
 from nndiag.probes.base import ProbeSpec
 from nndiag.report import ModelInfo, ProbeResult, Report, Status, Table
 from nndiag.settings import ALIASES, Resolved, as_dict, nearest, resolve, with_aliases
+
+if TYPE_CHECKING:
+    from nndiag.distributed import Session
 
 OPTION_NAMES = {f.name for f in dataclasses.fields(CheckOptions)}
 HEAVY_STEPS = 5.0  # plans cheaper than this many training steps are not priced
@@ -91,11 +94,13 @@ def check(
         if isinstance(target_or_model, nn.Module)
         else model_namespace(os.fspath(target_or_model))
     )
-    with preserved_process_state(), preserved_rng(), namespace:
+    with preserved_process_state(), preserved_rng(), namespace, _distributed(opts) as session:
         if opts.threads:
             torch.set_num_threads(opts.threads)
         seed_everything(opts.seed)
-        ctx = _context(target_or_model, opts, definition, progress)
+        if session is not None:
+            opts = dataclasses.replace(opts, device=str(session.device))
+        ctx = _context(target_or_model, opts, definition, progress, session)
         torch.set_grad_enabled(True)  # whatever the model file did at import
         return run_check(ctx, names, resolved)
 
@@ -114,16 +119,33 @@ def _split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str
     return general, aliased
 
 
+def _distributed(opts: CheckOptions) -> AbstractContextManager[Session | None]:
+    if opts.distributed is Distributed.NONE:
+        return nullcontext()
+    from nndiag.distributed import session
+
+    return session(opts.distributed, opts.device)
+
+
 def _context(
     target_or_model: str | os.PathLike[str] | nn.Module,
     opts: CheckOptions,
     definition: Definition,
     progress: Progress | None,
+    session: Session | None,
 ) -> Context:
+    sharding: dict[str, Any] = {}
+    if session is not None:
+        from nndiag.distributed import DistReducer, sharder
+
+        shard_model = None if isinstance(target_or_model, nn.Module) else load_spec(
+            os.fspath(target_or_model)
+        ).shard_model
+        sharding = {"reduce": DistReducer(session), "prepare": sharder(session, shard_model)}
     if isinstance(target_or_model, nn.Module):
         return build_context(
             target_or_model, opts, target=type(target_or_model).__name__, definition=definition,
-            progress=progress,
+            progress=progress, **sharding,
         )  # fmt: skip
     target = os.fspath(target_or_model)
     spec_ = load_spec(target)
@@ -139,7 +161,9 @@ def _context(
         make_optimizer=definition.make_optimizer or spec_.make_optimizer,
         factory=spec_.factory,
     )
-    return build_context(model, opts, target=target, definition=from_file, progress=progress)
+    return build_context(
+        model, opts, target=target, definition=from_file, progress=progress, **sharding
+    )
 
 
 def planned(names: list[str], resolved: Resolved) -> list[ProbeSpec[Any, Any]]:
@@ -190,8 +214,12 @@ def run_probe(s: ProbeSpec[Any, Any], ctx: Context, config: Any) -> ProbeResult:
     only (user code that exits ends the whole check)."""
     started = time.perf_counter()
     ctx.partial.clear()
+    reason = ""
     if s.trains and not ctx.trainable:
         reason = "every parameter has requires_grad=False: nothing to train"
+    elif ctx.reduce.world > 1 and not s.distributed:
+        reason = f"not supported under --distributed {ctx.options.distributed.value} yet"
+    if reason:
         return ProbeResult(s.name, Status.SKIPPED, error=reason, headline=f"skipped: {reason}")
     try:
         with preserved_rng():

@@ -6,8 +6,8 @@ configuration, and the report says what was cut and how that weakens the verdict
 
 The default budget is max(DEFAULT_FLOOR_S, DEFAULT_STEPS x one training step): small models
 run every probe in full (they finish in seconds anyway), large ones get about DEFAULT_STEPS
-steps' worth of work: a GPT-2 small on a 2-core CPU (a step of ~8 s) about 10 minutes, a
-ResNet-50 at 128x128 (a step of ~1.5 s) about 2.
+steps' worth of work: a GPT-2 small on a 2-core CPU (a step of ~12 s, batch 8 of 128 tokens)
+about 10 minutes, a ResNet-50 at 128x128 (a step of ~1.4 s, batch 8) about 2.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import Any
 from nndiag.probes.base import ProbeSpec
 
 DEFAULT_FLOOR_S = 120.0
-DEFAULT_STEPS = 70.0
+DEFAULT_STEPS = 45.0
+TIMING_STEPS = 3.0  # the training steps that price the plan (nndiag.core.training.after_steps)
 WORTH_SAYING_S = 20.0  # shorter estimates are not announced (nor noted) unless something is cut
 MIN_FACTOR = 0.05  # below this a probe would say nothing: it runs at its minimum instead
 
@@ -47,7 +48,7 @@ def plan(
     """Scale the shrinkable probes by one factor so that the estimate fits the budget."""
     limit = default_budget(step_s) if budget_s is None else (budget_s or float("inf"))
     cost = {s.name: s.cost(configs[s.name]) * step_s for s in specs}
-    estimate = sum(cost.values())
+    estimate = sum(cost.values()) + TIMING_STEPS * step_s
     planned = dict(configs)
     cuts: dict[str, str] = {}
     if estimate <= limit:
@@ -59,7 +60,7 @@ def plan(
     for s in flexible:
         assert s.shrink is not None
         planned[s.name], cuts[s.name] = s.shrink(configs[s.name], factor)
-    after = sum(s.cost(planned[s.name]) * step_s for s in specs)
+    after = sum(s.cost(planned[s.name]) * step_s for s in specs) + TIMING_STEPS * step_s
     return Plan(planned, cuts, estimate, after, limit, step_s)
 
 

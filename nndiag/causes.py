@@ -22,12 +22,23 @@ def _always(_cause: Finding) -> bool:
     return True
 
 
+def _an_error(cause: Finding) -> bool:
+    """it is an error"""
+    return cause.severity is Severity.ERROR
+
+
+def _not_info(cause: Finding) -> bool:
+    """it is a warning or an error"""
+    return cause.severity is not Severity.INFO
+
+
 def _a_whole_layer(cause: Finding) -> bool:
-    """dead-units where some site is dead for every unit: the signal stops there."""
+    """some site is dead for every unit: the signal stops there"""
     return any(isinstance(v, float) and v >= 1.0 for v in cause.evidence.values())
 
 
 def _part_of_a_layer(cause: Finding) -> bool:
+    """no site is dead for every unit"""
     return not _a_whole_layer(cause)
 
 
@@ -76,7 +87,7 @@ RULES: tuple[Rule, ...] = (
         why="layers built in forward draw new weights on every call",
     ),
     Rule(
-        Code.FROZEN_PARAMETERS, TRAINING, lambda c: c.severity is Severity.ERROR, "nothing trains"
+        Code.FROZEN_PARAMETERS, TRAINING, _an_error, "nothing trains"
     ),
     Rule(
         Code.DEAD_UNITS,
@@ -119,7 +130,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         Code.LOSS_AT_INIT,
         TRAINING,
-        lambda c: c.severity is not Severity.INFO,
+        _not_info,
         why="a loss far above chance spends the first steps shrinking the logits",
     ),
     Rule(Code.INIT_SCALE, TRAINING | {Code.LOSS_AT_INIT}, why="a mis-scaled layer mis-scales what follows"),

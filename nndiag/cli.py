@@ -431,6 +431,9 @@ def _run(
     from nndiag.errors import UsageError
 
     err = Console(stderr=True)
+    strategy = request.options.get("distributed", "none")
+    if strategy != "none" and not isolated:
+        return _run_distributed(request, outputs, show, strategy, debug)
     try:
         if isolated:
             from nndiag.isolation import run_isolated
@@ -451,6 +454,38 @@ def _run(
         _echo_error(f"the check timed out after {timeout:g} s: the report is partial")
         return EXIT_USAGE
     return code
+
+
+def _run_distributed(
+    request: Request, outputs: Outputs, show: Show, strategy: str, debug: bool
+) -> int:
+    """Under torchrun: one process group around the check and its exports; rank 0 renders and
+    writes, the others print nothing; every rank exits with the worst rank's code."""
+    from rich.console import Console
+
+    from nndiag.config import Distributed
+    from nndiag.distributed import agreed_exit, session
+    from nndiag.errors import UsageError
+
+    err = Console(stderr=True)
+    try:
+        with session(Distributed(strategy), request.options.get("device", "auto")) as s:
+            try:
+                report = _check_here(request, err, show.quiet or not s.leader)
+                code = (
+                    outputs.emit(report, _stdout_console(), err, show)
+                    if s.leader
+                    else exit_code(report, show.fail_on, show.strict)
+                )
+            except UsageError as exc:
+                if s.leader or debug:
+                    _echo_error(str(exc))
+                code = EXIT_USAGE
+            return agreed_exit(code)
+    except UsageError as exc:
+        _fail(str(exc), debug, exc)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
 
 
 def _check_here(request: Request, err: Any, quiet: bool) -> Any:

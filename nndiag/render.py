@@ -246,7 +246,7 @@ def render_report(
     else:
         console.print(
             Text(
-                "Tables: --details (all probes) or --details PROBE; exports: --json, --csv, --html",
+                "Tables: --details [PROBE]; exports: --json, --csv, --html",
                 style="dim",
             )
         )

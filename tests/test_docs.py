@@ -1,8 +1,10 @@
-"""Docs stay in step with the code: every finding code and every named threshold is documented."""
+"""Docs stay in step with the code: every code has its page, every probe setting is in the
+generated tables, values quoted in prose match the defaults, and every example runs."""
 
 from __future__ import annotations
 
-import importlib
+import dataclasses
+import inspect
 import re
 import shlex
 import shutil
@@ -11,33 +13,44 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from nndiag import docgen
 from nndiag.cli import app
-from nndiag.findings import CATALOG, Code
-from nndiag.probes import PROBE_MODULES, ProbeName
+from nndiag.codes import page
+from nndiag.findings import CATALOG
+from nndiag.integrations.pytest_plugin import checker
+from nndiag.probes import BUILTIN, spec
 
 from conftest import ROOT
 
 DOCS = ROOT / "docs"
 
 
-def test_every_code_is_in_the_catalog_and_documented() -> None:
-    text = (DOCS / "findings.md").read_text()
-    assert set(CATALOG) == set(Code)
-    for code in Code:
-        assert f"`{code.value}`" in text, code
+def test_generated_blocks_are_current() -> None:
+    assert not docgen.stale(), "run `python -m nndiag.docgen` and commit the pages"
 
 
-@pytest.mark.parametrize("name", list(PROBE_MODULES), ids=lambda p: p.value)
-def test_every_threshold_constant_is_documented(name: ProbeName) -> None:
-    module = importlib.import_module(PROBE_MODULES[name])
-    page = (DOCS / "probes" / f"{name.value}.md").read_text()
-    constants = [
-        k
-        for k, v in vars(module).items()
-        if k.isupper() and not k.startswith("_") and isinstance(v, (int, float)) and k != "NAME"
-    ]
-    missing = [k for k in constants if k not in page]
-    assert not missing, f"docs/probes/{name.value}.md does not document {missing}"
+@pytest.mark.parametrize("code", list(CATALOG))
+def test_every_code_has_a_page_that_matches_the_catalogue(code: str) -> None:
+    info = CATALOG[code]
+    header = f"**Severity:** {info.severity} · **raised by:** {', '.join(info.probes)}"
+    assert header in page(code)
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_values_quoted_in_a_probe_page_are_the_defaults(name: str) -> None:
+    """Prose may quote a setting as `key` = value; the value must be the Config's default."""
+    text = (DOCS / "probes" / f"{name}.md").read_text()
+    defaults = {f.name: f.default for f in dataclasses.fields(spec(name).config)}
+    quoted = re.findall(r"`([a-z_]+)` = ([-+0-9.e]+)", text)
+    for key, value in quoted:
+        assert key in defaults, f"{name}.md quotes `{key}`, which is not a setting"
+        assert float(value) == pytest.approx(float(defaults[key])), (key, value, defaults[key])
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_no_probe_page_names_a_retired_constant(name: str) -> None:
+    text = (DOCS / "probes" / f"{name}.md").read_text()
+    assert not re.findall(r"`[A-Z][A-Z0-9]*_[A-Z0-9_]+`", text)
 
 
 # ---- every command and Python example in the docs runs ------------------------------------------
@@ -86,9 +99,11 @@ def test_doc_examples_run(doc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
         if lang == "python" and (not named or Path(named.group(1)).name.startswith("test_")):
             namespace: dict[str, object] = {"__name__": "doc_example"}
             exec(compile(body, f"{doc.name} example", "exec"), namespace)
+            fixtures = {"nndiag_check": checker()}
             for name, fn in list(namespace.items()):
                 if name.startswith("test_") and callable(fn):
-                    fn()
+                    wanted = inspect.signature(fn).parameters
+                    fn(**{k: fixtures[k] for k in wanted})
             ran += 1
         for args in nndiag_commands(body):
             result = runner.invoke(app, args)

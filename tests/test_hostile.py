@@ -256,19 +256,22 @@ def isolated(tmp_path: Path, body: str, *extra: str) -> subprocess.CompletedProc
 
 
 @pytest.mark.parametrize(
-    ("body", "message"),
+    ("body", "message", "timeout"),
     [
         ("import os\nclass Gone(Net):\n    def forward(self, x):\n        os._exit(0)\n"
-         "def build_model():\n    return Gone()\n", "without a report"),
+         "def build_model():\n    return Gone()\n", "without a report", "60"),
         ("import os, signal\nclass Crash(Net):\n    def forward(self, x):\n        os.kill(os.getpid(), signal.SIGSEGV)\n"
-         "def build_model():\n    return Crash()\n", "signal SIGSEGV"),
+         "def build_model():\n    return Crash()\n", "signal SIGSEGV", "60"),
         ("import time\nclass Hang(Net):\n    def forward(self, x):\n        time.sleep(600)\n"
-         "def build_model():\n    return Hang()\n", "timed out after 3 s"),
+         "def build_model():\n    return Hang()\n", "timed out after 5 s", "5"),
     ],
     ids=["os._exit(0)", "segfault", "hang"],
 )  # fmt: skip
-def test_isolate_turns_exits_crashes_and_hangs_into_exit_2(tmp_path: Path, body: str, message: str) -> None:
-    done = isolated(tmp_path, body, "--timeout", "3")
+def test_isolate_turns_exits_crashes_and_hangs_into_exit_2(
+    tmp_path: Path, body: str, message: str, timeout: str
+) -> None:
+    # A generous timeout where the model does not hang: a loaded machine may take seconds to start.
+    done = isolated(tmp_path, body, "--timeout", timeout)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert message in done.stderr
 

@@ -6,6 +6,7 @@ context moves them to the probe device. Every draw may be a fresh random batch (
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import itertools
 from collections.abc import Callable, Iterable, Iterator
@@ -17,7 +18,7 @@ from torch import Tensor, nn
 
 from nndiag import synthetic
 from nndiag.core.contract import as_logits, call_model, user_call
-from nndiag.core.tensors import describe, tensors_in
+from nndiag.core.tensors import describe, rows_of, take_examples, tensors_in
 from nndiag.errors import ContractError, OptionError
 
 Batch = tuple[Any, Tensor]
@@ -34,6 +35,24 @@ class BatchSource:
     batch_size: int
     origin: str  # "--batch-size", "make_batch's default", "make_loader's batch", "default"
     kind: str  # "make_loader", "make_batch" or "synthetic"
+
+
+def sliced(source: BatchSource, rank: int, world: int) -> BatchSource:
+    """Under torchrun every rank draws the same batch (same seed) and keeps its own slice of
+    the examples, so the ranks together see exactly the batch one process would."""
+
+    def draw() -> Batch:
+        inputs, targets = source.draw()
+        rows = rows_of(inputs, targets)
+        if rows % world:
+            raise OptionError(
+                f"the batch has {rows} examples, which {world} ranks cannot share evenly: use a "
+                f"--batch-size divisible by {world}"
+            )
+        part = slice(rank * rows // world, (rank + 1) * rows // world)
+        return take_examples(inputs, part, rows), targets[part] if targets.dim() else targets
+
+    return dataclasses.replace(source, draw=draw)
 
 
 def check_batch(value: Any, source: str) -> Batch:

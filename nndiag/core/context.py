@@ -25,6 +25,7 @@ from nndiag.core.batches import (
     SyntheticSpec,
     from_make_batch,
     from_make_loader,
+    sliced,
     synthetic_source,
 )
 from nndiag.core.contract import (
@@ -104,9 +105,14 @@ class ModelCopier:
     model: nn.Module
     device: torch.device
     factory: Callable[[], nn.Module] | None = None
+    prepare: Callable[[nn.Module], nn.Module] | None = None  # under torchrun: shards the copy
     rebuilt_because: str = ""
 
     def copy(self) -> nn.Module:
+        fresh = self._copy()
+        return fresh if self.prepare is None else self.prepare(fresh)
+
+    def _copy(self) -> nn.Module:
         if not self.rebuilt_because:
             try:
                 return copy.deepcopy(self.model).to(self.device)
@@ -226,6 +232,7 @@ def build_context(
     definition: Definition = Definition(),
     progress: Progress | None = None,
     reduce: Reducer | None = None,
+    prepare: Callable[[nn.Module], nn.Module] | None = None,
 ) -> Context:
     """Validate the contract end to end and return the context the probes share."""
     if not any(True for _ in model.parameters()):
@@ -233,10 +240,12 @@ def build_context(
             f"{type(model).__name__} has no parameters: there is nothing to train or diagnose"
         )
     device = resolve_device(options.device)
-    copier = ModelCopier(model, device, definition.factory)
+    copier = ModelCopier(model, device, definition.factory, prepare)
     probe_copy = copier.copy()
-    source = _source(probe_copy, options, definition, device)
     reducer = reduce or LocalReducer()
+    source = _source(probe_copy, options, definition, device)
+    if reducer.world > 1:
+        source = sliced(source, reducer.rank, reducer.world)
     fixed = source.draw()
     inputs, targets = map_tensors(lambda t: t.to(device), fixed[0]), fixed[1].to(device)
     outputs = _validate_forward(probe_copy, inputs)

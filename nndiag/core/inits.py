@@ -15,33 +15,34 @@ FAN_RATIO_MIN = 2  # a fan-out convention is told from a fan-in one only when fa
 UNIFORM_STD_RTOL = 0.15
 
 
-def fan_in(module: nn.Module, weight: Tensor) -> int:
-    """Inputs feeding one output unit; Hugging Face's Conv1D stores its weight transposed."""
+def fan_in(module: nn.Module, weight: Tensor | tuple[int, ...]) -> int:
+    """Inputs feeding one output unit (from the weight or its shape); Hugging Face's Conv1D
+    stores its weight transposed."""
+    shape = tuple(weight.shape) if isinstance(weight, Tensor) else weight
     if type(module).__name__ == "Conv1D" and hasattr(module, "nf"):
-        return int(weight.shape[0])
-    return int(weight.shape[1] * math.prod(weight.shape[2:]))
+        return int(shape[0])
+    return int(shape[1] * math.prod(shape[2:]))
 
 
-def fan_outs(module: nn.Module, weight: Tensor) -> set[int]:
+def fan_outs(module: nn.Module, shape: tuple[int, ...]) -> set[int]:
     """Fan-out as torch computes it (out x kernel) and as timm does for grouped convs (/groups)."""
     if type(module).__name__ == "Conv1D" and hasattr(module, "nf"):
-        return {int(weight.shape[1])}
-    receptive = math.prod(weight.shape[2:])
-    plain = int(weight.shape[0] * receptive)
+        return {int(shape[1])}
+    receptive = math.prod(shape[2:])
+    plain = int(shape[0] * receptive)
     return {plain, max(1, plain // int(getattr(module, "groups", 1) or 1))}
 
 
-def fan_out_convention(module: nn.Module, weight: Tensor) -> str:
+def fan_out_convention(module: nn.Module, shape: tuple[int, ...], std: float) -> str:
     """The fan-out initialisation the weight was drawn with, or "": He normal with mode fan_out
     (torchvision's ResNets, timm's convolutions: std = √(2/fan_out)) and uniform(±1/√fan_out)
     (timm's EfficientNet and MobileNet classifiers: std = 1/√(3·fan_out)). Only where fan-in is at
     least twice the fan-out: otherwise the same std is also a fan-in init, and a fan-out
     convention explains nothing."""
-    if weight.dim() < 2 or weight.numel() < 16:
+    if len(shape) < 2 or math.prod(shape) < 16 or not math.isfinite(std):
         return ""
-    std = float(weight.detach().double().std())
-    inputs = fan_in(module, weight)
-    for fan in sorted(f for f in fan_outs(module, weight) if inputs >= FAN_RATIO_MIN * f):
+    inputs = fan_in(module, shape)
+    for fan in sorted(f for f in fan_outs(module, shape) if inputs >= FAN_RATIO_MIN * f):
         for label, target in (("He fan-out normal", math.sqrt(2 / fan)), ("uniform(±1/√fan_out)", 1 / math.sqrt(3 * fan))):
             if abs(std / target - 1) < CONVENTION_RTOL:
                 return f"{label} (fan_out {fan})"

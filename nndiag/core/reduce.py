@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Protocol
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 class Reducer(Protocol):
@@ -22,6 +22,10 @@ class Reducer(Protocol):
 
     def shard_sum(self, values: Tensor) -> Tensor:
         """Sums over the ranks' shards of the parameters (identity when they are replicated)."""
+        ...
+
+    def average_gradients(self, model: nn.Module) -> None:
+        """Average the gradients over the ranks where they are replicated (DDP)."""
         ...
 
 
@@ -43,7 +47,22 @@ class LocalReducer:
     def shard_sum(self, values: Tensor) -> Tensor:
         return values
 
+    def average_gradients(self, model: nn.Module) -> None:
+        """One process: the gradients are the whole batch's already."""
+
 
 def any_true(reducer: Reducer, flag: bool) -> bool:
-    """True when `flag` holds on any rank."""
+    """True when `flag` holds on any rank: under torchrun, a decision to run more forward
+    passes must be the same on every rank (each pass of a sharded model is a collective)."""
     return bool(reducer.max(torch.tensor([float(flag)]))[0] > 0)
+
+
+def all_true(reducer: Reducer, flag: bool) -> bool:
+    return bool(reducer.min(torch.tensor([float(flag)]))[0] > 0)
+
+
+def mean(reducer: Reducer, value: float) -> float:
+    """The mean over ranks of a per-rank mean (equal slices: the whole batch's mean)."""
+    if reducer.world == 1:
+        return value
+    return float(reducer.sum(torch.tensor([value], dtype=torch.float64))[0]) / reducer.world

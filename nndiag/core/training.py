@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from nndiag.config import Amp
 from nndiag.core.context import Context
 from nndiag.core.contract import as_logits, call_model
+from nndiag.core.reduce import mean
 from nndiag.errors import ContractError
 
 AMP_DTYPES = {Amp.BF16: torch.bfloat16, Amp.FP16: torch.float16}
@@ -55,16 +56,18 @@ class Trainer:
         with self.autocast():
             outputs = call_model(self.model, inputs)
             loss = self.ctx.loss(outputs, targets)
-        value = float(loss.detach())
+        value = mean(self.ctx.reduce, float(loss.detach()))  # the same on every rank
         logits = as_logits(outputs).detach()
         if not math.isfinite(value) or not loss.requires_grad:
             return Step(value, logits, applied=False)
         if self.scaler is None:
             loss.backward()
+            self.ctx.reduce.average_gradients(self.model)
             self.optimizer.step()
             return Step(value, logits, applied=True)
         scale = self.scaler.get_scale()
         self.scaler.scale(loss).backward()
+        self.ctx.reduce.average_gradients(self.model)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         # GradScaler lowers its scale exactly when it found inf/NaN and skipped optimizer.step().
@@ -74,7 +77,8 @@ class Trainer:
         """The loss and logits without an update (the measurement after the last step)."""
         with torch.no_grad(), self.autocast():
             outputs = call_model(self.model, inputs)
-            return float(self.ctx.loss(outputs, targets)), as_logits(outputs).detach()
+            loss = mean(self.ctx.reduce, float(self.ctx.loss(outputs, targets)))
+            return loss, as_logits(outputs).detach()
 
 
 def new_trainer(ctx: Context, lr: float | None) -> Trainer:
@@ -116,7 +120,10 @@ def after_steps(ctx: Context) -> StepTiming:
         trainer.step(*ctx.batch)
         _synchronize(ctx.device)
         times.append(time.perf_counter() - started)
-    timing = StepTiming(min(times[1:] or times), trainer.model)
+    seconds = min(times[1:] or times)
+    # The budget plan must be the same on every rank (the slowest one's): it sets step counts.
+    seconds = float(ctx.reduce.max(torch.tensor([seconds], dtype=torch.float64))[0])
+    timing = StepTiming(seconds, trainer.model)
     ctx.memo["after_steps"] = timing
     return timing
 

@@ -66,6 +66,7 @@ class ProbeSpec(Generic[C, M]):
     diagnose: Callable[[M, C], list[Finding]]
     present: Callable[[M, C], Presentation]
     trains: bool = False  # trains a copy: skipped when every parameter is frozen
+    distributed: bool = False  # runs under torchrun: every rank makes the same collectives
     needs: tuple[type, ...] = ()  # provisions it reads when an earlier probe provided them
     provides: type | None = None  # the provision it hands to later probes
     provide: Callable[[M], object | None] | None = None  # builds that provision

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from nndiag.findings import Code, Finding, Severity, finding
 from nndiag.probes.base import Presentation, ProbeSpec, setting
-from nndiag.report import Highlight, Row, Table
+from nndiag.report import Highlight, Plot, Row, Table
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -174,12 +174,14 @@ def _forward_backward(ctx: Context) -> _Pass:
             loss = ctx.loss(call_model(model, ctx.inputs), ctx.targets)
         if loss.requires_grad:
             loss.backward()
+    ctx.reduce.average_gradients(model)  # under DDP: the whole batch's gradient
     return _Pass(model, float(loss.detach()), order, entered, gains)
 
 
 def measure(ctx: Context, config: Config) -> Measurement:
     from nndiag.core.hooks import module_names
     from nndiag.core.inits import fan_out_convention, untrained_signature
+    from nndiag.distributed import local
 
     run = _forward_backward(ctx)
     model = run.model
@@ -189,6 +191,7 @@ def measure(ctx: Context, config: Config) -> Measurement:
     normed = _feeding_norm(run.entered, model)
     init_range = getattr(getattr(model, "config", None), "initializer_range", None)
     rows: list[Row] = []
+    modules: list[nn.Module] = []
     seen: set[int] = set()
     for module in sorted(names, key=lambda m: position.get(m, len(run.order))):
         for pname, param in module.named_parameters(recurse=False):
@@ -202,11 +205,14 @@ def measure(ctx: Context, config: Config) -> Measurement:
                 called=module in position,
                 signal_gain=run.gains.get(module, math.nan) if affine else math.nan,
                 feeds_norm=module in normed,
-                convention=fan_out_convention(module, param) if affine else "",
-                init_match="" if param.requires_grad else untrained_signature(module, param, init_range),
+                init_match="" if param.requires_grad else untrained_signature(module, local(param), init_range),
             )
             rows.append(row)
-    _reduce_norms(ctx, rows)
+            modules.append(module)
+    _reduce_sums(ctx, rows)
+    for row, module in zip(rows, modules, strict=True):
+        shape = row.pop("global_shape")
+        row["convention"] = fan_out_convention(module, shape, row["std"]) if row["in_profile"] else ""
     _confirm_zero_gradients(ctx, rows)
     return Measurement(tuple(rows), run.loss)
 
@@ -230,42 +236,54 @@ def _feeding_norm(entered: list[nn.Module], model: nn.Module) -> set[nn.Module]:
 
 
 def _param_row(module_name: str, module: nn.Module, pname: str, param: Tensor) -> Row:
+    """A parameter's row, with the sums its statistics come from: under FSDP2 each rank holds a
+    shard of the parameter and of its gradient, and _reduce_sums adds the ranks' sums up."""
     from nndiag.core.inits import fan_in
+    from nndiag.distributed import local
 
     grad = param.grad
+    values = local(param).detach().double()
+    gradient = local(grad).detach().double() if grad is not None else None
     in_profile = _is_affine(module, pname, param)
-    fan = fan_in(module, param) if in_profile else 0
     return {
         "parameter": f"{module_name}.{pname}",
         "module": module_name,
         "type": type(module).__name__,
-        "shape": "x".join(map(str, param.shape)),
+        "shape": "x".join(map(str, param.shape)),  # the global shape (a DTensor's too)
+        "global_shape": tuple(param.shape),
         "trainable": param.requires_grad,
         "has_grad": grad is not None,
-        "grad_sq": float(grad.detach().double().pow(2).sum()) if grad is not None else math.nan,
-        "weight_sq": float(param.detach().double().pow(2).sum()),
-        "std": float(param.detach().double().std()) if param.numel() > 1 else math.nan,
-        "fan_in": fan,
+        "fan_in": fan_in(module, param) if in_profile else 0,
         "numel": param.numel(),
-        "zero_grad": param.requires_grad and (grad is None or not bool((grad != 0).any())),
         "in_profile": in_profile,
+        "sums": [
+            float(gradient.pow(2).sum()) if gradient is not None else math.nan,
+            float(values.pow(2).sum()),
+            float(values.sum()),
+            float(values.numel()),
+            float((gradient != 0).sum()) if gradient is not None else 0.0,
+        ],
     }
 
 
-def _reduce_norms(ctx: Context, rows: list[Row]) -> None:
-    """One collective for every tensor's sums of squares, then the derived columns."""
+def _reduce_sums(ctx: Context, rows: list[Row]) -> None:
+    """One collective for every tensor's sums, then the columns derived from them."""
     import torch
 
     if ctx.reduce.world > 1:
-        stacked = torch.tensor([[r["grad_sq"], r["weight_sq"]] for r in rows], dtype=torch.float64)
-        reduced = ctx.reduce.shard_sum(stacked)  # sharded tensors: every rank holds a part
-        for row, (g, w) in zip(rows, reduced.tolist(), strict=True):
-            row["grad_sq"], row["weight_sq"] = g, w
+        stacked = torch.tensor([r["sums"] for r in rows], dtype=torch.float64)
+        for row, sums in zip(rows, ctx.reduce.shard_sum(stacked).tolist(), strict=True):
+            row["sums"] = sums
     for row in rows:
-        g, w = math.sqrt(row.pop("grad_sq")), math.sqrt(row.pop("weight_sq"))
+        grad_sq, weight_sq, total, count, nonzero = row.pop("sums")
+        g, w = math.sqrt(grad_sq), math.sqrt(weight_sq)
+        mean = total / count if count else 0.0
+        var = max(0.0, (weight_sq - count * mean * mean) / (count - 1)) if count > 1 else math.nan
         row["grad_norm"], row["weight_norm"] = g, w
         row["ratio"] = g / w if w > 0 and row["has_grad"] else math.nan
+        row["std"] = math.sqrt(var) if count > 1 else math.nan
         row["init_gain"] = row["std"] * math.sqrt(row["fan_in"]) if row["fan_in"] else math.nan
+        row["zero_grad"] = row["trainable"] and nonzero == 0
 
 
 def _confirm_zero_gradients(ctx: Context, rows: list[Row]) -> None:
@@ -285,16 +303,19 @@ def _confirm_zero_gradients(ctx: Context, rows: list[Row]) -> None:
         loss = ctx.loss(call_model(stepped, ctx.inputs), ctx.targets)
         if loss.requires_grad:
             loss.backward()
+    ctx.reduce.average_gradients(stepped)
     params = {
         f"{prefix}.{pname}".lstrip("."): param
         for prefix, module in stepped.named_modules()
         for pname, param in module.named_parameters(recurse=False)
     }
-    for row in zero:
+    from nndiag.core.reduce import any_true
+    from nndiag.distributed import local
+
+    for row in zero:  # a shard with a non-zero entry on any rank: the gradient flows
         param = params.get(row["qualname"])
-        row["flows_after_steps"] = bool(
-            param is not None and param.grad is not None and (param.grad != 0).any()
-        )
+        flows = param is not None and param.grad is not None and bool((local(param.grad) != 0).any())
+        row["flows_after_steps"] = any_true(ctx.reduce, flows)
 
 
 # ---- diagnosing ------------------------------------------------------------------------------------
@@ -530,20 +551,26 @@ def present(m: Measurement, config: Config) -> Presentation:
         if k not in ("first_layers", "last_layers")
     }
     metrics["loss"] = m.loss
-    depth = metrics.get("vanishing_ratio")
+    ratio = metrics.get("vanishing_ratio")
     headline = (
-        f"{len(rows)} tensors, first/last-quarter ‖g‖/‖W‖ {depth:.2g} over "
+        f"{len(rows)} tensors, first/last-quarter ‖g‖/‖W‖ {ratio:.2g} over "
         f"{metrics['profile_layers']} layers"
-        if depth is not None
+        if ratio is not None
         else f"{len(rows)} tensors, {metrics['profile_layers']} weight matrices (too few for a depth profile)"
     )
     headline += f", {len(_dead(rows))} without gradient"
     if _gated(rows):
         headline += f", {len(_gated(rows))} gated at init"
+    profile = tuple(
+        {"layer": i, "parameter": r["parameter"], "ratio": r["ratio"]}
+        for i, r in enumerate(r for r in rows if r["in_profile"] and r["trainable"] and r["ratio"] > 0)
+    )
     return Presentation(
         headline,
         metrics=metrics,
         tables=(
+            Table("depth", profile, plot=Plot("layer", "ratio", log_y=True), key="parameter",
+                  schema=("layer", "parameter", "ratio")),  # fmt: skip
             Table(
                 "parameters",
                 tuple(rows),
@@ -585,6 +612,7 @@ def _module_rows(rows: list[Row]) -> list[Row]:
 
 SPEC = ProbeSpec(
     name=NAME,
+    distributed=True,
     summary="per-layer ‖g‖, ‖W‖, ratios, depth profile, init scale, no-gradient and frozen parameters",
     config=Config,
     measure=measure,

@@ -131,13 +131,15 @@ def measure(ctx: Context, config: Config) -> Measurement:
         logits.dim() > 0 and logits.shape[-1] >= 2 and bool((rows >= 0).all())
         and torch.allclose(sums, torch.ones_like(sums), atol=config.probability_sum_atol)
     )  # fmt: skip
+    from nndiag.core.reduce import all_true
+
     head, convention = _output_layer(model, ctx)
-    ignores = _ignores_input(model, ctx, config.same_output_rtol)
+    ignores = all_true(ctx.reduce, _ignores_input(model, ctx, config.same_output_rtol))
     after = None
     if ignores and ctx.trainable:
         from nndiag.core.training import after_steps
 
-        after = _ignores_input(after_steps(ctx).model, ctx, config.same_output_rtol)
+        after = all_true(ctx.reduce, _ignores_input(after_steps(ctx).model, ctx, config.same_output_rtol))
     return Measurement(
         loss=loss,
         baseline=baseline.value,
@@ -170,10 +172,13 @@ def _output_layer(model: nn.Module, ctx: Context) -> tuple[str, str]:
 
     with execution_order(model) as order, torch.no_grad():
         call_model(model, ctx.inputs)
+    from nndiag.distributed import local
+
     for module in reversed(order):
         weight = getattr(module, "weight", None)
         if isinstance(weight, torch.Tensor) and weight.dim() >= 2 and not isinstance(module, torch.nn.Embedding):
-            return module_names(model)[module], fan_out_convention(module, weight)
+            std = float(local(weight).detach().double().std())  # a shard's std under FSDP2
+            return module_names(model)[module], fan_out_convention(module, tuple(weight.shape), std)
     return "", ""
 
 
@@ -360,6 +365,7 @@ def provide(m: Measurement) -> InitLoss:
 
 SPEC = ProbeSpec(
     name=NAME,
+    distributed=True,
     summary="loss at init vs chance; double softmax, loss broadcasting, input-independent output",
     config=Config,
     measure=measure,

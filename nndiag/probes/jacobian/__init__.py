@@ -200,8 +200,8 @@ def block_rows(norms_sq: dict[int, list[float]], names: list[str], types: list[s
 
 def shrink(config: Config, factor: float) -> tuple[Config, str]:
     """Fewer Lanczos products, probes and examples under a tight budget."""
-    iterations = max(4, round(config.spectral_iterations * factor))
-    examples = max(2, round(config.max_examples * factor))
+    iterations = max(3, round(config.spectral_iterations * factor))
+    examples = max(1, round(config.max_examples * factor))
     probes = max(2, round(config.hutchinson_probes * min(1.0, factor * 2)))
     smaller = dataclasses.replace(
         config, spectral_iterations=iterations, max_examples=examples, hutchinson_probes=probes
@@ -213,6 +213,15 @@ def shrink(config: Config, factor: float) -> tuple[Config, str]:
     return smaller, cut
 
 
+def cost(config: Config) -> float:
+    """Training-step equivalents: a backward pass is ~2/3 of a step, a Lanczos product (double
+    backward and backward) ~2 steps and Lanczos stops after about half its allowance, all on
+    max_examples of a batch of about 16; plus the calibration and nonlinearity forwards."""
+    share = min(1.0, config.max_examples / 16)
+    passes = 0.7 * 2 * config.hutchinson_probes + 2.0 * min(15, config.spectral_iterations / 2)
+    return share * passes + 1.5
+
+
 SPEC = ProbeSpec(
     name=NAME,
     summary="input-output Jacobian: per-block gains, Frobenius and spectral norms, nonlinearity, "
@@ -221,11 +230,6 @@ SPEC = ProbeSpec(
     measure=measure,
     diagnose=diagnose,
     present=present,
-    cost=lambda c: (
-        0.6
-        * (2 * c.hutchinson_probes + 2.5 * c.spectral_iterations / 2)
-        * min(1.0, c.max_examples / 16)
-        + 1.5
-    ),
+    cost=cost,
     shrink=shrink,
 )

@@ -187,12 +187,13 @@ def _jvp_operator(
     return out, double_backward
 
 
-def nonlinearity(surface: Surface, generator: torch.Generator) -> tuple[float, float]:
+def nonlinearity(surface: Surface) -> tuple[float, float]:
     """‖f(x̄) − (f(a)+f(b))/2‖² and ‖f(a) − f(b)‖² (the score is the square root of their ratio).
 
-    `a` is the batch itself; `b` the batch's examples in another order (same distribution)."""
+    `a` is the batch itself; `b` the batch's examples shifted by one (same distribution, every
+    example paired with another)."""
     a = surface.x0
-    b = a[torch.randperm(a.shape[0], generator=generator).to(a.device)] if a.shape[0] > 1 else -a
+    b = a.roll(1, dims=0) if a.shape[0] > 1 else -a
     with torch.no_grad():
         fa, fb, fm = surface(a).double(), surface(b).double(), surface((a + b) / 2).double()
     return float((fm - (fa + fb) / 2).pow(2).sum()), float((fa - fb).pow(2).sum())

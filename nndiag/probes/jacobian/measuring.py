@@ -73,7 +73,7 @@ def measure_jacobian(ctx: Context, config: Config, advance: Advance) -> Measurem
     notes: list[str] = []
     sigma, products = _spectral(ctx, s, config, generator, advance, notes)
     norms = [r["grad_norm"] for r in rows if r["grad_norm"] > 0]
-    deviation, change = _reduced_sum(ctx, list(nonlinearity(s, generator)))
+    deviation, change = _reduced_sum(ctx, list(nonlinearity(s)))
     metrics: dict[str, Any] = {
         "measured_from": origin,
         "zero_jacobian": False,
@@ -91,7 +91,7 @@ def measure_jacobian(ctx: Context, config: Config, advance: Advance) -> Measurem
         "nonlinearity": score(deviation, change),
     }
     if metrics["nonlinearity"] < config.nonlinearity_min and ctx.trainable:
-        metrics["nonlinearity_after_steps"] = _nonlinearity_after_steps(ctx, config, generator)
+        metrics["nonlinearity_after_steps"] = _nonlinearity_after_steps(ctx, config)
     temporal = _temporal(ctx, s, profile.out_shape, config, generator, advance, metrics)
     radii = recurrent_radii(s.model)
     if radii:
@@ -144,11 +144,11 @@ def _zero_after_steps(ctx: Context, config: Config) -> bool | None:
     return bool(ctx.reduce.min(torch.tensor([float(zero)]))[0] > 0)
 
 
-def _nonlinearity_after_steps(ctx: Context, config: Config, generator: torch.Generator) -> float:
+def _nonlinearity_after_steps(ctx: Context, config: Config) -> float:
     from nndiag.core.training import after_steps
 
     s, _ = _surface_of(ctx, config, after_steps(ctx).model)
-    deviation, change = _reduced_sum(ctx, list(nonlinearity(s, generator)))
+    deviation, change = _reduced_sum(ctx, list(nonlinearity(s)))
     return score(deviation, change)
 
 

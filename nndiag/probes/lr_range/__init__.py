@@ -162,9 +162,10 @@ class Config:
 
 
 class Learnable(StrEnum):
-    YES = "yes"  # the loss falls on fresh batches
-    NOT_ACROSS_BATCHES = "not across batches"  # falls on a fixed pool only
+    YES = "yes"  # the loss falls below chance on fresh batches
+    NOT_ACROSS_BATCHES = "not across batches"  # below chance on a few fixed batches only
     NO = "no"  # falls nowhere
+    UNKNOWN = "not checked"  # no sweep (budget): too short a test to call the data unlearnable
 
 
 @dataclass(frozen=True)
@@ -211,9 +212,14 @@ def measure(ctx: Context, config: Config) -> Measurement:
     trials, suggested, placement = _sweep(ctx, config, log_median(estimates) if estimates else None, lo, hi)
     learnable, pool_curve = Learnable.YES, None
     if not (fresh[0].below(chance, config.noise_sigmas, config.trend_window) or _trained_below(trials, chance, config)):
-        learnable, pooled, pool_curve = _memorises(ctx, lrs, config, chance)
-        if suggested is None and pooled.estimate is not None:  # the fixed batches' curve has one
-            analysis, suggested, placement = pooled, pooled.estimate, "rules only"
+        if config.sweep_steps == 0 and fresh[0].clear:
+            # The loss fell, not below chance: without a sweep a slow learner looks the same as
+            # unlearnable data, and a second range would not tell them apart.
+            learnable = Learnable.UNKNOWN
+        else:
+            learnable, pooled, pool_curve = _memorises(ctx, lrs, config, chance)
+            if suggested is None and pooled.estimate is not None:  # the fixed batches have one
+                analysis, suggested, placement = pooled, pooled.estimate, "rules only"
     optimizer = ctx.optimizer(ctx.fresh_model())
     return Measurement(
         curves=tuple(curves),
@@ -363,6 +369,13 @@ def confidence(
 # ---- diagnosing ------------------------------------------------------------------------------------
 
 
+def _fresh_fall(m: Measurement) -> str:
+    d = m.fresh.descent
+    if d is None:
+        return m.fresh.why
+    return f"its trend went from {d.start:.3g} to {d.lowest:.3g} in the range test, not clearly lower in the sweep"
+
+
 def diagnose(m: Measurement, config: Config) -> list[Finding]:
     findings = []
     if m.learnable is Learnable.NOT_ACROSS_BATCHES:
@@ -370,9 +383,9 @@ def diagnose(m: Measurement, config: Config) -> list[Finding]:
             finding(
                 Code.UNLEARNABLE_DATA,
                 NAME,
-                f"on fresh batches the loss does not fall ({m.fresh.why}), while on "
-                f"{config.pool_batches} fixed batches it does: the targets cannot be predicted from "
-                "the inputs across batches (labels drawn at random on every call?)",
+                f"on fresh batches the loss does not fall below chance ({_fresh_fall(m)}), while "
+                f"on {config.pool_batches} fixed batch(es) it does: the targets cannot be predicted "
+                "from the inputs across batches (labels drawn at random on every call?)",
                 evidence={"fresh_fall": m.fresh.descent.fall if m.fresh.descent else None},
             )
         )
@@ -482,24 +495,39 @@ def provide(m: Measurement) -> SuggestedLR:
 
 
 def shrink(config: Config, factor: float) -> tuple[Config, str]:
-    steps = max(30, round(config.num_steps * factor))
-    sweep = 0 if factor < 0.5 else max(20, round(config.sweep_steps * factor))
-    cut = f"{steps} range steps" + (
-        ", no confirmation sweep (confidence at most medium)"
-        if sweep == 0
-        else f", {sweep} sweep steps"
-    )
-    return dataclasses.replace(config, num_steps=steps, sweep_steps=sweep, repeats=1), cut
+    """Fewer steps over a narrower range (1e-6 to 1 holds every suggestion of the benchmark);
+    the sweep's second round goes first, then the sweep (they cost the most)."""
+    steps = max(MIN_STEPS, round(config.num_steps * factor))
+    # The trend window and the skipped first points cover the same share of the range as before.
+    scale = steps / config.num_steps
+    window = max(3, round(config.trend_window * scale) | 1)
+    narrow: dict[str, Any] = {
+        "start_lr": max(config.start_lr, 1e-6),
+        "end_lr": min(config.end_lr, 1.0),
+        "trend_window": window,
+        "skip_start": max(1, round(config.skip_start * scale)),
+        "skip_end": max(1, round(config.skip_end * scale)),
+    }
+    span = f"{steps} range steps from {narrow['start_lr']:g} to {narrow['end_lr']:g}"
+    if factor >= 0.6:
+        smaller = dataclasses.replace(config, num_steps=steps, sweep_continue=0, repeats=1, **narrow)
+        return smaller, f"{span}, a one-round sweep"
+    smaller = dataclasses.replace(config, num_steps=steps, sweep_steps=0, sweep_continue=0, repeats=1, **narrow)
+    return smaller, f"{span}, no sweep (confidence at most medium)"
+
+
+MIN_STEPS = 20
 
 
 def cost(config: Config) -> float:
-    """Training steps: the range (x repeats, plus a fixed-batch range sometimes) and the sweep
-    (three candidates and an extension on average)."""
-    return config.num_steps * config.repeats * 1.2 + config.sweep_steps * 4
+    """Training steps: the range (x repeats, and a fixed-batch range when the loss does not fall
+    below chance), the sweep (four candidates on average) and its second round (two)."""
+    return config.num_steps * config.repeats * 1.2 + config.sweep_steps * 4 + config.sweep_continue * 2
 
 
 SPEC = ProbeSpec(
     name=NAME,
+    distributed=True,
     summary="Smith's LR range test at your batch size and optimizer, confirmed by a short sweep",
     config=Config,
     measure=measure,
