@@ -33,6 +33,7 @@ def use_stand_in_torchvision() -> None:
     if str(STUBS) not in sys.path:
         sys.path.insert(0, str(STUBS))
 
+
 VOCAB, LENGTH = 64, 16
 
 
@@ -76,7 +77,9 @@ def classify_tokens(batch_size: int = 16) -> Any:
 
 def random_token_labels(batch_size: int = 16) -> Any:
     ids = markov_tokens(batch_size, LENGTH, VOCAB)
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, torch.randint(0, 3, (batch_size,))
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, torch.randint(
+        0, 3, (batch_size,)
+    )
 
 
 def lm_loss(outputs: Any, targets: torch.Tensor) -> torch.Tensor:
@@ -109,15 +112,26 @@ SMALL_ENCODER = {"vocab_size": VOCAB, "hidden_size": 32, "num_hidden_layers": 2,
 
 
 def families() -> list[Family]:
-    gpt2 = transformer("GPT2Config", "GPT2LMHeadModel", n_layer=2, n_head=2, n_embd=32, vocab_size=VOCAB, n_positions=64)
+    gpt2 = transformer(
+        "GPT2Config",
+        "GPT2LMHeadModel",
+        n_layer=2,
+        n_head=2,
+        n_embd=32,
+        vocab_size=VOCAB,
+        n_positions=64,
+    )
     llama = transformer("LlamaConfig", "LlamaForCausalLM", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                         num_attention_heads=4, num_key_value_heads=2, **SMALL_LM)  # fmt: skip
     qwen2 = transformer("Qwen2Config", "Qwen2ForCausalLM", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                         num_attention_heads=4, num_key_value_heads=2, **SMALL_LM)  # fmt: skip
     bert = transformer("BertConfig", "BertForSequenceClassification", **SMALL_ENCODER)
-    roberta = transformer("RobertaConfig", "RobertaForSequenceClassification", **{**SMALL_ENCODER, "pad_token_id": 1})
-    distilbert = transformer("DistilBertConfig", "DistilBertForSequenceClassification", vocab_size=VOCAB, dim=32,
-                             n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=64, num_labels=3)  # fmt: skip
+    roberta = transformer(
+        "RobertaConfig", "RobertaForSequenceClassification", **{**SMALL_ENCODER, "pad_token_id": 1}
+    )
+    distilbert = transformer("DistilBertConfig", "DistilBertForSequenceClassification",
+                             vocab_size=VOCAB, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+                             max_position_embeddings=64, num_labels=3)  # fmt: skip
     vit = transformer("ViTConfig", "ViTForImageClassification", image_size=32, patch_size=8, hidden_size=32,
                       num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, num_labels=5)  # fmt: skip
     hf_resnet = transformer("ResNetConfig", "ResNetForImageClassification", embedding_size=16,
@@ -139,7 +153,9 @@ def families() -> list[Family]:
         Family("timm-efficientnet-b0", timm_model("efficientnet_b0"), images()),
         Family("timm-mobilenetv3", timm_model("mobilenetv3_small_050"), images()),
         Family("timm-regnetx", timm_model("regnetx_002"), images()),
-        Family("timm-vit-tiny", timm_model("vit_tiny_patch16_224", img_size=32, patch_size=8), images()),
+        Family(
+            "timm-vit-tiny", timm_model("vit_tiny_patch16_224", img_size=32, patch_size=8), images()
+        ),
         Family("timm-mixer", timm_model("mixer_s16_224", img_size=32), images()),
         Family("random-gpt2", gpt2, random_tokens, "random"),
         Family("random-bert", bert, random_token_labels, "random"),

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import itertools
 import math
 import statistics
 import sys
@@ -33,13 +34,12 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
+from lr_tasks import TASKS, Task
 from torch import nn
 
 import nndiag
 from nndiag.core.stats import geometric_mean
 from nndiag.probes.lr_range.rules import smooth, valley
-
-from lr_tasks import TASKS, Task
 
 GRID = [10 ** (-5 + k / 2) for k in range(11)]  # 1e-5 ... 1, half a decade apart
 TAIL = 20
@@ -100,7 +100,9 @@ def nndiag_pick(task: Task) -> tuple[float | None, str]:
         m = result.metrics
         sweep = next((t.rows for t in result.tables if t.name == "sweep"), ())
         trials = ", ".join(f"{r['lr']:.1e}: {r['score']:.4f}" for r in sweep)
-        print(f"    estimate {m['estimate']} ({m['estimate_source']}), {m['sweep_placement']}; {trials}")
+        print(
+            f"    estimate {m['estimate']} ({m['estimate_source']}), {m['sweep_placement']}; {trials}"
+        )
     return result.metrics["suggested_lr"], result.metrics["confidence"]
 
 
@@ -118,7 +120,7 @@ def steepest_pick(task: Task) -> float | None:
     lrs, losses = finder.history["lr"][10:-5], finder.history["loss"][10:-5]
     if len(losses) < 3:
         return None
-    gradients = [b - a for a, b in zip(losses, losses[1:], strict=False)]
+    gradients = [b - a for a, b in itertools.pairwise(losses)]
     return lrs[min(range(len(gradients)), key=gradients.__getitem__)]
 
 
@@ -152,7 +154,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", nargs="*", default=[])
     parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--seeds", type=int, default=2, help="data orders; a task's ratio is their geometric mean")
+    parser.add_argument(
+        "--seeds", type=int, default=2, help="data orders; a task's ratio is their geometric mean"
+    )
     parser.add_argument("--verbose", action="store_true", help="print nndiag's estimate and sweep")
     args = parser.parse_args()
     global VERBOSE
@@ -161,7 +165,10 @@ def main() -> None:
     tools = ("nndiag", "steepest", "valley")
     ratios: dict[str, list[float]] = defaultdict(list)
     calibration: dict[str, list[float]] = defaultdict(list)
-    print(f"{'task':22} {'grid lr':>8} {'loss':>8}  " + "  ".join(f"{t + ' lr':>11} {'ratio':>6}" for t in tools))
+    print(
+        f"{'task':22} {'grid lr':>8} {'loss':>8}  "
+        + "  ".join(f"{t + ' lr':>11} {'ratio':>6}" for t in tools)
+    )
     for task in TASKS:
         if args.tasks and task.name not in args.tasks:
             continue
@@ -175,11 +182,16 @@ def main() -> None:
         picks = {"nndiag": suggested, "steepest": steepest_pick(task), "valley": valley_pick(task)}
         cells = []
         for tool, lr in picks.items():
-            ratio = geometric_mean([min(score(task, lr, d) / b, 1e3) for d, b in zip(datas, best, strict=True)])
+            ratio = geometric_mean(
+                [min(score(task, lr, d) / b, 1e3) for d, b in zip(datas, best, strict=True)]
+            )
             ratios[tool].append(ratio)
             cells.append(f"{'-' if lr is None else f'{lr:.1e}':>11} {ratio:6.2f}")
         calibration[label].append(ratios["nndiag"][-1])
-        print(f"{task.name:22} {best_lr:8.1e} {best[0]:8.4f}  " + "  ".join(cells) + f"  ({label})", flush=True)
+        print(
+            f"{task.name:22} {best_lr:8.1e} {best[0]:8.4f}  " + "  ".join(cells) + f"  ({label})",
+            flush=True,
+        )
     print()
     for tool in tools:
         finite = [min(r, 1e3) for r in ratios[tool]]
@@ -187,7 +199,9 @@ def main() -> None:
     print("\nnndiag's confidence against the ratio it reached:")
     for label, values in sorted(calibration.items()):
         within = {limit: sum(v <= limit for v in values) / len(values) for limit in (1.25, 1.5)}
-        print(f"  {label:7} {len(values):3} tasks   within 1.25x {within[1.25]:5.0%}   within 1.5x {within[1.5]:5.0%}")
+        print(
+            f"  {label:7} {len(values):3} tasks   within 1.25x {within[1.25]:5.0%}   within 1.5x {within[1.5]:5.0%}"
+        )
 
 
 if __name__ == "__main__":

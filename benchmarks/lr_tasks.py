@@ -44,7 +44,9 @@ def _rule(features: int, out: int, seed: int) -> nn.Module:
     return _RULES[key]
 
 
-def features(n: int, shape: tuple[int, ...], out: int, classify: bool, seed: int = 5) -> Callable[[torch.Generator], Any]:
+def features(
+    n: int, shape: tuple[int, ...], out: int, classify: bool, seed: int = 5
+) -> Callable[[torch.Generator], Any]:
     def make(g: torch.Generator) -> Any:
         x = torch.randn(n, *shape, generator=g)
         with torch.no_grad():
@@ -62,7 +64,9 @@ def tokens_next(n: int, length: int, vocab: int) -> Callable[[torch.Generator], 
     return make
 
 
-def tokens_label(n: int, length: int, vocab: int, classes: int, position: int = -2) -> Callable[[torch.Generator], Any]:
+def tokens_label(
+    n: int, length: int, vocab: int, classes: int, position: int = -2
+) -> Callable[[torch.Generator], Any]:
     """The label is the token at `position`, modulo the classes, replaced by a random class
     one time in five (a loss floor, as real labels have: no run ends near zero, where ratios of
     losses mean nothing): a recurrent model reading its last step needs a little memory;
@@ -103,7 +107,9 @@ class CharLM(nn.Module):
 
 
 class Recurrent(nn.Module):
-    def __init__(self, cell: type[nn.RNNBase], vocab: int = 30, width: int = 48, classes: int = 4) -> None:
+    def __init__(
+        self, cell: type[nn.RNNBase], vocab: int = 30, width: int = 48, classes: int = 4
+    ) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab, width)
         self.rnn = cell(width, width, batch_first=True)
@@ -127,7 +133,9 @@ class HFLogits(nn.Module):
 def gpt2() -> nn.Module:
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    return HFLogits(GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=40, n_positions=64)))
+    return HFLogits(
+        GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=40, n_positions=64))
+    )
 
 
 def bert() -> nn.Module:
@@ -187,14 +195,42 @@ TASKS = [
     Task("mlp-cls-adam-64", mlp, features(64, (20,), 5, True), 64, adam, cross_entropy),
     Task("mlp-cls-sgdm-128", mlp, features(128, (20,), 5, True), 128, sgd_momentum, cross_entropy),
     Task("mlp-reg-adam-32", lambda: mlp(out=3), features(32, (20,), 3, False), 32, adam, mse),
-    Task("mlp-cls-adamw-256", lambda: mlp(depth=3), features(256, (20,), 5, True), 256, adamw, cross_entropy),
+    Task(
+        "mlp-cls-adamw-256",
+        lambda: mlp(depth=3),
+        features(256, (20,), 5, True),
+        256,
+        adamw,
+        cross_entropy,
+    ),
     Task("mlp-groups-adam-32", mlp, features(32, (20,), 5, True), 32, two_groups, cross_entropy),
-    Task("cnn-bn-nesterov-64", cnn, features(64, (3, 12, 12), 5, True), 64, sgd_nesterov, cross_entropy),
+    Task(
+        "cnn-bn-nesterov-64",
+        cnn,
+        features(64, (3, 12, 12), 5, True),
+        64,
+        sgd_nesterov,
+        cross_entropy,
+    ),
     Task("cnn-bn-adam-16", cnn, features(16, (3, 12, 12), 5, True), 16, adam, cross_entropy),
     Task("charlm-adam-32", CharLM, tokens_next(32, 16, 40), 32, adam, cross_entropy),
     Task("gpt2-adamw-16", gpt2, tokens_next(16, 16, 40), 16, adamw, cross_entropy),
-    Task("lstm-adam-32", lambda: Recurrent(nn.LSTM), tokens_label(32, 12, 30, 4), 32, adam, cross_entropy),
-    Task("gru-sgdm-64", lambda: Recurrent(nn.GRU), tokens_label(64, 12, 30, 4), 64, sgd_momentum, cross_entropy),
+    Task(
+        "lstm-adam-32",
+        lambda: Recurrent(nn.LSTM),
+        tokens_label(32, 12, 30, 4),
+        32,
+        adam,
+        cross_entropy,
+    ),
+    Task(
+        "gru-sgdm-64",
+        lambda: Recurrent(nn.GRU),
+        tokens_label(64, 12, 30, 4),
+        64,
+        sgd_momentum,
+        cross_entropy,
+    ),
     Task("bert-adamw-32", bert, tokens_label(32, 12, 40, 4, position=1), 32, adamw, cross_entropy),
     Task("autoencoder-sgdm-128", Autoencoder, low_rank(128), 128, sgd_momentum, mse),
 ]

@@ -57,7 +57,9 @@ class Row:
 SUFFIX = {Severity.ERROR: "!", Severity.WARNING: "?", Severity.INFO: "."}
 
 
-def _row(name: str, kind: str, expected: tuple[str, ...], report: nndiag.Report, seconds: float) -> Row:
+def _row(
+    name: str, kind: str, expected: tuple[str, ...], report: nndiag.Report, seconds: float
+) -> Row:
     counts = Counter(f.severity.value for f in report.findings if f.caused_by is None)
     counts["failed"] = len(report.unfinished)
     codes = tuple(sorted({f.code for f in report.findings}))
@@ -79,8 +81,20 @@ def run_samples(only: set[str]) -> list[Row]:
             continue
         started = time.perf_counter()
         report = nndiag.check(str(SAMPLES / name), device="cpu")
-        kind = "random" if entry.get("random_labels") else ("learnable" if entry.get("healthy") else "sick")
-        rows.append(_row(name.removesuffix(".py"), kind, tuple(entry["expect"]), report, time.perf_counter() - started))
+        kind = (
+            "random"
+            if entry.get("random_labels")
+            else ("learnable" if entry.get("healthy") else "sick")
+        )
+        rows.append(
+            _row(
+                name.removesuffix(".py"),
+                kind,
+                tuple(entry["expect"]),
+                report,
+                time.perf_counter() - started,
+            )
+        )
         print(_line(rows[-1], report), flush=True)
     return rows
 
@@ -92,10 +106,20 @@ def run_families(only: set[str]) -> list[Row]:
             continue
         torch.manual_seed(0)
         started = time.perf_counter()
-        report = nndiag.check(family.build(), make_batch=family.make_batch, loss_fn=family.loss_fn, device="cpu")
+        report = nndiag.check(
+            family.build(), make_batch=family.make_batch, loss_fn=family.loss_fn, device="cpu"
+        )
         healthy = family.kind in ("learnable", "random")
         expected = () if healthy else (family.kind,)
-        rows.append(_row(family.name, family.kind if healthy else "sick", expected, report, time.perf_counter() - started))
+        rows.append(
+            _row(
+                family.name,
+                family.kind if healthy else "sick",
+                expected,
+                report,
+                time.perf_counter() - started,
+            )
+        )
         print(_line(rows[-1], report), flush=True)
     return rows
 
@@ -113,9 +137,17 @@ def summary(rows: list[Row]) -> None:
     random_labels = [r for r in healthy if r.kind == "random"]
     sick = [r for r in rows if not r.healthy]
     print()
-    print(f"healthy models with an error:            {sum(r.counts['error'] > 0 for r in healthy)} of {len(healthy)}")
-    print(f"warnings per healthy learnable model:    {sum(r.counts['warning'] for r in learnable) / max(1, len(learnable)):.2f}")
-    print(f"warnings per healthy random-label model: {sum(r.counts['warning'] for r in random_labels) / max(1, len(random_labels)):.2f}")
+    print(
+        f"healthy models with an error:            {sum(r.counts['error'] > 0 for r in healthy)} of {len(healthy)}"
+    )
+    print(
+        "warnings per healthy learnable model:   ",
+        f"{sum(r.counts['warning'] for r in learnable) / max(1, len(learnable)):.2f}",
+    )
+    print(
+        "warnings per healthy random-label model:",
+        f"{sum(r.counts['warning'] for r in random_labels) / max(1, len(random_labels)):.2f}",
+    )
     print(f"sick models that get their code:         {sum(r.ok for r in sick)} of {len(sick)}")
     print(f"probes that could not finish:            {sum(r.counts['failed'] for r in rows)}")
 

@@ -138,9 +138,11 @@ def _context(
     if session is not None:
         from nndiag.distributed import DistReducer, sharder
 
-        shard_model = None if isinstance(target_or_model, nn.Module) else load_spec(
-            os.fspath(target_or_model)
-        ).shard_model
+        shard_model = (
+            None
+            if isinstance(target_or_model, nn.Module)
+            else load_spec(os.fspath(target_or_model)).shard_model
+        )
         sharding = {"reduce": DistReducer(session), "prepare": sharder(session, shard_model)}
     if isinstance(target_or_model, nn.Module):
         return build_context(

@@ -3,8 +3,9 @@
 When one finding explains others, the consequence carries `caused_by` (the cause's code and
 where): the report shows it under its cause, and it does not count toward --fail-on unless
 --strict. The cause takes the severity of its worst consequence (a dead layer that leaves the
-output independent of the input is an error, though dead units alone are a warning). RULES is read in order, most fundamental cause first; a finding already attributed to
-a cause is not a cause itself. Documented in docs/findings.md.
+output independent of the input is an error, though dead units alone are a warning). RULES is
+read in order, most fundamental cause first; a finding already attributed to a cause is not a
+cause itself. Documented in docs/findings.md.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ RULES: tuple[Rule, ...] = (
             Code.FROZEN_PARAMETERS,
         },
         why="NaN/Inf poisons everything measured after it",
-    ),  # fmt: skip
+    ),
     Rule(
         Code.DEGENERATE_TARGETS,
         TRAINING | {Code.LOSS_AT_INIT},
@@ -80,15 +81,13 @@ RULES: tuple[Rule, ...] = (
             }
         ),
         why="off-scale inputs drive every layer off-scale",
-    ),  # fmt: skip
+    ),
     Rule(
         Code.UNREGISTERED_PARAMETERS,
         TRAINING | {Code.NONDETERMINISTIC_FORWARD},
         why="layers built in forward draw new weights on every call",
     ),
-    Rule(
-        Code.FROZEN_PARAMETERS, TRAINING, _an_error, "nothing trains"
-    ),
+    Rule(Code.FROZEN_PARAMETERS, TRAINING, _an_error, "nothing trains"),
     Rule(
         Code.DEAD_UNITS,
         TRAINING
@@ -100,13 +99,13 @@ RULES: tuple[Rule, ...] = (
         },
         _a_whole_layer,
         "a layer dead for every unit passes no signal",
-    ),  # fmt: skip
+    ),
     Rule(
         Code.EXPLODING_GRADIENTS,
         TRAINING
         | {Code.LOSS_AT_INIT, Code.PRECISION_OVERFLOW, Code.SATURATED_UNITS, Code.INIT_SCALE},
         why="a signal that grows exponentially saturates, overflows and diverges",
-    ),  # fmt: skip
+    ),
     Rule(
         Code.VANISHING_GRADIENTS,
         TRAINING | {Code.OUTPUT_IGNORES_INPUT, Code.NO_NONLINEARITY},
@@ -133,7 +132,11 @@ RULES: tuple[Rule, ...] = (
         _not_info,
         why="a loss far above chance spends the first steps shrinking the logits",
     ),
-    Rule(Code.INIT_SCALE, TRAINING | {Code.LOSS_AT_INIT}, why="a mis-scaled layer mis-scales what follows"),
+    Rule(
+        Code.INIT_SCALE,
+        TRAINING | {Code.LOSS_AT_INIT},
+        why="a mis-scaled layer mis-scales what follows",
+    ),
     Rule(
         Code.OUTPUT_IGNORES_INPUT,
         TRAINING
@@ -146,7 +149,7 @@ RULES: tuple[Rule, ...] = (
             Code.DEAD_UNITS,
         },
         why="the input never reaches the output",
-    ),  # fmt: skip
+    ),
     Rule(Code.DEAD_UNITS, TRAINING, _part_of_a_layer, "dead units slow learning"),
     Rule(Code.NO_GRADIENT, TRAINING, why="parameters without gradient never train"),
 )

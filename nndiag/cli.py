@@ -7,9 +7,11 @@ proves it). Every usage error is one line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from pathlib import Path
@@ -41,11 +43,22 @@ def _echo_error(message: str) -> None:
 class OneLineErrors(TyperGroup):
     """Usage errors (a bad flag, a bad value) as one line and exit 2, not a box."""
 
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:  # type: ignore[override]
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        run = functools.partial(
+            super().main, args, prog_name, complete_var, False, windows_expand_args, **extra
+        )
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return run()
         try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
+            code = run()
         except typer.Abort:
             _echo_error("interrupted")
             sys.exit(EXIT_INTERRUPTED)
@@ -130,10 +143,10 @@ PrecisionOpt = Annotated[
     str, typer.Option(help="precision: what you train in, fp32, bf16, fp16 or all.")
 ]
 CausalOpt = Annotated[bool | None, typer.Option("--causal/--no-causal", show_default=False,
-                      help="dependencies: check causality (default: when targets are the inputs shifted by one).")]  # fmt: skip
+                      help="dependencies: check causality (default: when targets are shifted inputs).")]  # fmt: skip
 AmpOpt = Annotated[Amp, typer.Option(help="Mixed precision for the training probes.")]
 BudgetOpt = Annotated[float | None, typer.Option(min=0.0, show_default=False,
-                      help="Seconds for the whole check; 0: no limit [default: max(2 min, 70 training steps)].")]  # fmt: skip
+                      help="Seconds for the whole check; 0: no limit [default: at least 2 min].")]  # fmt: skip
 ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="torch threads during the check.")]
 StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Consequences of a root cause count toward --fail-on.")
@@ -247,7 +260,7 @@ def _load_config(ctx: typer.Context, value: Path | None) -> Path | None:
 ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", callback=_load_config, is_eager=True,
-                 help="TOML file of options and per-probe settings (default: [tool.nndiag] in the nearest pyproject.toml)."),
+                 help="TOML file of options and probe settings [default: the nearest pyproject.toml]."),
 ]  # fmt: skip
 
 

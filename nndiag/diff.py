@@ -99,7 +99,8 @@ def _moved(old: Report, new: Report, tolerance: float) -> list[Moved]:
 
 def text(c: Comparison) -> str:
     lines = [
-        f"{len(c.new)} new finding(s), {len(c.resolved)} resolved, {len(c.moved)} statistic(s) moved more than {c.tolerance:.0%}"
+        f"{len(c.new)} new finding(s), {len(c.resolved)} resolved, "
+        f"{len(c.moved)} statistic(s) moved more than {c.tolerance:.0%}"
     ]
     lines += [f"  new       {f.severity.value:<7} {f.code} [{f.probe}] {f.message}" for f in c.new]
     lines += [f"  resolved  {f.severity.value:<7} {f.code} [{f.probe}]" for f in c.resolved]
@@ -128,7 +129,8 @@ def markdown(c: Comparison) -> str:
         out.append("")
     if c.moved:
         out += [f"Statistics that moved more than {c.tolerance:.0%}:", "",
-                "| probe | row | statistic | old | new | change |", "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+                "| probe | row | statistic | old | new | change |",
+                "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
         out += [
             f"| {m.probe} | `{m.what}` | {m.column} | {m.old:.4g} | {m.new:.4g} | {m.change:+.0%} |"
             for m in c.moved

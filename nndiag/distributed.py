@@ -127,7 +127,9 @@ def largest_stack(model: nn.Module) -> list[nn.Module]:
     return [child for child in max(stacks, key=size) if size(child) > 0]
 
 
-def sharder(s: Session, shard_model: Callable[[nn.Module, Any], nn.Module] | None) -> Callable[[nn.Module], nn.Module]:
+def sharder(
+    s: Session, shard_model: Callable[[nn.Module, Any], nn.Module] | None
+) -> Callable[[nn.Module], nn.Module]:
     """How every probe copy is prepared: sharded with FSDP2 (the file's shard_model, or each
     block of the largest stack then the root), or left replicated for DDP."""
 

@@ -30,7 +30,7 @@ def _cell(value: Any) -> str:
 
 def settings_table(config: type) -> str:
     """One row per Config field: key, default, meaning, range, source."""
-    fields = dataclasses.fields(config)  # type: ignore[arg-type]
+    fields = dataclasses.fields(config)
     if not fields:
         return "This probe has no settings.\n"
     rows = ["| setting | default | meaning | source |", "| --- | --- | --- | --- |"]
@@ -52,7 +52,9 @@ def codes_table(probe: str) -> str:
     rows = ["| code | severity | status |", "| --- | --- | --- |"]
     for code, info in CATALOG.items():
         if probe in info.probes:
-            rows.append(f"| [`{code}`](../../nndiag/codes/{code}.md) | {info.severity} | {info.status} |")
+            rows.append(
+                f"| [`{code}`](../../nndiag/codes/{code}.md) | {info.severity} | {info.status} |"
+            )
     return "\n".join(rows) + "\n"
 
 

@@ -8,6 +8,7 @@ leaves half a file.
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from collections.abc import Callable
@@ -57,7 +58,10 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
 
 
 def write_text(path: Path, text: str) -> Path:
-    return write_atomic(path, lambda p: p.write_text(text, encoding="utf-8"))
+    def write(p: Path) -> None:
+        p.write_text(text, encoding="utf-8")
+
+    return write_atomic(path, write)
 
 
 def write_json(report: Report, path: Path) -> Path:
@@ -69,7 +73,7 @@ def write_csv(report: Report, directory: Path) -> list[Path]:
     table, reads back with pandas.read_csv with the same columns; NaN stays NaN."""
     written = []
     for name, frame in report.to_frames().items():
-        written.append(write_atomic(directory / f"{name}.csv", lambda p, f=frame: _csv(f, p)))
+        written.append(write_atomic(directory / f"{name}.csv", functools.partial(_csv, frame)))
     return written
 
 

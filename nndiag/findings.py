@@ -68,7 +68,7 @@ class CodeInfo:
     page: str = ""  # Markdown for `nndiag explain`; built-in codes ship nndiag/codes/<code>.md
 
 
-E, W, I = Severity.ERROR, Severity.WARNING, Severity.INFO
+E, W, I = Severity.ERROR, Severity.WARNING, Severity.INFO  # noqa: E741 (the catalogue's columns)
 
 CATALOG: dict[str, CodeInfo] = {
     Code.NONFINITE_VALUES: CodeInfo(

@@ -70,7 +70,8 @@ def page(report: Report, strict: bool = False) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>nndiag {escape(m.target)}</title>
 <style>{STYLE}</style></head><body>
 <h1>{escape(text)}</h1>
-<p class="dim">{escape(m.target)} · {escape(m.input_shapes)} · {escape(m.device)} · seed {m.seed} · nndiag {escape(m.nndiag_version)} · torch {escape(m.torch_version)}</p>
+<p class="dim">{escape(m.target)} · {escape(m.input_shapes)} · {escape(m.device)} · seed {m.seed}
+· nndiag {escape(m.nndiag_version)} · torch {escape(m.torch_version)}</p>
 <h2>Findings</h2><ul>{"".join(findings) or "<li>No findings.</li>"}</ul>
 <h2>Probes</h2><table>{probes}</table>
 <ul>{notes}</ul>

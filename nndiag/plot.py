@@ -117,22 +117,26 @@ def svg_chart(table: Table, plot: Plot, title: str, width: int = 480, height: in
     sy = lambda y: height - pad - (y - y0) / ((y1 - y0) or 1) * (height - 2 * pad)  # noqa: E731
     line = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in points)
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" aria-label="{escape(title)}">',
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+        f'aria-label="{escape(title)}">',
         f'<text x="{pad}" y="16" font-size="13">{escape(title)}</text>',
         f'<polyline fill="none" stroke="#1f6feb" stroke-width="1.5" points="{line}"/>',
         f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#888"/>',
         f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#888"/>',
         f'<text x="{pad}" y="{height - pad + 14}" font-size="10">{_label(x0, plot.log_x)}</text>',
-        f'<text x="{width - pad}" y="{height - pad + 14}" font-size="10" text-anchor="end">{_label(x1, plot.log_x)}</text>',
+        f'<text x="{width - pad}" y="{height - pad + 14}" font-size="10" text-anchor="end">'
+        f"{_label(x1, plot.log_x)}</text>",
         f'<text x="{pad - 4}" y="{pad}" font-size="10" text-anchor="end">{_label(y1, plot.log_y)}</text>',
         f'<text x="{pad - 4}" y="{height - pad}" font-size="10" text-anchor="end">{_label(y0, plot.log_y)}</text>',
-        f'<text x="{width / 2}" y="{height - 6}" font-size="10" text-anchor="middle">{escape(plot.x)}{" (log)" if plot.log_x else ""}</text>',
+        f'<text x="{width / 2}" y="{height - 6}" font-size="10" text-anchor="middle">'
+        f"{escape(plot.x)}{' (log)' if plot.log_x else ''}</text>",
     ]
     for label, value in plot.marks:
         mx = math.log10(value) if plot.log_x and value > 0 else value
         if x0 <= mx <= x1:
             parts.append(
-                f'<line x1="{sx(mx):.1f}" y1="{pad}" x2="{sx(mx):.1f}" y2="{height - pad}" stroke="#d29922" stroke-dasharray="4 3"/>'
+                f'<line x1="{sx(mx):.1f}" y1="{pad}" x2="{sx(mx):.1f}" y2="{height - pad}" '
+                'stroke="#d29922" stroke-dasharray="4 3"/>'
             )
             parts.append(
                 f'<text x="{sx(mx) + 3:.1f}" y="{pad + 10}" font-size="10">{escape(label)}</text>'

@@ -171,12 +171,10 @@ def override(config: Any, values: Mapping[str, Any], where: str) -> Any:
 
 def _checked(value: Any, field: dataclasses.Field[Any], where: str) -> Any:
     low, high = field.metadata.get("low"), field.metadata.get("high")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if (low is not None and value < low) or (high is not None and value > high):
-            bounds = (
-                f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
-            )
-            raise OptionError(f"{where} {field.name} = {value!r}: must be within {bounds}")
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and ((low is not None and value < low) or (high is not None and value > high)):
+        bounds = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+        raise OptionError(f"{where} {field.name} = {value!r}: must be within {bounds}")
     return value
 
 
@@ -226,9 +224,8 @@ def _scalar(value: Any, hint: Any, where: str) -> Any:
                 return float(value)
             except ValueError:
                 pass
-    elif hint is str:
-        if isinstance(value, str):
-            return value
+    elif hint is str and isinstance(value, str):
+        return value
     name = getattr(hint, "__name__", str(hint))
     raise OptionError(f"{where}: {value!r} is not a valid {name}")
 

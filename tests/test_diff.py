@@ -37,9 +37,14 @@ def test_a_changed_init_names_the_moved_layers_and_fails(tmp_path: Path) -> None
     new = saved(tmp_path, str(changed), "new.json")
     result = runner.invoke(app, ["diff", str(old), str(new)])
     assert result.exit_code == 1, result.output
-    assert "gradients 2.weight weight_norm" in result.output and "2.weight init_gain" in result.output
+    assert (
+        "gradients 2.weight weight_norm" in result.output and "2.weight init_gain" in result.output
+    )
     md = runner.invoke(app, ["diff", str(old), str(new), "--format", "markdown"])
-    assert md.output.startswith("### nndiag:") and "| gradients | `2.weight` | weight_norm |" in md.output
+    assert (
+        md.output.startswith("### nndiag:")
+        and "| gradients | `2.weight` | weight_norm |" in md.output
+    )
 
 
 def test_new_and_resolved_findings() -> None:

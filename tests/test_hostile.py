@@ -63,7 +63,8 @@ EXIT_2 = {
         "Stop: no",
     ),
     "zero rows": (
-        "def build_model():\n    return Net()\ndef make_batch(n):\n    return torch.randn(0, 4), torch.zeros(0).long()\n",
+        "def build_model():\n    return Net()\n"
+        "def make_batch(n):\n    return torch.randn(0, 4), torch.zeros(0).long()\n",
         "zero rows",
     ),
     "make_loader returns an int": (
@@ -122,7 +123,10 @@ def test_hostile_file_raises_a_usage_error_subclass_from_the_api(tmp_path: Path,
         (["--lr", "inf"], "invalid --lr 'inf'"),
         (["--seed", str(2**70)], "invalid --seed"),
         (["--input-shape", "4"], "--input-shape describes synthetic batches"),
-        (["--details", "nope", "-p", "summary"], None),  # 'nope' is taken as the TARGET: no such file
+        (
+            ["--details", "nope", "-p", "summary"],
+            None,
+        ),  # 'nope' is taken as the TARGET: no such file
         (["--bogus"], "No such option: --bogus"),
         (["--device"], "requires an argument"),
         (["--set", "overfit.steps=-1"], "must be within [1, inf]"),
@@ -156,11 +160,16 @@ def test_api_bad_arguments() -> None:
 
 
 def test_an_uncopyable_model_is_rebuilt_from_its_factory(tmp_path: Path) -> None:
-    body = "class Locked(Net):\n    def __init__(self):\n        super().__init__()\n        self.lock = threading.Lock()\n"
+    body = "class Locked(Net):\n    def __init__(self):\n        super().__init__()\n"
+    body += "        self.lock = threading.Lock()\n"
     body += "def build_model():\n    return Locked()\n"
-    report = nndiag.check(model_file(tmp_path, body), probes=["summary", "gradients", "overfit"], steps=20)
+    report = nndiag.check(
+        model_file(tmp_path, body), probes=["summary", "gradients", "overfit"], steps=20
+    )
     assert all(r.status.value == "ok" for r in report.results), [r.error for r in report.results]
-    assert any("rebuilt from the factory" in note and "cannot pickle" in note for note in report.notes)
+    assert any(
+        "rebuilt from the factory" in note and "cannot pickle" in note for note in report.notes
+    )
 
 
 def test_an_uncopyable_module_without_a_factory_is_a_clear_error() -> None:
@@ -169,7 +178,9 @@ def test_an_uncopyable_module_without_a_factory_is_a_clear_error() -> None:
     model = torch.nn.Linear(4, 3)
     model.lock = threading.Lock()  # type: ignore[assignment]
     with pytest.raises(ContractError, match="cannot copy the model"):
-        nndiag.check(model, batch=(torch.randn(8, 4), torch.randint(0, 3, (8,))), probes=["summary"])
+        nndiag.check(
+            model, batch=(torch.randn(8, 4), torch.randint(0, 3, (8,))), probes=["summary"]
+        )
 
 
 def test_import_side_effects_do_not_leak_into_the_caller(tmp_path: Path) -> None:
@@ -213,7 +224,11 @@ def test_ctrl_c_while_loading_is_exit_130(tmp_path: Path) -> None:
 def test_unwritable_outputs_fail_before_any_probe(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    for args in (["--json", "/proc/nndiag.json"], ["--csv", str(blocker / "sub")], ["--html", str(tmp_path)]):
+    for args in (
+        ["--json", "/proc/nndiag.json"],
+        ["--csv", str(blocker / "sub")],
+        ["--html", str(tmp_path)],
+    ):
         result = runner.invoke(app, ["check", str(SAMPLES / "mlp.py"), *args])
         assert result.exit_code == 2, (args, result.output)
         assert "nndiag:" not in result.stdout  # nothing ran
@@ -223,7 +238,10 @@ def test_exports_read_back_with_pandas(tmp_path: Path) -> None:
     import pandas as pd
 
     out = tmp_path / "csv"
-    result = runner.invoke(app, ["check", str(SAMPLES / "mlp.py"), "-p", "structure", "-p", "gradients", "--csv", str(out)])
+    result = runner.invoke(
+        app,
+        ["check", str(SAMPLES / "mlp.py"), "-p", "structure", "-p", "gradients", "--csv", str(out)],
+    )
     assert result.exit_code == 0, result.output
     for path in out.iterdir():
         frame = pd.read_csv(path)  # empty tables too: a header with the columns
@@ -235,12 +253,18 @@ def test_exports_read_back_with_pandas(tmp_path: Path) -> None:
     path = tmp_path / "params.csv"
     frames["gradients-parameters"].to_csv(path, index=False, na_rep="NaN")
     again = pd.read_csv(path)
-    assert again["signal_gain"].isna().sum() == frames["gradients-parameters"]["signal_gain"].isna().sum() > 0
+    assert (
+        again["signal_gain"].isna().sum()
+        == frames["gradients-parameters"]["signal_gain"].isna().sum()
+        > 0
+    )
 
 
 def test_html_holds_the_whole_report_even_when_quiet(tmp_path: Path) -> None:
     html = tmp_path / "r.html"
-    result = runner.invoke(app, ["check", str(SAMPLES / "mlp.py"), "-q", "--html", str(html), "--skip", "overfit"])
+    result = runner.invoke(
+        app, ["check", str(SAMPLES / "mlp.py"), "-q", "--html", str(html), "--skip", "overfit"]
+    )
     assert result.exit_code == 0
     page = html.read_text()
     assert "gradients · parameters" in page and "<svg" in page and "lr-range" in page
@@ -260,7 +284,8 @@ def isolated(tmp_path: Path, body: str, *extra: str) -> subprocess.CompletedProc
     [
         ("import os\nclass Gone(Net):\n    def forward(self, x):\n        os._exit(0)\n"
          "def build_model():\n    return Gone()\n", "without a report", "60"),
-        ("import os, signal\nclass Crash(Net):\n    def forward(self, x):\n        os.kill(os.getpid(), signal.SIGSEGV)\n"
+        ("import os, signal\nclass Crash(Net):\n    def forward(self, x):\n"
+         "        os.kill(os.getpid(), signal.SIGSEGV)\n"
          "def build_model():\n    return Crash()\n", "signal SIGSEGV", "60"),
         ("import time\nclass Hang(Net):\n    def forward(self, x):\n        time.sleep(600)\n"
          "def build_model():\n    return Hang()\n", "timed out after 5 s", "5"),
@@ -281,7 +306,11 @@ def test_isolate_reports_like_in_process(tmp_path: Path) -> None:
     done = isolated(tmp_path, "def build_model():\n    return Net()\n", "--json", str(report))
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("nndiag: ready to train")
-    assert [p["name"] for p in json.loads(report.read_text())["probes"]] == ["summary", "init-loss", "gradients"]
+    assert [p["name"] for p in json.loads(report.read_text())["probes"]] == [
+        "summary",
+        "init-loss",
+        "gradients",
+    ]
 
 
 # ---- fuzzing: model files and options built from parts, good and bad --------------------------
@@ -317,10 +346,22 @@ EXTRAS = {
     "optimizer raises": "def make_optimizer(p):\n    raise RuntimeError('x')\n",
     "grad off at import": "torch.set_grad_enabled(False)\n",
 }
-PROBES = ["summary", "data", "structure", "init-loss", "gradients", "activations", "dependencies", "precision", "overfit"]
+PROBES = [
+    "summary",
+    "data",
+    "structure",
+    "init-loss",
+    "gradients",
+    "activations",
+    "dependencies",
+    "precision",
+    "overfit",
+]
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     factory=st.sampled_from(sorted(FACTORIES)),
     forward=st.sampled_from(sorted(FORWARDS)),
@@ -331,12 +372,30 @@ PROBES = ["summary", "data", "structure", "init-loss", "gradients", "activations
     batch_size=st.integers(1, 9),
 )
 def test_fuzzed_model_files_never_pass_by_accident(
-    tmp_path: Path, factory: str, forward: str, batch: str, extra: str, probes: list[str], seed: int, batch_size: int
+    tmp_path: Path,
+    factory: str,
+    forward: str,
+    batch: str,
+    extra: str,
+    probes: list[str],
+    seed: int,
+    batch_size: int,
 ) -> None:
     body = FACTORIES[factory] + FORWARDS[forward] + BATCHES[batch] + EXTRAS[extra]
     target = model_file(tmp_path, body, name=f"m{abs(hash(body)) % 10**8}.py")
     report = tmp_path / "r.json"
-    args = ["check", target, "--seed", str(seed), "--batch-size", str(batch_size), "--steps", "5", "--json", str(report)]
+    args = [
+        "check",
+        target,
+        "--seed",
+        str(seed),
+        "--batch-size",
+        str(batch_size),
+        "--steps",
+        "5",
+        "--json",
+        str(report),
+    ]
     args += [item for p in probes for item in ("-p", p)]
     result = runner.invoke(app, args)
     assert torch.is_grad_enabled() and torch.get_default_dtype() == torch.float32

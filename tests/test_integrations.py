@@ -84,9 +84,12 @@ def test_huggingface_callback_checks_before_training_and_stops_on_errors() -> No
 
     def train(constant: bool, fail_on: str) -> NndiagTrainerCallback:
         callback = NndiagTrainerCallback(fail_on=fail_on)
-        args = transformers.TrainingArguments(output_dir="/tmp/nndiag-hf", max_steps=2, per_device_train_batch_size=8,
-                                              report_to=[], use_cpu=True, save_strategy="no", logging_strategy="no")  # fmt: skip
-        trainer = transformers.Trainer(model=tiny_bert(), args=args, train_dataset=Tokens(constant), callbacks=[callback])
+        args = transformers.TrainingArguments(output_dir="/tmp/nndiag-hf", max_steps=2,
+                                              per_device_train_batch_size=8, report_to=[], use_cpu=True,
+                                              save_strategy="no", logging_strategy="no")  # fmt: skip
+        trainer = transformers.Trainer(
+            model=tiny_bert(), args=args, train_dataset=Tokens(constant), callbacks=[callback]
+        )
         trainer.train()
         return callback
 
@@ -97,7 +100,9 @@ def test_huggingface_callback_checks_before_training_and_stops_on_errors() -> No
 
 
 def test_pytest_fixture(nndiag_check) -> None:
-    report = nndiag_check(str(SAMPLES / "mlp.py"), probes=["summary", "gradients"], fail_on="warning")
+    report = nndiag_check(
+        str(SAMPLES / "mlp.py"), probes=["summary", "gradients"], fail_on="warning"
+    )
     assert report.result("summary").metrics["parameters"] == 5829
     with pytest.raises(AssertionError, match="double-softmax"):
         nndiag_check(str(SAMPLES / "sick_double_softmax.py"), probes=["init-loss"])

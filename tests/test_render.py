@@ -88,17 +88,23 @@ def rich_handmade() -> Report:
         finding(Code.OVERFIT_FAILED, "overfit", "could not memorise 16 examples in 300 steps"),
         finding(Code.GATED_AT_INIT, "gradients", "1 tensor is gated at init", where=["head"]),
     ])  # fmt: skip
-    curve = tuple({"lr": 10 ** (-7 + i / 12), "trend": 3.0 - (i / 50 if i < 60 else -0.2 * (i - 60))} for i in range(90))
+    curve = tuple(
+        {"lr": 10 ** (-7 + i / 12), "trend": 3.0 - (i / 50 if i < 60 else -0.2 * (i - 60))}
+        for i in range(90)
+    )
     results = (
         ProbeResult("activations", Status.OK, 0.1, findings=(findings[0],), headline="3 sites, most dead 100%"),
         ProbeResult("gradients", Status.OK, 0.2, findings=(findings[1], findings[3]),
                     headline="6 tensors, first/last-quarter ‖g‖/‖W‖ 0.8 over 3 layers, 2 without gradient"),
         ProbeResult("lr-range", Status.OK, 1.5, headline="suggested 0.0032 (high) at batch 16 (default), Adam",
-                    tables=(Table("curve", curve, plot=Plot("lr", "trend", log_x=True, marks=(("suggested", 3.2e-3),))),),
+                    tables=(Table("curve", curve, plot=Plot("lr", "trend", log_x=True,
+                                                            marks=(("suggested", 3.2e-3),))),),
                     cut="40 range steps"),
         ProbeResult("overfit", Status.OK, 2.0, findings=(findings[2],), headline="plateau after 300 steps at lr 0.003"),
     )  # fmt: skip
-    return dataclasses.replace(handmade(), results=results, notes=("torch uses 8 threads on 2 cores",), seconds=3.8)
+    return dataclasses.replace(
+        handmade(), results=results, notes=("torch uses 8 threads on 2 cores",), seconds=3.8
+    )
 
 
 def test_default_render_goldens_at_80_and_120_columns(golden) -> None:
@@ -114,7 +120,9 @@ def test_default_render_goldens_at_80_and_120_columns(golden) -> None:
 def test_consequences_sit_under_their_cause_and_do_not_count() -> None:
     text = render(rich_handmade(), details=None)
     lines = [line.strip() for line in text.splitlines()]
-    cause = next(i for i, line in enumerate(lines) if line.startswith("ERROR") and "dead-units" in line)
+    cause = next(
+        i for i, line in enumerate(lines) if line.startswith("ERROR") and "dead-units" in line
+    )
     assert lines[cause + 2].startswith("↳ ERROR no-gradient")  # after the cause's hint
     assert "(a consequence of dead-units)" in text
 

@@ -43,7 +43,10 @@ def fan_out_convention(module: nn.Module, shape: tuple[int, ...], std: float) ->
         return ""
     inputs = fan_in(module, shape)
     for fan in sorted(f for f in fan_outs(module, shape) if inputs >= FAN_RATIO_MIN * f):
-        for label, target in (("He fan-out normal", math.sqrt(2 / fan)), ("uniform(±1/√fan_out)", 1 / math.sqrt(3 * fan))):
+        for label, target in (
+            ("He fan-out normal", math.sqrt(2 / fan)),
+            ("uniform(±1/√fan_out)", 1 / math.sqrt(3 * fan)),
+        ):
             if abs(std / target - 1) < CONVENTION_RTOL:
                 return f"{label} (fan_out {fan})"
     return ""
@@ -66,7 +69,10 @@ def untrained_signature(module: nn.Module, param: Tensor, init_range: float | No
     if not fan:
         return ""
     bound, std = 1 / math.sqrt(fan), float(x.std())
-    if float(x.abs().max()) <= bound * (1 + 1e-6) and abs(std / (bound / math.sqrt(3)) - 1) < UNIFORM_STD_RTOL:
+    if (
+        float(x.abs().max()) <= bound * (1 + 1e-6)
+        and abs(std / (bound / math.sqrt(3)) - 1) < UNIFORM_STD_RTOL
+    ):
         return f"PyTorch's default uniform(±1/√{fan})"
     fan_out = int(weight.shape[0]) if isinstance(weight, Tensor) else fan
     candidates = {

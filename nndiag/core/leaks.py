@@ -48,7 +48,11 @@ def gradient_norms(
 
 
 def first_changed(
-    model: nn.Module, forwards: tuple[Callable[[], Any], Callable[[], Any]], own: Own, rtol: float, skip: Any = None
+    model: nn.Module,
+    forwards: tuple[Callable[[], Any], Callable[[], Any]],
+    own: Own,
+    rtol: float,
+    skip: Any = None,
 ) -> str:
     """The first module (execution order) whose output, at the part under test, differs between
     two forward passes (of inputs that differ only at other parts); `skip` is a module to ignore
@@ -71,7 +75,9 @@ def first_changed(
             with forward_hooks(dict.fromkeys(model.modules(), record(store))):
                 forward()
     for (module, a), (_, b) in zip(*runs, strict=False):
-        if a.shape == b.shape and float((a - b).abs().max()) > rtol * (float(a.abs().max()) + 1e-30):
+        if a.shape == b.shape and float((a - b).abs().max()) > rtol * (
+            float(a.abs().max()) + 1e-30
+        ):
             parent = parents.get(module)
             return f"{names[module]}" + (f" (inside {parent})" if parent else "")
     return "the model's own forward, outside its submodules"

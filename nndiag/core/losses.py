@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from nndiag.core.contract import as_logits, call_model
+from nndiag.core.reduce import LocalReducer, Reducer, mean
 
 LOG_SOFTMAX_LOSSES = frozenset({"cross_entropy", "log_softmax"})
 LOGIT_SIGMOID_LOSSES = frozenset({"binary_cross_entropy_with_logits"})
@@ -66,11 +67,19 @@ class Baseline:
         return math.isfinite(self.value) and self.value > 0
 
 
-def chance_baseline(calls: set[str], logits: Tensor, targets: Tensor) -> Baseline:
+def chance_baseline(
+    calls: set[str], logits: Tensor, targets: Tensor, reduce: Reducer | None = None
+) -> Baseline:
+    """Under torchrun, `reduce` makes the target variance the whole batch's, not a rank's slice."""
     if calls & CE_LOSSES and logits.dim() >= 1:
         return Baseline(math.log(logits.shape[-1]), "ln C (cross-entropy)")
     if calls & MSE_LOSSES and targets.numel() > 1:
-        return Baseline(float(targets.float().var()), "target variance (MSE)")
+        reduce = reduce or LocalReducer()
+        y = targets.double().flatten()
+        sums = reduce.sum(torch.stack([y.sum(), y.pow(2).sum(), torch.tensor(float(y.numel()))]))
+        total, squares, count = sums.tolist()
+        variance = (squares - total * total / count) / (count - 1)  # unbiased, as Tensor.var
+        return Baseline(variance, "target variance (MSE)")
     return Baseline(math.nan, "unknown")
 
 
@@ -85,10 +94,13 @@ def accuracy(logits: Tensor, targets: Tensor, ignore_index: int) -> float:
     return float(hits[keep].float().mean())
 
 
-def loss_and_baseline(model: nn.Module, inputs: Any, targets: Tensor, loss_fn: Any) -> tuple[float, Baseline]:
-    """A model's loss on a batch (no gradient) and the chance baseline of that loss, observed."""
+def loss_and_baseline(
+    model: nn.Module, inputs: Any, targets: Tensor, loss_fn: Any, reduce: Reducer
+) -> tuple[float, Baseline]:
+    """A model's loss on a batch (no gradient) and the chance baseline of that loss, observed;
+    both over the whole batch when the ranks of a torchrun each hold a slice."""
     with torch.no_grad():
         outputs = call_model(model, inputs)
         with LossObserver() as observer:
-            loss = float(loss_fn(outputs, targets))
-    return loss, chance_baseline(observer.calls, as_logits(outputs), targets)
+            loss = mean(reduce, float(loss_fn(outputs, targets)))
+    return loss, chance_baseline(observer.calls, as_logits(outputs), targets, reduce)

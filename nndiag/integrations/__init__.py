@@ -12,7 +12,15 @@ from nndiag.report import Report
 
 # The training probes take time and the callbacks run before every fit: by default they run the
 # init probes, which need seconds; pass probes=None to run everything.
-QUICK_PROBES = ("summary", "data", "structure", "init-loss", "gradients", "activations", "dependencies")
+QUICK_PROBES = (
+    "summary",
+    "data",
+    "structure",
+    "init-loss",
+    "gradients",
+    "activations",
+    "dependencies",
+)
 
 
 class CheckFailed(AssertionError):
@@ -20,7 +28,10 @@ class CheckFailed(AssertionError):
 
     def __init__(self, report: Report, fail_on: str, strict: bool) -> None:
         self.report = report
-        lines = [f"{f.severity.value} {f.code} [{f.probe}]: {f.message}" for f in report.failing(fail_on, strict)]
+        lines = [
+            f"{f.severity.value} {f.code} [{f.probe}]: {f.message}"
+            for f in report.failing(fail_on, strict)
+        ]
         lines += [f"probe {r.name} {r.status.value}: {r.error}" for r in report.unfinished]
         super().__init__("nndiag: the model is not ready to train:\n  " + "\n  ".join(lines))
 
@@ -31,7 +42,9 @@ def verdict(report: Report, fail_on: str, strict: bool) -> None:
         raise CheckFailed(report, fail_on, strict)
 
 
-def pairs(loader: Iterable[Any], to_pair: Callable[[Any], tuple[Any, Any]]) -> Callable[[], Iterator[tuple[Any, Any]]]:
+def pairs(
+    loader: Iterable[Any], to_pair: Callable[[Any], tuple[Any, Any]]
+) -> Callable[[], Iterator[tuple[Any, Any]]]:
     """A make_loader over a framework's loader, each batch turned into (inputs, targets)."""
 
     def make_loader() -> Iterator[tuple[Any, Any]]:

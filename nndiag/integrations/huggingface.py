@@ -30,12 +30,26 @@ def model_loss(outputs: Any, _targets: Any) -> Any:
 
 
 class NndiagTrainerCallback(TrainerCallback):
-    def __init__(self, probes: Iterable[str] | None = QUICK_PROBES, fail_on: str = "error", strict: bool = False, **options: Any) -> None:
+    def __init__(
+        self,
+        probes: Iterable[str] | None = QUICK_PROBES,
+        fail_on: str = "error",
+        strict: bool = False,
+        **options: Any,
+    ) -> None:
         self.probes = list(probes) if probes is not None else None
         self.fail_on, self.strict, self.options = fail_on, strict, options
         self.report: Report | None = None
 
-    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, train_dataloader: Any = None, **kwargs: Any) -> None:
+    def on_train_begin(
+        self,
+        args: Any,
+        state: Any,
+        control: Any,
+        model: Any = None,
+        train_dataloader: Any = None,
+        **kwargs: Any,
+    ) -> None:
         device = str(next(model.parameters()).device)
         self.report = nndiag.check(
             model,

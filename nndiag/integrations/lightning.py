@@ -38,7 +38,7 @@ class NndiagCallback(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.report = nndiag.check(
             pl_module,
-            make_loader=pairs(trainer.train_dataloader, self.to_pair),
+            make_loader=pairs(trainer.train_dataloader or [], self.to_pair),
             loss_fn=self.loss_fn,
             probes=self.probes,
             device=str(pl_module.device),

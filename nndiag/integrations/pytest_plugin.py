@@ -20,7 +20,9 @@ import pytest
 def checker() -> Callable[..., Any]:
     """What the fixture returns: check, fail on findings at or above `fail_on`, return the report."""
 
-    def run(target_or_model: Any, *, fail_on: str = "error", strict: bool = False, **options: Any) -> Any:
+    def run(
+        target_or_model: Any, *, fail_on: str = "error", strict: bool = False, **options: Any
+    ) -> Any:
         import nndiag
 
         report = nndiag.check(target_or_model, **options)

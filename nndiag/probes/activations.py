@@ -75,8 +75,10 @@ def measure(ctx: Context, config: Config) -> Measurement:
         masks = [s.alive for s in stats if s.alive is not None]
         if masks:
             alive = ctx.reduce.max(torch.cat(masks).float()).bool()
-            for s in (s for s in stats if s.alive is not None):
-                s.alive, alive = alive[: s.alive.numel()], alive[s.alive.numel() :]
+            for s in stats:
+                if s.alive is not None:
+                    count = s.alive.numel()
+                    s.alive, alive = alive[:count], alive[count:]
         for s, (values, total, total_sq, saturated) in zip(stats, sums.tolist(), strict=True):
             s.values, s.total, s.total_sq, s.saturated = (
                 int(values),

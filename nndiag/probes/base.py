@@ -38,7 +38,7 @@ def setting(
     """A Config field: its default, what it means, where the value comes from (a paper, a
     peer's default, or the calibration that chose it), and the range a user may set."""
     metadata = {"doc": doc, "source": source, "low": low, "high": high}
-    return field(default=default, metadata=metadata)  # type: ignore[no-any-return]
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)

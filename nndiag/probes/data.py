@@ -78,10 +78,11 @@ def _stats(name: str, t: Tensor, keep: Tensor | None, ctx: Context) -> Row:
         finite.sum(), (finite * finite).sum(),
         torch.tensor(float(x.numel() - finite.numel()), dtype=torch.float64),
     ]).cpu()  # fmt: skip
-    low = finite.min().cpu() if finite.numel() else torch.tensor(big, dtype=torch.float64)
-    high = finite.max().cpu() if finite.numel() else torch.tensor(-big, dtype=torch.float64)
+    lowest = finite.min().cpu() if finite.numel() else torch.tensor(big, dtype=torch.float64)
+    highest = finite.max().cpu() if finite.numel() else torch.tensor(-big, dtype=torch.float64)
     n, total, squares, nonfinite = ctx.reduce.sum(sums).tolist()
-    low, high = float(ctx.reduce.min(low.reshape(1))[0]), float(ctx.reduce.max(high.reshape(1))[0])
+    low = float(ctx.reduce.min(lowest.reshape(1))[0])
+    high = float(ctx.reduce.max(highest.reshape(1))[0])
     mean = total / n if n else math.nan
     var = max(0.0, (squares - n * mean * mean) / (n - 1)) if n > 1 else 0.0
     row: Row = {

@@ -114,18 +114,34 @@ def measure(ctx: Context, config: Config) -> Measurement:
     rows = ctx.rows
     mixing, mixing_at = _mixing(s, rows, generator, config) if rows > 1 else ((), "")
     if ctx.reduce.world > 1:  # the worst leak over every rank's examples
-        worst = float(ctx.reduce.max(torch.tensor([max((r["leak"] for r in mixing), default=0.0)]))[0])
+        worst = float(
+            ctx.reduce.max(torch.tensor([max((r["leak"] for r in mixing), default=0.0)]))[0]
+        )
         mixing = tuple(dict(r, leak=max(r["leak"], worst)) for r in mixing)
     index, reason = _causal_input(ctx, config)
     positions: tuple[Row, ...] = ()
     leak_at = ""
     if index is not None:
-        positions, leak_at, reason = _causality(ctx, model, index, generator, config, bool(mixing_at), reason)
+        positions, leak_at, reason = _causality(
+            ctx, model, index, generator, config, bool(mixing_at), reason
+        )
     notes = (BATCH_NORM_NOTE,) if batch_norm else ()
-    return Measurement(rows, tuple(mixing), mixing_at, bool(positions), reason, positions, leak_at, batch_norm, notes)
+    return Measurement(
+        rows,
+        tuple(mixing),
+        mixing_at,
+        bool(positions),
+        reason,
+        positions,
+        leak_at,
+        batch_norm,
+        notes,
+    )
 
 
-BATCH_NORM_NOTE = "BatchNorm mixes examples in train mode by design (batch statistics): checked in eval mode"
+BATCH_NORM_NOTE = (
+    "BatchNorm mixes examples in train mode by design (batch statistics): checked in eval mode"
+)
 
 
 def _causal_input(ctx: Context, config: Config) -> tuple[int | None, str]:
@@ -166,9 +182,9 @@ def _mixing(s: Surface, rows: int, generator: Any, config: Config) -> tuple[tupl
     for i in examples:
         v = torch.zeros(out.shape, device=out.device)
         v[i] = torch.randn(out.shape[1:], generator=generator).to(out.device)
-        own = _example_mask(s.x0, i)
+        mask = _example_mask(s.x0, i)
         cotangents.append(v)
-        parts.append([own, ~own])
+        parts.append([mask, ~mask])
     norms = gradient_norms(s, cotangents, parts)
     table = tuple(
         {"example": i, "own": own, "other": other, "leak": _leak(own, other)}
@@ -177,11 +193,13 @@ def _mixing(s: Surface, rows: int, generator: Any, config: Config) -> tuple[tupl
     leaking = [r for r in table if r["leak"] > config.leak_rtol]
     if not leaking:
         return table, ""
-    i = leaking[0]["example"]
+    i = int(leaking[0]["example"])
     noise = torch.randn(s.x0.shape, generator=generator).to(s.x0.device, s.x0.dtype)
     changed = torch.where(_example_mask(s.x0, i), s.x0, s.x0 + noise * (s.x0.std() + 1))
-    own = lambda t: t[i] if t.dim() and t.shape[0] == rows else None  # noqa: E731
-    where = first_changed(s.model, (lambda: s(s.x0), lambda: s(changed)), own, config.leak_rtol, s.entry)
+    pick = lambda t: t[i] if t.dim() and t.shape[0] == rows else None  # noqa: E731
+    where = first_changed(
+        s.model, (lambda: s(s.x0), lambda: s(changed)), pick, config.leak_rtol, s.entry
+    )
     return table, where
 
 
@@ -223,7 +241,9 @@ def _causality(
         for b, t in group:
             before, after = base[b, : t + 1], moved[b, : t + 1]
             scale = float(before.abs().max()) + 1e-30
-            table.append({"example": b, "position": t, "change": float((before - after).abs().max()) / scale})
+            table.append(
+                {"example": b, "position": t, "change": float((before - after).abs().max()) / scale}
+            )
         if not where and any(r["change"] > config.leak_rtol for r in table):
 
             def own(t: Tensor, group: list[tuple[int, int]] = group) -> Tensor | None:
@@ -231,7 +251,10 @@ def _causality(
                     return None
                 return torch.stack([t[b, : p + 1].sum(0) for b, p in group])
 
-            forwards = (lambda: call_model(model, ctx.inputs), lambda: call_model(model, changed))
+            forwards = (
+                lambda: call_model(model, ctx.inputs),
+                lambda changed=changed: call_model(model, changed),
+            )
             where = first_changed(model, forwards, own, config.leak_rtol)
     return tuple(table), where, reason
 
@@ -247,7 +270,9 @@ def _future_changed(x: Tensor, group: list[tuple[int, int]], generator: Any) -> 
             changed[b, t + 1 :] = x[b, t + 1 :] + noise * (x.std() + 1)
         else:
             low, high = int(x.min()), int(x.max())
-            shift = torch.randint(1, max(2, high - low + 1), x[b, t + 1 :].shape, generator=generator).to(x.device)
+            shift = torch.randint(
+                1, max(2, high - low + 1), x[b, t + 1 :].shape, generator=generator
+            ).to(x.device)
             changed[b, t + 1 :] = low + (x[b, t + 1 :] - low + shift) % max(1, high - low + 1)
     return changed
 
@@ -308,7 +333,9 @@ def present(m: Measurement, config: Config) -> Presentation:
         parts[0] = "batch mixing not checked: one example"
     tables = [Table("mixing", m.mixing, key="example", schema=("example", "own", "other", "leak"))]
     if m.positions:
-        tables.append(Table("causality", m.positions, key="example", schema=("example", "position", "change")))
+        tables.append(
+            Table("causality", m.positions, key="example", schema=("example", "position", "change"))
+        )
     metrics = {"mixing_leak": mixing, "mixing_at": m.mixing_at, "causal_checked": m.causal_checked,
                "causal_reason": m.causal_reason, "leak_at": m.leak_at}  # fmt: skip
     return Presentation("; ".join(parts), metrics, tuple(tables), m.notes)

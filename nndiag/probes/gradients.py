@@ -125,8 +125,9 @@ def _is_affine(module: nn.Module, pname: str, param: Tensor) -> bool:
     return not isinstance(module, skip)
 
 
-def _signal_hook(gains: dict[Any, float]) -> Any:
-    """rms(W·x)/rms(x) of a layer's first call: the bias is taken out of the output."""
+def _signal_hook(gains: dict[Any, tuple[float, float]]) -> Any:
+    """mean((W·x)²) and mean(x²) of a layer's first call, the bias taken out of the output:
+    means of squares, so that ranks holding equal slices of the batch can average them."""
     import torch
 
     def hook(module: Any, args: Any, output: Any) -> None:
@@ -141,10 +142,8 @@ def _signal_hook(gains: dict[Any, float]) -> Any:
             shape = [1] * y.dim()
             shape[-1 if bias.numel() == y.shape[-1] else 1] = bias.numel()
             y = y - bias.detach().float().reshape(shape)
-        rms_in = (
-            float(x.detach().float().pow(2).mean().sqrt()) if isinstance(x, torch.Tensor) else 0
-        )
-        gains[module] = float(y.pow(2).mean().sqrt()) / rms_in if rms_in > 0 else math.nan
+        square_in = float(x.detach().float().pow(2).mean()) if isinstance(x, torch.Tensor) else 0
+        gains[module] = (float(y.pow(2).mean()), square_in)
 
     return hook
 
@@ -166,16 +165,34 @@ def _forward_backward(ctx: Context) -> _Pass:
 
     model = ctx.fresh_model()
     model.zero_grad(set_to_none=True)
-    affine = [m for m in model.modules() if any(_is_affine(m, n, p) for n, p in m.named_parameters(recurse=False))]
-    gains: dict[nn.Module, float] = {}
-    hooks = forward_hooks(dict.fromkeys(affine, _signal_hook(gains)))
+    affine = [
+        m
+        for m in model.modules()
+        if any(_is_affine(m, n, p) for n, p in m.named_parameters(recurse=False))
+    ]
+    squares: dict[nn.Module, tuple[float, float]] = {}
+    hooks = forward_hooks(dict.fromkeys(affine, _signal_hook(squares)))
     with eval_mode_backward(model):  # the user's model may be in eval mode
         with execution_order(model) as order, entry_order(model) as entered, hooks:
             loss = ctx.loss(call_model(model, ctx.inputs), ctx.targets)
         if loss.requires_grad:
             loss.backward()
     ctx.reduce.average_gradients(model)  # under DDP: the whole batch's gradient
-    return _Pass(model, float(loss.detach()), order, entered, gains)
+    return _Pass(model, float(loss.detach()), order, entered, _gains(ctx, squares))
+
+
+def _gains(ctx: Context, squares: dict[nn.Module, tuple[float, float]]) -> dict[nn.Module, float]:
+    """rms(W·x)/rms(x) per layer, over the whole batch (one collective under torchrun)."""
+    import torch
+
+    if not squares:
+        return {}
+    means = ctx.reduce.sum(torch.tensor(list(squares.values()), dtype=torch.float64))
+    means /= ctx.reduce.world
+    return {
+        module: math.sqrt(out / into) if into > 0 else math.nan
+        for module, (out, into) in zip(squares, means.tolist(), strict=True)
+    }
 
 
 def measure(ctx: Context, config: Config) -> Measurement:
@@ -205,14 +222,18 @@ def measure(ctx: Context, config: Config) -> Measurement:
                 called=module in position,
                 signal_gain=run.gains.get(module, math.nan) if affine else math.nan,
                 feeds_norm=module in normed,
-                init_match="" if param.requires_grad else untrained_signature(module, local(param), init_range),
+                init_match=""
+                if param.requires_grad
+                else untrained_signature(module, local(param), init_range),
             )
             rows.append(row)
             modules.append(module)
     _reduce_sums(ctx, rows)
     for row, module in zip(rows, modules, strict=True):
         shape = row.pop("global_shape")
-        row["convention"] = fan_out_convention(module, shape, row["std"]) if row["in_profile"] else ""
+        row["convention"] = (
+            fan_out_convention(module, shape, row["std"]) if row["in_profile"] else ""
+        )
     _confirm_zero_gradients(ctx, rows)
     return Measurement(tuple(rows), run.loss)
 
@@ -314,7 +335,9 @@ def _confirm_zero_gradients(ctx: Context, rows: list[Row]) -> None:
 
     for row in zero:  # a shard with a non-zero entry on any rank: the gradient flows
         param = params.get(row["qualname"])
-        flows = param is not None and param.grad is not None and bool((local(param.grad) != 0).any())
+        flows = (
+            param is not None and param.grad is not None and bool((local(param.grad) != 0).any())
+        )
         row["flows_after_steps"] = any_true(ctx.reduce, flows)
 
 
@@ -563,14 +586,21 @@ def present(m: Measurement, config: Config) -> Presentation:
         headline += f", {len(_gated(rows))} gated at init"
     profile = tuple(
         {"layer": i, "parameter": r["parameter"], "ratio": r["ratio"]}
-        for i, r in enumerate(r for r in rows if r["in_profile"] and r["trainable"] and r["ratio"] > 0)
+        for i, r in enumerate(
+            r for r in rows if r["in_profile"] and r["trainable"] and r["ratio"] > 0
+        )
     )
     return Presentation(
         headline,
         metrics=metrics,
         tables=(
-            Table("depth", profile, plot=Plot("layer", "ratio", log_y=True), key="parameter",
-                  schema=("layer", "parameter", "ratio")),  # fmt: skip
+            Table(
+                "depth",
+                profile,
+                plot=Plot("layer", "ratio", log_y=True),
+                key="parameter",
+                schema=("layer", "parameter", "ratio"),
+            ),
             Table(
                 "parameters",
                 tuple(rows),

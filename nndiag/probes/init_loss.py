@@ -123,7 +123,7 @@ def measure(ctx: Context, config: Config) -> Measurement:
     world = ctx.reduce.world
     loss = float(ctx.reduce.sum(loss_tensor.detach().double().reshape(1).cpu())[0]) / world
     logits = as_logits(outputs).detach().float()
-    baseline = chance_baseline(observer.calls, logits, ctx.targets)
+    baseline = chance_baseline(observer.calls, logits, ctx.targets, ctx.reduce)
     finite = bool(torch.isfinite(logits).all())
     rows = logits.reshape(-1, logits.shape[-1]) if logits.dim() else logits.reshape(1, 1)
     sums = rows.sum(dim=-1)
@@ -139,7 +139,9 @@ def measure(ctx: Context, config: Config) -> Measurement:
     if ignores and ctx.trainable:
         from nndiag.core.training import after_steps
 
-        after = all_true(ctx.reduce, _ignores_input(after_steps(ctx).model, ctx, config.same_output_rtol))
+        after = all_true(
+            ctx.reduce, _ignores_input(after_steps(ctx).model, ctx, config.same_output_rtol)
+        )
     return Measurement(
         loss=loss,
         baseline=baseline.value,
@@ -176,7 +178,11 @@ def _output_layer(model: nn.Module, ctx: Context) -> tuple[str, str]:
 
     for module in reversed(order):
         weight = getattr(module, "weight", None)
-        if isinstance(weight, torch.Tensor) and weight.dim() >= 2 and not isinstance(module, torch.nn.Embedding):
+        if (
+            isinstance(weight, torch.Tensor)
+            and weight.dim() >= 2
+            and not isinstance(module, torch.nn.Embedding)
+        ):
             std = float(local(weight).detach().double().std())  # a shard's std under FSDP2
             return module_names(model)[module], fan_out_convention(module, tuple(weight.shape), std)
     return "", ""
@@ -280,7 +286,15 @@ def _loss_scale(m: Measurement, config: Config) -> list[Finding]:
                     hint="It trains; to start at chance, zero-initialise the output layer.",
                 )
             ]
-        return [finding(Code.LOSS_AT_INIT, NAME, message, where=[m.head] if m.head else [], evidence=evidence)]
+        return [
+            finding(
+                Code.LOSS_AT_INIT,
+                NAME,
+                message,
+                where=[m.head] if m.head else [],
+                evidence=evidence,
+            )
+        ]
     ratio = m.loss / m.baseline if m.baseline > 0 else math.nan
     if m.baseline_kind.startswith("target") and ratio > config.mse_ratio_max:
         return [

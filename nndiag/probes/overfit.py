@@ -157,7 +157,9 @@ def measure(ctx: Context, config: Config) -> Measurement:
     if known is None:
         from nndiag.core.losses import loss_and_baseline
 
-        initial, chance = loss_and_baseline(ctx.fresh_model(), inputs, targets, ctx.loss)
+        initial, chance = loss_and_baseline(
+            ctx.fresh_model(), inputs, targets, ctx.loss, ctx.reduce
+        )
         baseline = chance.value
     else:
         initial, baseline = known.loss, known.baseline
@@ -170,7 +172,9 @@ def measure(ctx: Context, config: Config) -> Measurement:
         zero = map_tensors(torch.zeros_like, inputs)
         plain = dataclasses.replace(config, max_extension=1.0, steps=len(run.rows) - 1)
         zeroed = _train(ctx, zero, targets, lr, -math.inf, plain, classify, "overfit zeroed inputs")
-    return Measurement(run, zeroed, threshold, lr, source, count * ctx.reduce.world, classify, config)
+    return Measurement(
+        run, zeroed, threshold, lr, source, count * ctx.reduce.world, classify, config
+    )
 
 
 def _learning_rate(ctx: Context, config: Config) -> tuple[float | None, str]:
@@ -242,7 +246,11 @@ def _train(
                 break
             if step == budget:
                 losses = [r["loss"] for r in rows]
-                if not (budget < cap and _still_falling(losses, config) and _within_reach(losses, threshold, cap - budget)):
+                if not (
+                    budget < cap
+                    and _still_falling(losses, config)
+                    and _within_reach(losses, threshold, cap - budget)
+                ):
                     break
                 budget = min(cap, budget + config.steps)  # still falling: more steps
                 rows.pop()  # the next training step measures the same weights again
@@ -410,9 +418,15 @@ def present(m: Measurement, config: Config) -> Presentation:
         )
     lr_text = f"lr {m.lr:.2g}" if m.lr is not None else "the optimizer's lr"
     if kind == "passed":
-        headline = f"memorised {m.examples} examples in {run.passed_at} steps at {lr_text} (loss {run.rows[0]['loss']:.3g} -> {run.final_loss:.3g})"
+        headline = (
+            f"memorised {m.examples} examples in {run.passed_at} steps at {lr_text} "
+            f"(loss {run.rows[0]['loss']:.3g} -> {run.final_loss:.3g})"
+        )
     else:
-        headline = f"{kind} after {len(run.rows) - 1} steps at {lr_text}: loss {run.rows[0]['loss']:.3g} -> {run.final_loss:.3g}, pass <= {m.threshold:.3g}"
+        headline = (
+            f"{kind} after {len(run.rows) - 1} steps at {lr_text}: loss "
+            f"{run.rows[0]['loss']:.3g} -> {run.final_loss:.3g}, pass <= {m.threshold:.3g}"
+        )
     table = Table("curve", run.rows, plot=Plot("step", "loss", log_y=True), key="step")
     return Presentation(headline, metrics, (table,), tuple(notes))
 

@@ -101,7 +101,6 @@ def _run(
 
     from nndiag.core.contract import call_model
     from nndiag.core.hooks import forward_hooks, module_names
-
     from nndiag.core.tensors import take_examples
 
     torch.manual_seed(ctx.options.seed)

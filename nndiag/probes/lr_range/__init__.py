@@ -56,7 +56,7 @@ class Config:
     num_steps: int = setting(
         100, "steps of the range", source="fastai, pytorch-lr-finder, Lightning", low=2
     )
-    mode: Mode = setting(Mode.EXP, "LR schedule of the range: exp or linear")
+    mode: Mode = setting(Mode.EXP, "LR schedule of the range: exp or linear")  # noqa: RUF009
     repeats: int = setting(1, "range tests with other seeds; the estimate is their median", low=1)
     smooth_beta: float = setting(
         0.98, "EMA of the loss for the divergence stop", source="fastai", low=0.0, high=1.0
@@ -209,9 +209,14 @@ def measure(ctx: Context, config: Config) -> Measurement:
     chance = _chance(ctx)
     estimates = [a.estimate for a in fresh if a.estimate]
     analysis = fresh[0]
-    trials, suggested, placement = _sweep(ctx, config, log_median(estimates) if estimates else None, lo, hi)
+    trials, suggested, placement = _sweep(
+        ctx, config, log_median(estimates) if estimates else None, lo, hi
+    )
     learnable, pool_curve = Learnable.YES, None
-    if not (fresh[0].below(chance, config.noise_sigmas, config.trend_window) or _trained_below(trials, chance, config)):
+    if not (
+        fresh[0].below(chance, config.noise_sigmas, config.trend_window)
+        or _trained_below(trials, chance, config)
+    ):
         if config.sweep_steps == 0 and fresh[0].clear:
             # The loss fell, not below chance: without a sweep a slow learner looks the same as
             # unlearnable data, and a second range would not tell them apart.
@@ -250,7 +255,9 @@ def _fresh_range(ctx: Context, lrs: list[float], config: Config, repeat: int) ->
     torch.manual_seed(ctx.options.seed + repeat)
     label = "lr range test" + (f" {repeat + 1}/{config.repeats}" if config.repeats > 1 else "")
     draw = lambda _i: ctx.source.draw()  # noqa: E731
-    return run_range(ctx, lrs, draw, config.diverge_factor, config.smooth_beta, config.max_skipped_steps, label)
+    return run_range(
+        ctx, lrs, draw, config.diverge_factor, config.smooth_beta, config.max_skipped_steps, label
+    )
 
 
 def _chance(ctx: Context) -> float | None:
@@ -261,7 +268,9 @@ def _chance(ctx: Context) -> float | None:
     if known is None:
         from nndiag.core.losses import loss_and_baseline
 
-        _, baseline = loss_and_baseline(ctx.fresh_model(), ctx.inputs, ctx.targets, ctx.loss)
+        _, baseline = loss_and_baseline(
+            ctx.fresh_model(), ctx.inputs, ctx.targets, ctx.loss, ctx.reduce
+        )
         return baseline.value if baseline.known else None
     return known.baseline if known.baseline > 0 else None
 
@@ -271,7 +280,6 @@ def _trained_below(trials: list[Trial], chance: float | None, config: Config) ->
     learner, or one that starts overconfident, may not show it within the range test.) A sign
     test on the second half of each run: with no signal, a loss is below chance about half the
     time; `sign_test_sigmas` binomial standard deviations more count as learning."""
-    import math
 
     if chance is None:
         return False
@@ -283,7 +291,9 @@ def _trained_below(trials: list[Trial], chance: float | None, config: Config) ->
     return False
 
 
-def _memorises(ctx: Context, lrs: list[float], config: Config, chance: float | None) -> tuple[Learnable, Analysis, Curve]:
+def _memorises(
+    ctx: Context, lrs: list[float], config: Config, chance: float | None
+) -> tuple[Learnable, Analysis, Curve]:
     """The range test over a few fixed batches: does the loss fall well below chance there (the
     model learns; the data cannot be predicted across batches), or nowhere?"""
     from nndiag.probes.lr_range.analysis import analyse
@@ -292,11 +302,16 @@ def _memorises(ctx: Context, lrs: list[float], config: Config, chance: float | N
     pool = batch_pool(ctx, config.pool_batches)
     draw = lambda i: pool[i % len(pool)]  # noqa: E731
     label = "lr range test, fixed batches"
-    curve = run_range(ctx, lrs, draw, config.diverge_factor, config.smooth_beta, config.max_skipped_steps, label)
+    curve = run_range(
+        ctx, lrs, draw, config.diverge_factor, config.smooth_beta, config.max_skipped_steps, label
+    )
     pooled = analyse(curve.lrs, curve.losses, config.start_lr, config.end_lr, config)
     reference = chance if chance is not None else (pooled.descent.start if pooled.descent else None)
     learns = bool(
-        pooled.clear and pooled.descent and reference and pooled.descent.lowest < (1 - config.pool_depth_min) * reference
+        pooled.clear
+        and pooled.descent
+        and reference
+        and pooled.descent.lowest < (1 - config.pool_depth_min) * reference
     )
     return (Learnable.NOT_ACROSS_BATCHES if learns else Learnable.NO), pooled, curve
 
@@ -318,7 +333,9 @@ def _sweep(
 
     pool = batch_pool(ctx, config.sweep_steps + config.sweep_continue)
     candidates = sweep_candidates(estimate, config.sweep_spacing, lo, hi)
-    total = config.sweep_steps * (len(candidates) + config.sweep_extensions) + 2 * config.sweep_continue
+    total = (
+        config.sweep_steps * (len(candidates) + config.sweep_extensions) + 2 * config.sweep_continue
+    )
     trials: dict[float, Trial] = {}
     step = 10**config.sweep_spacing
     with ctx.progress.track("lr sweep", total) as advance:
@@ -328,11 +345,16 @@ def _sweep(
                     trials[lr] = trial(ctx, lr, ctx.options.seed)
                     trials[lr].train(ctx, pool, config.sweep_steps, advance)
             best, placement = sweep_best({lr: t.score for lr, t in trials.items()})
-            beyond = {"low edge": best / step if best else None, "high edge": best * step if best else None}.get(placement)
+            beyond = {
+                "low edge": best / step if best else None,
+                "high edge": best * step if best else None,
+            }.get(placement)
             if beyond is None or not lo <= beyond <= hi or extension == config.sweep_extensions:
                 break
             candidates = [beyond]
-        finalists = sorted((t for t in trials.values() if t.trainer is not None), key=lambda t: t.score)[:2]
+        finalists = sorted(
+            (t for t in trials.values() if t.trainer is not None), key=lambda t: t.score
+        )[:2]
         for t in trials.values():
             if t not in finalists:
                 t.release()
@@ -483,7 +505,8 @@ def _notes(m: Measurement, config: Config) -> tuple[str, ...]:
         )
     if m.analysis.source == "divergence":
         notes.append(
-            f"no clear descent: the suggestion starts from {config.divergence_fraction:g} x the LR where the loss turned up"
+            f"no clear descent: the suggestion starts from {config.divergence_fraction:g} x the "
+            "LR where the loss turned up"
         )
     if m.learnable is Learnable.NOT_ACROSS_BATCHES and m.suggested is not None:
         notes.append("the suggestion comes from a range test over a few fixed batches")
@@ -510,9 +533,13 @@ def shrink(config: Config, factor: float) -> tuple[Config, str]:
     }
     span = f"{steps} range steps from {narrow['start_lr']:g} to {narrow['end_lr']:g}"
     if factor >= 0.6:
-        smaller = dataclasses.replace(config, num_steps=steps, sweep_continue=0, repeats=1, **narrow)
+        smaller = dataclasses.replace(
+            config, num_steps=steps, sweep_continue=0, repeats=1, **narrow
+        )
         return smaller, f"{span}, a one-round sweep"
-    smaller = dataclasses.replace(config, num_steps=steps, sweep_steps=0, sweep_continue=0, repeats=1, **narrow)
+    smaller = dataclasses.replace(
+        config, num_steps=steps, sweep_steps=0, sweep_continue=0, repeats=1, **narrow
+    )
     return smaller, f"{span}, no sweep (confidence at most medium)"
 
 
@@ -522,7 +549,9 @@ MIN_STEPS = 20
 def cost(config: Config) -> float:
     """Training steps: the range (x repeats, and a fixed-batch range when the loss does not fall
     below chance), the sweep (four candidates on average) and its second round (two)."""
-    return config.num_steps * config.repeats * 1.2 + config.sweep_steps * 4 + config.sweep_continue * 2
+    return (
+        config.num_steps * config.repeats * 1.2 + config.sweep_steps * 4 + config.sweep_continue * 2
+    )
 
 
 SPEC = ProbeSpec(

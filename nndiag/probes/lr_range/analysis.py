@@ -44,7 +44,11 @@ class Analysis:
             return False
         if chance is None or not math.isfinite(chance):
             return True
-        trend_noise = 1.25 * self.descent.noise / math.sqrt(window) if math.isfinite(self.descent.noise) else 0.0
+        trend_noise = (
+            1.25 * self.descent.noise / math.sqrt(window)
+            if math.isfinite(self.descent.noise)
+            else 0.0
+        )
         return self.descent.lowest < chance - sigmas * trend_noise
 
     @property

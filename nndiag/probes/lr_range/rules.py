@@ -7,6 +7,7 @@ EMA with β = 0.98 lags by ~49 steps, about 4 decades of LR at 12.5 steps per de
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Sequence
@@ -101,7 +102,7 @@ def descent(losses: Sequence[float], trend: Sequence[float], head: int, window: 
     start = statistics.median(trend[: max(1, min(head, lowest + 1))])
     # Batch-to-batch noise from consecutive differences (the trend changes little from one step
     # to the next; residuals around a running median would underestimate it).
-    noise = mad_sigma([b - a for a, b in zip(losses, losses[1:], strict=False)]) / math.sqrt(2)
+    noise = mad_sigma([b - a for a, b in itertools.pairwise(losses)]) / math.sqrt(2)
     # A median of `window` points has about 1.25/sqrt(window) of one point's noise.
     trend_noise = 1.25 * noise / math.sqrt(window) if math.isfinite(noise) else math.nan
     fall = start - trend[lowest]

@@ -107,7 +107,9 @@ class Trial:
             return math.inf
         return statistics.median(tail)
 
-    def train(self, ctx: Context, pool: list[Batch], steps: int, advance: Callable[[int], None]) -> None:
+    def train(
+        self, ctx: Context, pool: list[Batch], steps: int, advance: Callable[[int], None]
+    ) -> None:
         """`steps` more steps, continuing through the pool where the last call stopped."""
         if self.trainer is None:
             return

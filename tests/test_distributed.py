@@ -1,0 +1,127 @@
+"""Two processes under torchrun (gloo, CPU) give the single-process check's findings and per-layer
+gradient norms, for FSDP2 and for DDP; a sick model fails the run."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import nndiag
+
+from conftest import ROOT
+
+MODEL = """
+import torch
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.fc = nn.Linear(width, width)
+
+    def forward(self, x):
+        return x + torch.relu(self.fc(self.norm(x)))
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Linear(8, 32)
+        self.blocks = nn.ModuleList(Block(32) for _ in range(3))
+        self.head = nn.Linear(32, 4)
+
+    def forward(self, x):
+        h = self.embed(x)
+        for block in self.blocks:
+            h = block(h)
+        return self.head({detach}h)
+
+
+def build_model():
+    torch.manual_seed(0)
+    return Net()
+
+
+def make_batch(batch_size=16):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(batch_size, 8, generator=g)
+    return x, (x[:, 0] > 0).long() + 2 * (x[:, 1] > 0).long()
+"""
+PROBES = ["summary", "init-loss", "gradients", "overfit"]
+
+
+def model_file(tmp_path: Path, sick: bool = False) -> Path:
+    path = tmp_path / ("sick.py" if sick else "model.py")
+    path.write_text(MODEL.format(detach="torch.zeros_like(h) * " if sick else ""))
+    return path
+
+
+def torchrun(target: Path, strategy: str, report: Path) -> subprocess.CompletedProcess[str]:
+    with socket.socket() as s:  # a free port: tests may run side by side
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    probes = [arg for name in PROBES for arg in ("--probe", name)]
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_port", str(port), "-m", "nndiag", "check", str(target),
+        "--distributed", strategy, *probes, "--steps", "40", "--json", str(report),
+    ]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
+def grad_norms(probes: list[dict[str, Any]]) -> dict[str, float]:
+    (gradients,) = [p for p in probes if p["name"] == "gradients"]
+    return {r["parameter"]: r["grad_norm"] for r in gradients["tables"]["parameters"]["rows"]}
+
+
+def findings(probes: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    return sorted((f["probe"], f["code"], f["severity"]) for p in probes for f in p["findings"])
+
+
+@pytest.mark.parametrize("strategy", ["fsdp", "ddp"])
+def test_two_ranks_agree_with_one_process(tmp_path: Path, strategy: str) -> None:
+    target = model_file(tmp_path)
+    single = json.loads(nndiag.check(str(target), probes=PROBES, steps=40).to_json())["probes"]
+    done = torchrun(target, strategy, tmp_path / "r.json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("nndiag: ready to train") == 1  # rank 0 alone renders
+    ranked = json.loads((tmp_path / "r.json").read_text())["probes"]
+    assert findings(ranked) == findings(single)
+    one, two = grad_norms(single), grad_norms(ranked)
+    assert one.keys() == two.keys() and len(one) == 16
+    for name, norm in one.items():
+        assert two[name] == pytest.approx(norm, rel=1e-4), name
+    overfit = {p["name"]: p for p in ranked}["overfit"]["metrics"]
+    assert (
+        overfit["steps_to_pass"]
+        == {p["name"]: p for p in single}["overfit"]["metrics"]["steps_to_pass"]
+    )
+
+
+def test_a_sick_model_fails_the_distributed_run(tmp_path: Path) -> None:
+    done = torchrun(model_file(tmp_path, sick=True), "fsdp", tmp_path / "r.json")
+    assert done.returncode == 1, done.stderr[-3000:]
+    codes = {
+        code for _, code, _ in findings(json.loads((tmp_path / "r.json").read_text())["probes"])
+    }
+    assert {"no-gradient", "overfit-failed"} <= codes or "output-ignores-input" in codes
+
+
+def test_distributed_without_torchrun_is_a_usage_error() -> None:
+    from typer.testing import CliRunner
+
+    from nndiag.cli import app
+
+    result = CliRunner().invoke(
+        app, ["check", str(ROOT / "sample_models" / "mlp.py"), "--distributed", "ddp"]
+    )
+    assert result.exit_code == 2
+    assert "torchrun" in result.output
