@@ -1,0 +1,65 @@
+"""A probe plugin registered through the `nndiag.probes` entry point runs like a built-in, and two
+checks in two threads with different settings never see each other's settings."""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+import types
+from collections.abc import Iterator
+from importlib.metadata import EntryPoint
+
+import pytest
+
+import nndiag
+import nndiag.probes as probes
+
+from conftest import ROOT, SAMPLES
+
+
+@pytest.fixture
+def weight_norms_plugin(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The worked example of docs/architecture.md, installed as `my_probes.weight_norms`."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    (source,) = re.findall(r"```python\n# my_probes/weight_norms.py\n(.*?)```", text, re.S)
+    module = types.ModuleType("my_probes.weight_norms")
+    monkeypatch.setitem(sys.modules, "my_probes", types.ModuleType("my_probes"))
+    monkeypatch.setitem(sys.modules, "my_probes.weight_norms", module)
+    exec(compile(source, "weight_norms.py", "exec"), module.__dict__)
+    point = EntryPoint("weight-norms", "my_probes.weight_norms:SPEC", probes.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(probes, "entry_points", lambda group: [point])
+    probes.spec.cache_clear()
+    yield
+    probes.spec.cache_clear()
+
+
+def test_a_plugin_probe_runs_with_its_own_code_and_settings(weight_norms_plugin: None) -> None:
+    assert "weight-norms" in probes.probe_names()
+    target = str(SAMPLES / "mlp.py")
+    quiet = nndiag.check(target, probes=["weight-norms"], device="cpu")
+    assert list(quiet.findings) == []
+    strict = nndiag.check(
+        target, probes=["weight-norms"], device="cpu", settings={"weight-norms": {"norm_max": 0.1}}
+    )
+    assert {f.code for f in strict.findings} == {"huge-weights"}
+    assert strict.result("weight-norms").metrics["largest"] > 0.1
+
+
+def test_two_checks_in_two_threads_keep_their_own_settings() -> None:
+    target = str(SAMPLES / "mlp.py")
+    results: dict[str, object] = {}
+
+    def run(name: str, dead_max: float) -> None:
+        report = nndiag.check(
+            target, probes=["activations"], device="cpu",
+            settings={"activations": {"dead_fraction_max": dead_max}},
+        )  # fmt: skip
+        results[name] = report.settings["activations"]["dead_fraction_max"]
+
+    threads = [threading.Thread(target=run, args=(n, v)) for n, v in (("a", 0.1), ("b", 0.9))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {"a": 0.1, "b": 0.9}
