@@ -1,0 +1,80 @@
+"""What the dependencies, precision and structure probes cost, as a ratio to one plain training
+step (forward, backward, Adam step) of the same model on the same batch, in one run.
+
+    python benchmarks/probe_cost.py                 # the bundled samples, CPU
+    python benchmarks/probe_cost.py --device cuda
+    python benchmarks/probe_cost.py --model benchmarks/real_size/gpt2_small.py
+
+The probes' own wall time comes from the report (ProbeResult.seconds); the plain step is timed
+with the same model file's batch, after a warm-up step, as the median of five.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import nndiag  # noqa: E402
+from nndiag.loading import load_spec  # noqa: E402
+
+MODELS = ["mlp.py", "cnn.py", "char_lm.py", "llama_lm.py", "t5_seq2seq.py"]
+PROBES = ["structure", "dependencies", "precision"]
+
+
+def plain_step_seconds(target: str, device: str) -> float:
+    spec = load_spec(target)
+    model = spec.factory().to(device).train()
+    inputs, targets = spec.make_batch() if spec.make_batch else (None, None)
+    move = lambda t: t.to(device)  # noqa: E731
+    inputs = {k: move(v) for k, v in inputs.items()} if isinstance(inputs, dict) else move(inputs)
+    targets = move(targets)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = spec.loss_fn or (
+        lambda out, y: (
+            torch.nn.functional.cross_entropy(
+                getattr(out, "logits", out).flatten(0, -2), y.flatten()
+            )
+            if not y.is_floating_point()
+            else torch.nn.functional.mse_loss(out, y)
+        )
+    )
+    times = []
+    for _ in range(6):
+        started = time.perf_counter()
+        optimizer.zero_grad()
+        out = model(**inputs) if isinstance(inputs, dict) else model(inputs)
+        loss_fn(out, targets).backward()
+        optimizer.step()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times[1:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", action="append", help="model files (default: the samples)")
+    args = parser.parse_args()
+    targets = args.model or [str(ROOT / "sample_models" / name) for name in MODELS]
+    print(f"{'model':<22} {'step ms':>9} " + " ".join(f"{p:>13}" for p in PROBES))
+    for target in targets:
+        step = plain_step_seconds(target, args.device)
+        report = nndiag.check(target, probes=PROBES, device=args.device)
+        ratios = [report.result(p).seconds / step for p in PROBES]
+        print(
+            f"{Path(target).name:<22} {step * 1e3:>9.2f} "
+            + " ".join(f"{r:>12.1f}x" for r in ratios)
+        )
+
+
+if __name__ == "__main__":
+    main()
