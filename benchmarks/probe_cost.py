@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import nndiag  # noqa: E402
+from nndiag.core.batches import DEFAULT_BATCH_SIZE, default_batch_size  # noqa: E402
 from nndiag.loading import load_spec  # noqa: E402
 
 MODELS = ["mlp.py", "cnn.py", "char_lm.py", "llama_lm.py", "t5_seq2seq.py"]
@@ -32,7 +33,8 @@ PROBES = ["structure", "dependencies", "precision"]
 def plain_step_seconds(target: str, device: str) -> float:
     spec = load_spec(target)
     model = spec.factory().to(device).train()
-    inputs, targets = spec.make_batch() if spec.make_batch else (None, None)
+    assert spec.make_batch is not None, f"{target} needs a make_batch"
+    inputs, targets = spec.make_batch(default_batch_size(spec.make_batch) or DEFAULT_BATCH_SIZE)
     move = lambda t: t.to(device)  # noqa: E731
     inputs = {k: move(v) for k, v in inputs.items()} if isinstance(inputs, dict) else move(inputs)
     targets = move(targets)
