@@ -181,11 +181,7 @@ class Context:
         params = [p for p in model.parameters() if p.requires_grad]
         if self.make_optimizer is None:
             return torch.optim.Adam(params, lr=lr or DEFAULT_LR)
-        optimizer = user_call("make_optimizer(params)", self.make_optimizer, params)
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            raise ContractError(
-                f"make_optimizer must return a torch.optim.Optimizer, got {describe(optimizer)}"
-            )
+        optimizer = _user_optimizer(self.make_optimizer, params)
         if lr is not None:
             scale = lr / optimizer.param_groups[0]["lr"]
             for group in optimizer.param_groups:
@@ -211,6 +207,17 @@ class Context:
     @property
     def trainable(self) -> bool:
         return any(p.requires_grad for p in self.model.parameters())
+
+
+def _user_optimizer(
+    make_optimizer: OptimizerFactory, params: list[nn.Parameter]
+) -> torch.optim.Optimizer:
+    optimizer = user_call("make_optimizer(params)", make_optimizer, params)
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise ContractError(
+            f"make_optimizer must return a torch.optim.Optimizer, got {describe(optimizer)}"
+        )
+    return optimizer
 
 
 @dataclass(frozen=True)
@@ -257,11 +264,7 @@ def build_context(
     if definition.make_optimizer is not None:
         trainable = [p for p in probe_copy.parameters() if p.requires_grad]
         if trainable:
-            made = user_call("make_optimizer(params)", definition.make_optimizer, trainable)
-            if not isinstance(made, torch.optim.Optimizer):
-                raise ContractError(
-                    f"make_optimizer must return a torch.optim.Optimizer, got {describe(made)}"
-                )
+            _user_optimizer(definition.make_optimizer, trainable)
     task = options.task
     if task is Task.AUTO:
         task = Task.CLASSIFICATION if is_classification(targets) else Task.REGRESSION

@@ -117,11 +117,11 @@ def measure(ctx: Context, config: Config) -> Measurement:
 
     from nndiag.core.contract import as_logits
     from nndiag.core.losses import LOG_SOFTMAX_LOSSES, chance_baseline
+    from nndiag.core.reduce import mean
 
     model = ctx.fresh_model()
     outputs, (loss_tensor, observer), first, warned = _observe(ctx, model)
-    world = ctx.reduce.world
-    loss = float(ctx.reduce.sum(loss_tensor.detach().double().reshape(1).cpu())[0]) / world
+    loss = mean(ctx.reduce, float(loss_tensor.detach()))  # the whole batch's, under torchrun
     logits = as_logits(outputs).detach().float()
     baseline = chance_baseline(observer.calls, logits, ctx.targets, ctx.reduce)
     finite = bool(torch.isfinite(logits).all())
