@@ -56,7 +56,8 @@ def test_import_nndiag_is_light() -> None:
 def test_check_char_lm_is_clean_with_62288_parameters() -> None:
     result = runner.invoke(app, ["check", CHAR_LM, "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("nndiag: ready to train")
+    # The verdict leads the report (stdout); a budget note from a slow machine goes to stderr.
+    assert result.stdout.startswith("nndiag: ready to train")
     assert "62,288 parameters" in result.output
     assert "No findings" in result.output
 
