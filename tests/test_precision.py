@@ -7,9 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models import class_batch
 from nndiag.core.precision import RoundThrough
 from nndiag.findings import Severity
+
+from models import class_batch
 from probing import codes, run
 
 
@@ -100,7 +101,9 @@ def test_underflow_without_loss_scaling() -> None:
     [found] = result.findings
     assert found.code == "precision-underflow" and found.severity is Severity.INFO
     assert found.evidence["flushed"] > 0.9
-    assert "precision-underflow" in codes(run("precision", _Whisper(), class_batch(), formats="fp16"))
+    assert "precision-underflow" in codes(
+        run("precision", _Whisper(), class_batch(), formats="fp16")
+    )
     explicit = run("precision", _Whisper(), class_batch(), formats="fp16").findings[0]
     assert explicit.severity is Severity.WARNING
 

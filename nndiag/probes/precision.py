@@ -137,7 +137,11 @@ def _run(
 
     lowered: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     if dtype is not None:
-        lowered = RoundThrough(dtype) if emulated(ctx, config) else torch.autocast(ctx.device.type, dtype=dtype)
+        lowered = (
+            RoundThrough(dtype)
+            if emulated(ctx, config)
+            else torch.autocast(ctx.device.type, dtype=dtype)
+        )
     with forward_hooks(dict.fromkeys(model.modules(), record)), lowered:
         loss = ctx.loss(call_model(model, inputs), targets)
     value = float(loss.detach().float())
