@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,9 +21,14 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from nndiag.api import run_probe  # noqa: E402
 from nndiag.config import CheckOptions  # noqa: E402
-from nndiag.context import Context, build_context, build_model, call_model  # noqa: E402
+from nndiag.core.context import Context, Definition, build_context  # noqa: E402
+from nndiag.core.contract import call_model  # noqa: E402
 from nndiag.loading import load_spec  # noqa: E402
+from nndiag.probes import spec  # noqa: E402
+from nndiag.report import ProbeResult  # noqa: E402
+from nndiag.settings import override  # noqa: E402
 from nndiag.synthetic import markov_tokens  # noqa: E402
 
 SAMPLES = ("mlp.py", "cnn.py", "char_lm.py")
@@ -74,10 +80,11 @@ def contexts(
     opts = CheckOptions(device=device, **options)  # type: ignore[arg-type]
     for name in SAMPLES:
         if names is None or name in names:
-            spec = load_spec(str(ROOT / "sample_models" / name))
+            loaded = load_spec(str(ROOT / "sample_models" / name))
             torch.manual_seed(0)  # the same weights in every process (memory workers included)
-            model = build_model(spec)
-            yield name, build_context(model, opts, target=name, make_batch=spec.make_batch)
+            model = loaded.factory()
+            definition = Definition(make_batch=loaded.make_batch, loss_fn=loaded.loss_fn)
+            yield name, build_context(model, opts, target=name, definition=definition)
     extra: dict[str, tuple[Callable[[], nn.Module], Callable[[int], object]]] = {
         "gpt2-tiny": (tiny_gpt2, gpt2_batch),
         "bert-tiny": (tiny_bert, bert_batch),
@@ -86,7 +93,13 @@ def contexts(
     for name, (build, batch) in extra.items():
         if names is None or name in names:
             torch.manual_seed(0)
-            yield name, build_context(build(), opts, target=name, make_batch=batch)  # type: ignore[arg-type]
+            definition = Definition(make_batch=batch)
+            yield name, build_context(build(), opts, target=name, definition=definition)
+
+
+def probe(ctx: Context, name: str, **settings: Any) -> ProbeResult:
+    """Run one probe as `nndiag check` would, with some of its settings changed."""
+    return run_probe(spec(name), ctx, override(spec(name).config(), settings, "benchmark"))
 
 
 def sync(device: str | torch.device) -> None:

@@ -3,7 +3,7 @@
     python benchmarks/jacobian.py [--device cpu|cuda] [--repeats 3]
 
 Columns: the whole probe; the Hutchinson profile alone (one forward, k backward passes; issue 4's
-budget is (k+2)x with k = HUTCHINSON_PROBES); the spectral norm (Lanczos on JᵀJ) with its number
+budget is (k+2)x with k = the probe's `hutchinson_probes`); the spectral norm (Lanczos on JᵀJ) with its number
 of JᵀJ products. Nothing here is a test.
 """
 
@@ -13,34 +13,38 @@ import argparse
 
 import torch
 
-from nndiag.api import run_probe
-from nndiag.context import Context
-from nndiag.probes import ProbeName, jacobian
+from nndiag.core.surface import calibrated_copy, ordered_blocks, surface
+from nndiag.probes import spec
+from nndiag.probes.jacobian.estimators import hutchinson_profile, spectral_norm
 
-from common import contexts, plain_fwd_bwd, timed
+from common import Context, contexts, plain_fwd_bwd, probe, timed
+
+CONFIG = spec("jacobian").config()
 
 
 def parts(ctx: Context, repeats: int) -> dict[str, float]:
     """Seconds of one plain fwd+bwd, the whole probe, the profile and the spectral norm."""
     step = plain_fwd_bwd(ctx)
     step()  # warm-up
-    model = jacobian._calibrated_copy(ctx)
-    order = jacobian._execution_order(model, jacobian.blocks(model), ctx.inputs)
-    surface = jacobian._surface(model, ctx.inputs, order)
-    k = jacobian.HUTCHINSON_PROBES
+    model = calibrated_copy(ctx, None, CONFIG.calibration_batches)
+    order = ordered_blocks(model, ctx.inputs)
+    s = surface(model, ctx.inputs, order)
 
     def profile() -> None:
-        jacobian.hutchinson_profile(surface, order, k, torch.Generator().manual_seed(0))
+        hutchinson_profile(s, order, CONFIG.hutchinson_probes, torch.Generator().manual_seed(0))
 
     def spectral() -> None:
-        jacobian.spectral_norm(surface, torch.Generator().manual_seed(0))
+        spectral_norm(
+            s, torch.Generator().manual_seed(0), CONFIG.spectral_iterations,
+            CONFIG.spectral_tolerance,
+        )  # fmt: skip
 
-    run_probe(ProbeName.JACOBIAN, ctx)  # warm-up
+    probe(ctx, "jacobian")  # warm-up
     profile()
-    result = run_probe(ProbeName.JACOBIAN, ctx)
+    result = probe(ctx, "jacobian")
     return {
         "fwd_bwd": timed(step, repeats, ctx.device),
-        "probe": timed(lambda: run_probe(ProbeName.JACOBIAN, ctx), repeats, ctx.device),
+        "probe": timed(lambda: probe(ctx, "jacobian"), repeats, ctx.device),
         "profile": timed(profile, repeats, ctx.device),
         "spectral": timed(spectral, repeats, ctx.device),
         "products": float(result.metrics.get("spectral_products", 0)),
@@ -52,7 +56,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    k = jacobian.HUTCHINSON_PROBES
+    k = CONFIG.hutchinson_probes
     print(
         f"{'model':11} {'fwd+bwd ms':>10} {'probe x':>8} {'profile x':>10} "
         f"{'(k+2) budget':>12} {'spectral x':>10} {'products':>8}"

@@ -37,22 +37,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from overfit import NEVER_PASS
 
-from nndiag.api import run_probe
-from nndiag.context import Context
-from nndiag.probes import ProbeName, jacobian
-from nndiag.thresholds import overridden
-
-from common import ROOT, SAMPLES, contexts, plain_training, timed
+from common import ROOT, SAMPLES, Context, contexts, plain_training, probe, timed
+from jacobian import CONFIG as JACOBIAN
 from jacobian import parts as jacobian_parts
 
-INIT_PROBES = [
-    ProbeName.SUMMARY,
-    ProbeName.DATA,
-    ProbeName.INIT_LOSS,
-    ProbeName.GRADIENTS,
-    ProbeName.ACTIVATIONS,
-]
+INIT_PROBES = ["summary", "data", "structure", "init-loss", "gradients", "activations"]
 INIT_TARGET, TRAINING_TARGET, MEMORY_TARGET = 3.0, 1.15, 2.5
 MB = 2**20
 
@@ -86,27 +77,25 @@ def peak_memory(device: torch.device) -> Iterator[Callable[[], float]]:
     result["peak"] = (_status_kb("VmHWM") - start_kb) * 1024.0
 
 
-# Training probes without early exits, so that both sides run every step.
-OVERRIDES = {
-    ProbeName.OVERFIT: {"pass_loss_fraction": 0.0},
-    ProbeName.LR_RANGE: {"diverge_factor": math.inf, "end_lr": 1e-2},
+# Training probes without early exits, sweeps or baselines, so that both sides run every step.
+SETTINGS: dict[str, dict[str, Any]] = {
+    "overfit": {**NEVER_PASS, "lr": 1e-3},
+    "lr-range": {"diverge_factor": math.inf, "end_lr": 1e-2, "sweep_steps": 0},
 }
 PLAIN_STEP = "plain-step"
 
 
-def run_once(ctx: Context, what: str) -> object:
-    """One plain training step, or one probe run with its benchmark overrides."""
+def run_once(ctx: Context, what: str, steps: int) -> Any:
+    """One plain training step, or one probe run with its benchmark settings."""
     if what == PLAIN_STEP:
         return plain_training(ctx, 1, fresh_batches=False)
-    name = ProbeName(what)
-    with overridden(OVERRIDES.get(name, {})):
-        return run_probe(name, ctx)
+    length = {"overfit": {"steps": steps}, "lr-range": {"num_steps": steps}}.get(what, {})
+    return probe(ctx, what, **SETTINGS.get(what, {}), **length)
 
 
 def model_options(args: argparse.Namespace) -> dict[str, Any]:
     """CheckOptions for the benchmark contexts, the same in the main process and its workers."""
-    options = {"steps": args.steps, "range_steps": args.steps}
-    return options | ({"batch_size": args.batch_size} if args.batch_size else {})
+    return {"batch_size": args.batch_size} if args.batch_size else {}
 
 
 def worker_args(args: argparse.Namespace) -> list[str]:
@@ -119,9 +108,9 @@ def peak_bytes(model: str, what: str, args: argparse.Namespace) -> float:
     the allocator keeps freed memory, so an in-process RSS peak says little)."""
     if args.device.startswith("cuda"):
         _, ctx = next(contexts(args.device, names=(model,), **model_options(args)))
-        run_once(ctx, what)  # warm-up
+        run_once(ctx, what, args.steps)  # warm-up
         with peak_memory(ctx.device) as peak:
-            run_once(ctx, what)
+            run_once(ctx, what, args.steps)
         return peak()
     cmd = [sys.executable, __file__, "--memory-worker", model, what, *worker_args(args)]
     # Large blocks through mmap, so that freeing returns them to the OS and RSS follows the live
@@ -133,9 +122,9 @@ def peak_bytes(model: str, what: str, args: argparse.Namespace) -> float:
 
 def memory_worker(model: str, what: str, args: argparse.Namespace) -> None:
     _, ctx = next(contexts(args.device, names=(model,), **model_options(args)))
-    run_once(ctx, what)  # warm-up: imports, kernel caches and thread pools are not working memory
+    run_once(ctx, what, args.steps)  # warm-up: imports, kernel caches, thread pools
     with peak_memory(ctx.device) as peak:
-        run_once(ctx, what)
+        run_once(ctx, what, args.steps)
     print(peak())
 
 
@@ -146,24 +135,23 @@ def probe_rows(name: str, ctx: Context, args: argparse.Namespace) -> list[tuple]
     rows = []
     parts = jacobian_parts(ctx, repeats)
     base = parts["fwd_bwd"]
-    for probe in INIT_PROBES:
-        run_probe(probe, ctx)  # warm-up (imports, allocator)
-        seconds = timed(lambda p=probe: run_probe(p, ctx), repeats, device)
-        memory = peak_bytes(name, probe.value, args)
-        rows.append((name, probe.value, seconds, base, INIT_TARGET, memory, step_memory))
-    memory = peak_bytes(name, ProbeName.JACOBIAN.value, args)
-    k = jacobian.HUTCHINSON_PROBES
+    for what in INIT_PROBES:
+        probe(ctx, what)  # warm-up (imports, allocator)
+        seconds = timed(lambda p=what: probe(ctx, p), repeats, device)
+        memory = peak_bytes(name, what, args)
+        rows.append((name, what, seconds, base, INIT_TARGET, memory, step_memory))
+    memory = peak_bytes(name, "jacobian", args)
+    k = JACOBIAN.hutchinson_probes
     rows.append((name, "jacobian", parts["probe"], base, math.nan, memory, step_memory))
     rows.append((name, "  profile", parts["profile"], base, k + 2.0, math.nan, step_memory))
     plain_training(ctx, 3, fresh_batches=False)  # warm-up
     plain_step = plain_training(ctx, steps, fresh_batches=False) / steps
-    result = run_once(ctx, ProbeName.OVERFIT.value)
-    per_step = result.metrics["ms_per_step"] / 1e3  # type: ignore[attr-defined]
-    memory = peak_bytes(name, ProbeName.OVERFIT.value, args)
+    per_step = run_once(ctx, "overfit", steps).seconds / steps
+    memory = peak_bytes(name, "overfit", args)
     rows.append((name, "overfit/step", per_step, plain_step, TRAINING_TARGET, memory, step_memory))
     plain_range = plain_training(ctx, steps, fresh_batches=True)
-    seconds = run_once(ctx, ProbeName.LR_RANGE.value).seconds  # type: ignore[attr-defined]
-    memory = peak_bytes(name, ProbeName.LR_RANGE.value, args)
+    seconds = run_once(ctx, "lr-range", steps).seconds
+    memory = peak_bytes(name, "lr-range", args)
     rows.append((name, "lr-range", seconds, plain_range, TRAINING_TARGET, memory, step_memory))
     return rows
 
@@ -200,15 +188,15 @@ def main() -> None:
     misses = []
     models = tuple(args.models) if args.models else None
     for name, ctx in contexts(args.device, models, **model_options(args)):
-        for model, probe, seconds, base, target, memory, step_memory in probe_rows(name, ctx, args):
+        for model, what, seconds, base, target, memory, step_memory in probe_rows(name, ctx, args):
             ratio = seconds / base
             mem_ratio = memory / step_memory if step_memory > MB else math.nan
             late, heavy = ratio > target, mem_ratio > MEMORY_TARGET
             if late or heavy:
-                misses.append(f"{model} {probe.strip()}" + (f" {ratio:.2f}x time" if late else "")
+                misses.append(f"{model} {what.strip()}" + (f" {ratio:.2f}x time" if late else "")
                               + (f" {mem_ratio:.2f}x memory" if heavy else ""))  # fmt: skip
             print(
-                f"{model:10} {probe:13} {seconds * 1e3:9.2f} {base * 1e3:9.2f} {ratio:6.2f} "
+                f"{model:10} {what:13} {seconds * 1e3:9.2f} {base * 1e3:9.2f} {ratio:6.2f} "
                 f"{target:6.2f} {memory / MB:8.1f} {step_memory / MB:8.1f} {mem_ratio:6.2f}"
                 + (" *" if late or heavy else "")
             )

@@ -216,13 +216,11 @@ def run_probe(s: ProbeSpec[Any, Any], ctx: Context, config: Any) -> ProbeResult:
     only (user code that exits ends the whole check)."""
     started = time.perf_counter()
     ctx.partial.clear()
-    reason = ""
     if s.trains and not ctx.trainable:
         reason = "every parameter has requires_grad=False: nothing to train"
-    elif ctx.reduce.world > 1 and not s.distributed:
-        reason = f"not supported under --distributed {ctx.options.distributed.value} yet"
-    if reason:
         return ProbeResult(s.name, Status.SKIPPED, error=reason, headline=f"skipped: {reason}")
+    if not s.sharded:
+        ctx = ctx.replica()
     try:
         with preserved_rng():
             torch.manual_seed(ctx.options.seed)

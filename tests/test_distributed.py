@@ -1,5 +1,6 @@
 """Two processes under torchrun (gloo, CPU) give the single-process check's findings and per-layer
-gradient norms, for FSDP2 and for DDP; a sick model fails the run."""
+gradient norms, for FSDP2 and for DDP, with every probe; sick models fail the run with the codes
+one process finds."""
 
 from __future__ import annotations
 
@@ -55,7 +56,14 @@ def make_batch(batch_size=16):
     x = torch.randn(batch_size, 8, generator=g)
     return x, (x[:, 0] > 0).long() + 2 * (x[:, 1] > 0).long()
 """
-PROBES = ["summary", "init-loss", "gradients", "overfit"]
+SICK = {  # a sample for each probe the healthy model above leaves without a finding
+    "sick_raw_pixels.py": "data",
+    "sick_dead_relu.py": "activations",
+    "sick_linear_stack.py": "jacobian",
+    "sick_no_causal_mask.py": "dependencies",
+    "sick_fp16_overflow.py": "precision",
+    "sick_list_layers.py": "structure",
+}
 
 
 def model_file(tmp_path: Path, sick: bool = False) -> Path:
@@ -64,15 +72,16 @@ def model_file(tmp_path: Path, sick: bool = False) -> Path:
     return path
 
 
-def torchrun(target: Path, strategy: str, report: Path) -> subprocess.CompletedProcess[str]:
+def torchrun(
+    target: Path, strategy: str, report: Path, *options: str
+) -> subprocess.CompletedProcess[str]:
     with socket.socket() as s:  # a free port: tests may run side by side
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    probes = [arg for name in PROBES for arg in ("--probe", name)]
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
         "--master_port", str(port), "-m", "nndiag", "check", str(target),
-        "--distributed", strategy, *probes, "--steps", "40", "--json", str(report),
+        "--distributed", strategy, "--json", str(report), *options,
     ]  # fmt: skip
     return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
 
@@ -89,12 +98,17 @@ def findings(probes: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
 @pytest.mark.parametrize("strategy", ["fsdp", "ddp"])
 def test_two_ranks_agree_with_one_process(tmp_path: Path, strategy: str) -> None:
     target = model_file(tmp_path)
-    single = json.loads(nndiag.check(str(target), probes=PROBES, steps=40).to_json())["probes"]
-    done = torchrun(target, strategy, tmp_path / "r.json")
+    single = json.loads(nndiag.check(str(target), steps=40).to_json())["probes"]
+    done = torchrun(target, strategy, tmp_path / "r.json", "--steps", "40")
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("nndiag: ready to train") == 1  # rank 0 alone renders
     ranked = json.loads((tmp_path / "r.json").read_text())["probes"]
+    assert [(p["name"], p["status"]) for p in ranked] == [(p["name"], "ok") for p in single]
     assert findings(ranked) == findings(single)
+    by_name = {p["name"]: p for p in ranked}
+    for p in single:  # the activation sums are reduced; the replicated probes compute the same
+        if p["name"] in ("activations", "data", "jacobian", "dependencies", "structure"):
+            assert by_name[p["name"]]["metrics"] == pytest.approx(p["metrics"], rel=1e-4)
     one, two = grad_norms(single), grad_norms(ranked)
     assert one.keys() == two.keys() and len(one) == 16
     for name, norm in one.items():
@@ -107,12 +121,23 @@ def test_two_ranks_agree_with_one_process(tmp_path: Path, strategy: str) -> None
 
 
 def test_a_sick_model_fails_the_distributed_run(tmp_path: Path) -> None:
-    done = torchrun(model_file(tmp_path, sick=True), "fsdp", tmp_path / "r.json")
+    probes = ["--probe", "init-loss", "--probe", "gradients", "--probe", "overfit", "--steps", "40"]
+    done = torchrun(model_file(tmp_path, sick=True), "fsdp", tmp_path / "r.json", *probes)
     assert done.returncode == 1, done.stderr[-3000:]
     codes = {
         code for _, code, _ in findings(json.loads((tmp_path / "r.json").read_text())["probes"])
     }
     assert {"no-gradient", "overfit-failed"} <= codes or "output-ignores-input" in codes
+
+
+@pytest.mark.parametrize(("sample", "probe"), sorted(SICK.items()))
+def test_sick_samples_fail_alike_on_two_ranks(tmp_path: Path, sample: str, probe: str) -> None:
+    target = ROOT / "sample_models" / sample
+    single = json.loads(nndiag.check(str(target), probes=[probe]).to_json())["probes"]
+    done = torchrun(target, "fsdp", tmp_path / "r.json", "--probe", probe)
+    ranked = json.loads((tmp_path / "r.json").read_text())["probes"]
+    assert findings(ranked) == findings(single) != []
+    assert done.returncode == (1 if any(s == "error" for *_, s in findings(single)) else 0)
 
 
 def test_distributed_without_torchrun_is_a_usage_error() -> None:

@@ -40,19 +40,20 @@ class BatchSource:
 def sliced(source: BatchSource, rank: int, world: int) -> BatchSource:
     """Under torchrun every rank draws the same batch (same seed) and keeps its own slice of
     the examples, so the ranks together see exactly the batch one process would."""
+    return dataclasses.replace(source, draw=lambda: share(source.draw(), rank, world))
 
-    def draw() -> Batch:
-        inputs, targets = source.draw()
-        rows = rows_of(inputs, targets)
-        if rows % world:
-            raise OptionError(
-                f"the batch has {rows} examples, which {world} ranks cannot share evenly: use a "
-                f"--batch-size divisible by {world}"
-            )
-        part = slice(rank * rows // world, (rank + 1) * rows // world)
-        return take_examples(inputs, part, rows), targets[part] if targets.dim() else targets
 
-    return dataclasses.replace(source, draw=draw)
+def share(batch: Batch, rank: int, world: int) -> Batch:
+    """Rank `rank`'s slice of the examples: [rank·B/W, (rank+1)·B/W)."""
+    inputs, targets = batch
+    rows = rows_of(inputs, targets)
+    if rows % world:
+        raise OptionError(
+            f"the batch has {rows} examples, which {world} ranks cannot share evenly: use a "
+            f"--batch-size divisible by {world}"
+        )
+    part = slice(rank * rows // world, (rank + 1) * rows // world)
+    return take_examples(inputs, part, rows), targets[part] if targets.dim() else targets
 
 
 def check_batch(value: Any, source: str) -> Batch:

@@ -9,6 +9,7 @@ clear UsageError instead of a traceback inside a probe.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
@@ -25,6 +26,7 @@ from nndiag.core.batches import (
     SyntheticSpec,
     from_make_batch,
     from_make_loader,
+    share,
     sliced,
     synthetic_source,
 )
@@ -158,9 +160,22 @@ class Context:
     reduce: Reducer = field(default_factory=LocalReducer)
     memo: dict[str, Any] = field(default_factory=dict)  # values computed once per check
     partial: dict[str, list[Row]] = field(default_factory=dict)  # rows of the running probe
+    whole: tuple[Batch, BatchSource] | None = None  # under torchrun: the unsliced batch, source
 
     def fresh_model(self) -> nn.Module:
         return self.copier.copy()
+
+    def replica(self) -> Context:
+        """The check as one process runs it, on every rank alike: unsharded copies, the whole
+        batch, no collectives. Under torchrun the probes that are not `sharded` run on it, so
+        every rank computes the single-process result and none waits on another."""
+        if self.whole is None:
+            return self
+        batch, source = self.whole
+        return dataclasses.replace(
+            self, batch=batch, source=source, copier=dataclasses.replace(self.copier, prepare=None),
+            reduce=LocalReducer(), memo={}, whole=None,
+        )  # fmt: skip
 
     def next_batch(self) -> Batch:
         return self.to_device(self.source.draw())
@@ -251,9 +266,12 @@ def build_context(
     probe_copy = copier.copy()
     reducer = reduce or LocalReducer()
     source = _source(probe_copy, options, definition, device)
-    if reducer.world > 1:
-        source = sliced(source, reducer.rank, reducer.world)
     fixed = source.draw()
+    whole = None
+    if reducer.world > 1:
+        whole = ((map_tensors(lambda t: t.to(device), fixed[0]), fixed[1].to(device)), source)
+        fixed = share(fixed, reducer.rank, reducer.world)
+        source = sliced(source, reducer.rank, reducer.world)
     inputs, targets = map_tensors(lambda t: t.to(device), fixed[0]), fixed[1].to(device)
     outputs = _validate_forward(probe_copy, inputs)
     if not probe_copy.training:  # the training probes will run it in train mode
@@ -281,6 +299,7 @@ def build_context(
         copier=copier,
         progress=progress or NullProgress(),
         reduce=reducer,
+        whole=whole,
     )
 
 

@@ -174,5 +174,6 @@ SPEC = ProbeSpec(
     measure=measure,
     diagnose=diagnose,
     present=present,
+    sharded=True,
     cost=lambda c: 0.3,
 )

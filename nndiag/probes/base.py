@@ -66,7 +66,10 @@ class ProbeSpec(Generic[C, M]):
     diagnose: Callable[[M, C], list[Finding]]
     present: Callable[[M, C], Presentation]
     trains: bool = False  # trains a copy: skipped when every parameter is frozen
-    distributed: bool = False  # runs under torchrun: every rank makes the same collectives
+    # Under torchrun: True runs on sharded copies and each rank's slice of the batch, making its
+    # statistics global with collectives that every rank calls alike; False runs on an unsharded
+    # replica of the whole batch on every rank (Context.replica), with no collectives.
+    sharded: bool = False
     needs: tuple[type, ...] = ()  # provisions it reads when an earlier probe provided them
     provides: type | None = None  # the provision it hands to later probes
     provide: Callable[[M], object | None] | None = None  # builds that provision

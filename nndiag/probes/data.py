@@ -4,8 +4,8 @@ Findings: `input-scale` (float inputs far from zero-mean, unit-scale), `degenera
 (constant regression targets, or one class for nearly the whole batch), `nonfinite-values`
 (NaN/Inf in inputs or targets). Integer inputs (token ids) and booleans (masks) are described but
 never scale-checked; class targets equal to the ignore index (-100) are left out of the target
-statistics and the class histogram. Statistics are sums, so under torchrun they are reduced
-across ranks. See docs/probes/data.md.
+statistics and the class histogram. Under torchrun every rank describes the whole batch (the
+probe reads no model). See docs/probes/data.md.
 """
 
 from __future__ import annotations
@@ -64,35 +64,25 @@ class Measurement:
     target_values: int  # target elements counted (ignored labels excluded)
 
 
-def _stats(name: str, t: Tensor, keep: Tensor | None, ctx: Context) -> Row:
-    """Mean, std, min, max and non-finite count from reducible sums (float64)."""
+def _stats(name: str, t: Tensor, keep: Tensor | None) -> Row:
+    """Mean, std, min, max and non-finite count (float64)."""
     import torch
 
     x = t.detach().double().flatten()
     if keep is not None:
         x = x[keep.flatten()]
     finite = x[torch.isfinite(x)]
-    big = torch.finfo(torch.float64).max
-    sums = torch.stack([
-        torch.tensor(float(finite.numel()), dtype=torch.float64),
-        finite.sum(), (finite * finite).sum(),
-        torch.tensor(float(x.numel() - finite.numel()), dtype=torch.float64),
-    ]).cpu()  # fmt: skip
-    lowest = finite.min().cpu() if finite.numel() else torch.tensor(big, dtype=torch.float64)
-    highest = finite.max().cpu() if finite.numel() else torch.tensor(-big, dtype=torch.float64)
-    n, total, squares, nonfinite = ctx.reduce.sum(sums).tolist()
-    low = float(ctx.reduce.min(lowest.reshape(1))[0])
-    high = float(ctx.reduce.max(highest.reshape(1))[0])
-    mean = total / n if n else math.nan
-    var = max(0.0, (squares - n * mean * mean) / (n - 1)) if n > 1 else 0.0
+    n, nonfinite = finite.numel(), x.numel() - finite.numel()
+    mean = float(finite.mean()) if n else math.nan
+    var = float(finite.var()) if n > 1 else 0.0
     row: Row = {
         "tensor": name,
         "dtype": str(t.dtype).removeprefix("torch."),
         "shape": "x".join(map(str, t.shape)),
         "mean": mean,
         "std": math.sqrt(var),
-        "min": low if n else math.nan,
-        "max": high if n else math.nan,
+        "min": float(finite.min()) if n else math.nan,
+        "max": float(finite.max()) if n else math.nan,
         "nonfinite": int(nonfinite),
         "rms": math.sqrt(mean * mean + var) if n else math.nan,
     }
@@ -110,15 +100,12 @@ def measure(ctx: Context, config: Config) -> Measurement:
     classification = ctx.task is Task.CLASSIFICATION
     targets = ctx.targets
     keep = (targets != ctx.options.ignore_index) if classification else None
-    rows = [_stats(n, t, None, ctx) for n, t in named_tensors(ctx.inputs, "inputs")]
-    rows.append(_stats("targets", targets, keep, ctx))
+    rows = [_stats(n, t, None) for n, t in named_tensors(ctx.inputs, "inputs")]
+    rows.append(_stats("targets", targets, keep))
     classes: tuple[Row, ...] = ()
     if classification:
         labels = targets[keep].flatten().long().cpu() if keep is not None else targets
-        size = int(
-            ctx.reduce.max(torch.tensor([float(labels.max()) + 1 if labels.numel() else 0]))[0]
-        )
-        counts = ctx.reduce.sum(torch.bincount(labels.clamp(min=0), minlength=size).double())
+        counts = torch.bincount(labels.clamp(min=0)).double()
         total = float(counts.sum())
         classes = tuple(
             {"class": c, "count": int(n), "fraction": float(n) / total}
@@ -126,8 +113,7 @@ def measure(ctx: Context, config: Config) -> Measurement:
             if n > 0
         )
     counted = int(keep.sum()) if keep is not None else targets.numel()
-    total = int(ctx.reduce.sum(torch.tensor([float(counted)]))[0])
-    return Measurement(tuple(rows), classes, classification, total)
+    return Measurement(tuple(rows), classes, classification, counted)
 
 
 def diagnose(m: Measurement, config: Config) -> list[Finding]:

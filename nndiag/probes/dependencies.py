@@ -113,11 +113,6 @@ def measure(ctx: Context, config: Config) -> Measurement:
     generator = torch.Generator().manual_seed(ctx.options.seed)
     rows = ctx.rows
     mixing, mixing_at = _mixing(s, rows, generator, config) if rows > 1 else ((), "")
-    if ctx.reduce.world > 1:  # the worst leak over every rank's examples
-        worst = float(
-            ctx.reduce.max(torch.tensor([max((r["leak"] for r in mixing), default=0.0)]))[0]
-        )
-        mixing = tuple(dict(r, leak=max(r["leak"], worst)) for r in mixing)
     index, reason = _causal_input(ctx, config)
     positions: tuple[Row, ...] = ()
     leak_at = ""

@@ -642,7 +642,7 @@ def _module_rows(rows: list[Row]) -> list[Row]:
 
 SPEC = ProbeSpec(
     name=NAME,
-    distributed=True,
+    sharded=True,
     summary="per-layer ‖g‖, ‖W‖, ratios, depth profile, init scale, no-gradient and frozen parameters",
     config=Config,
     measure=measure,

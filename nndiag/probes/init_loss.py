@@ -379,7 +379,7 @@ def provide(m: Measurement) -> InitLoss:
 
 SPEC = ProbeSpec(
     name=NAME,
-    distributed=True,
+    sharded=True,
     summary="loss at init vs chance; double softmax, loss broadcasting, input-independent output",
     config=Config,
     measure=measure,

@@ -446,7 +446,7 @@ MIN_STEPS = 15
 
 SPEC = ProbeSpec(
     name=NAME,
-    distributed=True,
+    sharded=True,
     summary="trains a copy on one fixed batch: can it memorise it? steps to pass, loss curve",
     config=Config,
     measure=measure,

@@ -104,7 +104,7 @@ def present(m: Measurement, config: Config) -> Presentation:
 
 SPEC = ProbeSpec(
     name=NAME,
-    distributed=True,
+    sharded=True,
     summary="parameters per module (trainable/frozen), output shape per module",
     config=Config,
     measure=measure,

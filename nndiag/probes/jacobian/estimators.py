@@ -106,15 +106,12 @@ def spectral_norm(
     iterations: int,
     tolerance: float,
     advance: Advance = unobserved,
-    finite_differences: bool = False,
-    agree: Callable[[bool], bool] = bool,
 ) -> tuple[float, int]:
     """σ_max(J) = sqrt(λ_max(JᵀJ)) by Lanczos with full reorthogonalisation; returns σ_max and
     the number of products. Lanczos needs far fewer products than power iteration for the same
-    accuracy; its Ritz values rise monotonically to λ_max. `agree` turns this process's "done"
-    into every rank's (under FSDP2 each product is a collective: all ranks stop together)."""
+    accuracy; its Ritz values rise monotonically to λ_max."""
     x = surface.x0.clone().requires_grad_(True)
-    out, jvp = _jvp_operator(surface, x, finite_differences)
+    out, jvp = _jvp_operator(surface, x)
     # The basis is kept in the model's precision (at least float32), not float64: it holds one
     # vector of x's size per product, and the products themselves are only float32-accurate.
     dtype = torch.promote_types(x.dtype, torch.float32)
@@ -140,11 +137,8 @@ def spectral_norm(
                 w.sub_((b @ w) * b)  # no float(): on CUDA that would sync per vector
         previous, top = top, _largest_ritz_value(alphas, betas)
         beta = float(w.norm())
-        done = abs(top - previous) <= tolerance * abs(top) or beta <= 1e-12 * abs(top)
-        if agree(done):
+        if abs(top - previous) <= tolerance * abs(top) or beta <= 1e-12 * abs(top):
             break  # converged, or the Krylov space is invariant: the Ritz value is exact
-        if beta <= 1e-12 * abs(top):  # this rank's space is invariant: continue in lockstep
-            beta, w = 1.0, torch.zeros_like(w)
         betas.append(beta)
         basis.append(w / beta)
     return max(top, 0.0) ** 0.5, len(alphas)
@@ -158,23 +152,10 @@ def _largest_ritz_value(alphas: list[float], betas: list[float]) -> float:
     return float(torch.linalg.eigvalsh(tridiagonal)[-1])
 
 
-def _jvp_operator(
-    surface: Surface, x: Tensor, finite_differences: bool
-) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
-    """f(x) with its graph, and u -> J u."""
+def _jvp_operator(surface: Surface, x: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+    """f(x) with its graph, and u -> J u (the double-backward trick: Jᵀv is linear in v)."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    if finite_differences:
-        out = surface(x)
-        scale = float(x.detach().abs().max()) or 1.0
-
-        def difference(u: Tensor) -> Tensor:
-            step = 1e-3 * scale / max(float(u.abs().max()), 1e-30)
-            with torch.no_grad():
-                ahead, behind = surface(x.detach() + step * u), surface(x.detach() - step * u)
-            return (ahead - behind) / (2 * step)
-
-        return out, difference
     with sdpa_kernel([SDPBackend.MATH]):  # the fused attention kernels have no double backward
         out = surface(x)
     v = torch.zeros_like(out, requires_grad=True)

@@ -55,25 +55,24 @@ def measure_jacobian(ctx: Context, config: Config, advance: Advance) -> Measurem
     origin = "input" if s.entry is None else f"{names[s.entry]} output"
     generator = torch.Generator().manual_seed(ctx.options.seed)
     profile = hutchinson_profile(s, order, config.hutchinson_probes, generator, advance)
-    zero = profile is None or _reduced_sum(ctx, [sum(profile.frobenius_sq)])[0] == 0
+    zero = profile is None or sum(profile.frobenius_sq) == 0
     if zero:
         return Measurement((), {"measured_from": origin, "frobenius_sq": 0.0, "zero_jacobian": True,
                                 "zero_after_steps": _zero_after_steps(ctx, config)})  # fmt: skip
     assert profile is not None
     keys = sorted(profile.norms_sq)
-    flat = _reduced_sum(ctx, [v for k in keys for v in profile.norms_sq[k]])
     k = config.hutchinson_probes
-    norms_sq = {key: flat[i * k : (i + 1) * k] for i, key in enumerate(keys)}
+    norms_sq = {key: list(profile.norms_sq[key]) for key in keys}
     rows = block_rows(norms_sq, [names[b] for b in order], [type(b).__name__ for b in order])
     frobenius = norms_sq[-1]
-    examples = _reduced_sum(ctx, [float(s.x0.shape[0] if s.x0.dim() > 1 else 1)])[0]
+    examples = s.x0.shape[0] if s.x0.dim() > 1 else 1
     d = min(s.x0[0].numel() if s.x0.dim() > 1 else s.x0.numel(), profile.out_shape[1:].numel() or 1)
     frob_sq = sum(frobenius) / len(frobenius)
     mean_sq_singular = frob_sq / examples / d
     notes: list[str] = []
-    sigma, products = _spectral(ctx, s, config, generator, advance, notes)
+    sigma, products = _spectral(s, config, generator, advance, notes)
     norms = [r["grad_norm"] for r in rows if r["grad_norm"] > 0]
-    deviation, change = _reduced_sum(ctx, list(nonlinearity(s)))
+    deviation, change = nonlinearity(s)
     metrics: dict[str, Any] = {
         "measured_from": origin,
         "zero_jacobian": False,
@@ -99,39 +98,16 @@ def measure_jacobian(ctx: Context, config: Config, advance: Advance) -> Measurem
     return Measurement(tuple(rows), metrics, tuple(temporal), tuple(radii), tuple(notes))
 
 
-def _reduced_sum(ctx: Context, values: list[float]) -> list[float]:
-    if ctx.reduce.world == 1:
-        return values
-    return ctx.reduce.sum(torch.tensor(values, dtype=torch.float64)).tolist()
-
-
 def _spectral(
-    ctx: Context,
-    s: Surface,
-    config: Config,
-    generator: torch.Generator,
-    advance: Advance,
-    notes: list[str],
+    s: Surface, config: Config, generator: torch.Generator, advance: Advance, notes: list[str]
 ) -> tuple[float, int]:
-    from nndiag.config import Distributed
-
-    sharded = ctx.options.distributed is Distributed.FSDP
     try:
-        sigma, products = spectral_norm(
-            s, generator, config.spectral_iterations, config.spectral_tolerance, advance,
-            finite_differences=sharded, agree=lambda done: _all(ctx, done),
-        )  # fmt: skip
+        return spectral_norm(
+            s, generator, config.spectral_iterations, config.spectral_tolerance, advance
+        )
     except RuntimeError as exc:  # an operator without double backward
         notes.append(f"spectral norm not computed: {str(exc).splitlines()[0]}")
         return math.nan, 0
-    if sharded:
-        notes.append("σ_max from finite-difference Jacobian-vector products (FSDP2)")
-    # J is block-diagonal over examples: its largest singular value is the largest of the ranks'.
-    return float(ctx.reduce.max(torch.tensor([sigma]))[0]), products
-
-
-def _all(ctx: Context, flag: bool) -> bool:
-    return bool(ctx.reduce.min(torch.tensor([float(flag)]))[0] > 0)
 
 
 def _zero_after_steps(ctx: Context, config: Config) -> bool | None:
@@ -140,16 +116,14 @@ def _zero_after_steps(ctx: Context, config: Config) -> bool | None:
     from nndiag.core.training import after_steps
 
     s, _ = _surface_of(ctx, config, after_steps(ctx).model)
-    zero = jacobian_is_zero(s, torch.Generator().manual_seed(ctx.options.seed))
-    return bool(ctx.reduce.min(torch.tensor([float(zero)]))[0] > 0)
+    return jacobian_is_zero(s, torch.Generator().manual_seed(ctx.options.seed))
 
 
 def _nonlinearity_after_steps(ctx: Context, config: Config) -> float:
     from nndiag.core.training import after_steps
 
     s, _ = _surface_of(ctx, config, after_steps(ctx).model)
-    deviation, change = _reduced_sum(ctx, list(nonlinearity(s)))
-    return score(deviation, change)
+    return score(*nonlinearity(s))
 
 
 def _temporal(
@@ -165,7 +139,7 @@ def _temporal(
     if axis is None or s.x0.shape[axis] < config.min_sequence:
         return []
     norms_sq = temporal_sensitivity_sq(s, axis, config.hutchinson_probes, generator, advance)
-    sensitivity = relative_to_last(_reduced_sum(ctx, norms_sq))
+    sensitivity = relative_to_last(norms_sq)
     steps = len(sensitivity)
     metrics["memory_horizon"] = memory_horizon(sensitivity, config.horizon_fraction)
     metrics["sequence_length"] = steps

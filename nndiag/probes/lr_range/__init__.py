@@ -108,9 +108,11 @@ class Config:
     )
     pool_batches: int = setting(
         1,
-        "fixed batches of the learnability check (no clear fall below chance on fresh batches)",
-        source="memorising one batch is what the overfit probe asks of any healthy model",
-        low=1,
+        "fixed batches of the learnability check, a second range run when the loss does not fall "
+        "below chance on fresh batches (0: no check, learnability is not judged)",
+        source="memorising one batch is what the overfit probe asks of any healthy model; 0 under "
+        "a tight --budget, where a short range cannot tell a slow learner from unlearnable data",
+        low=0,
     )
     pool_depth_min: float = setting(
         0.1,
@@ -217,7 +219,7 @@ def measure(ctx: Context, config: Config) -> Measurement:
         fresh[0].below(chance, config.noise_sigmas, config.trend_window)
         or _trained_below(trials, chance, config)
     ):
-        if config.sweep_steps == 0 and fresh[0].clear:
+        if config.pool_batches == 0 or (config.sweep_steps == 0 and fresh[0].clear):
             # The loss fell, not below chance: without a sweep a slow learner looks the same as
             # unlearnable data, and a second range would not tell them apart.
             learnable = Learnable.UNKNOWN
@@ -538,9 +540,10 @@ def shrink(config: Config, factor: float) -> tuple[Config, str]:
         )
         return smaller, f"{span}, a one-round sweep"
     smaller = dataclasses.replace(
-        config, num_steps=steps, sweep_steps=0, sweep_continue=0, repeats=1, **narrow
-    )
-    return smaller, f"{span}, no sweep (confidence at most medium)"
+        config, num_steps=steps, sweep_steps=0, sweep_continue=0, repeats=1, pool_batches=0,
+        **narrow,
+    )  # fmt: skip
+    return smaller, f"{span}, no sweep (confidence at most medium), learnability not judged"
 
 
 MIN_STEPS = 20
@@ -548,15 +551,15 @@ MIN_STEPS = 20
 
 def cost(config: Config) -> float:
     """Training steps: the range (x repeats, and a fixed-batch range when the loss does not fall
-    below chance), the sweep (four candidates on average) and its second round (two)."""
-    return (
-        config.num_steps * config.repeats * 1.2 + config.sweep_steps * 4 + config.sweep_continue * 2
-    )
+    below chance: one run in five on average), the sweep (four candidates on average) and its
+    second round (two)."""
+    ranges = config.repeats + (0.2 if config.pool_batches else 0.0)
+    return config.num_steps * ranges + config.sweep_steps * 4 + config.sweep_continue * 2
 
 
 SPEC = ProbeSpec(
     name=NAME,
-    distributed=True,
+    sharded=True,
     summary="Smith's LR range test at your batch size and optimizer, confirmed by a short sweep",
     config=Config,
     measure=measure,

@@ -1,0 +1,147 @@
+"""A distributed check against the single-process check on the same model: wall time, each rank's
+peak memory, and the parameter bytes each rank holds in a sharded copy.
+
+    python benchmarks/distributed.py                      # 2 ranks, gloo on CPU, a GPT-2 of 4 layers
+    python benchmarks/distributed.py --ranks 4 --layers 8
+
+Three runs of `nndiag check` with every probe: one process, then `torchrun --nproc_per_node N`
+with `--distributed ddp` and with `--distributed fsdp`. Each rank reports its peak resident set
+(VmHWM: the whole process, torch and the user's model built whole on every rank included) and the
+bytes of parameters its shard of an FSDP2 copy holds (about 1/N of the model). Nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MB = 2**20
+MODEL = """
+import torch
+from nndiag.synthetic import markov_tokens
+
+
+def build_model():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer={layers}, n_head=4, n_embd=256, vocab_size=2000, n_positions=128)
+    return GPT2LMHeadModel(config)
+
+
+def make_batch(batch_size=8):
+    stream = markov_tokens(batch_size, 65, 2000)
+    return {{"input_ids": stream[:, :-1]}}, stream[:, 1:]
+"""
+
+
+def peak_rss() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024.0
+    return float("nan")
+
+
+def worker(target: str, strategy: str, out: str) -> None:
+    """One rank (or the single process): the check, then its memory figures as JSON lines."""
+    import torch
+
+    import nndiag
+    from nndiag.loading import load_spec
+
+    started = time.perf_counter()
+    report = nndiag.check(target, distributed=strategy, budget=0)
+    seconds = time.perf_counter() - started
+    model = load_spec(target).factory()
+    total = sum(p.numel() * p.element_size() for p in model.parameters())
+    held = total
+    if strategy == "fsdp":
+        import torch.distributed as dist
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        from nndiag.distributed import largest_stack, local
+
+        dist.init_process_group("gloo")
+        mesh = init_device_mesh("cpu", (dist.get_world_size(),))
+        for block in largest_stack(model):
+            fully_shard(block, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+        held = sum(local(p).numel() * p.element_size() for p in model.parameters())
+        dist.destroy_process_group()
+    rank = int(os.environ.get("RANK", 0))
+    row = {
+        "rank": rank, "seconds": seconds, "peak_rss": peak_rss(), "params": total, "held": held,
+        "codes": sorted({f.code for f in report.findings}), "threads": torch.get_num_threads(),
+    }  # fmt: skip
+    with open(out, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def run(target: Path, strategy: str, ranks: int, out: Path) -> float:
+    out.unlink(missing_ok=True)
+    here = [str(Path(__file__).resolve()), "--worker", str(target), strategy, str(out)]
+    if strategy == "none":
+        command = [sys.executable, *here]
+    else:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = str(s.getsockname()[1])
+        command = [
+            sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks),
+            "--master_port", port, *here,
+        ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // ranks))}
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"{strategy}: exit {done.returncode}\n{done.stderr[-2000:]}")
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ranks", type=int, default=2)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--worker", nargs=3, metavar=("TARGET", "STRATEGY", "OUT"))
+    args = parser.parse_args()
+    if args.worker:
+        worker(*args.worker)
+        return
+    target = Path("/tmp/nndiag_bench_distributed.py")
+    target.write_text(MODEL.format(layers=args.layers))
+    out = Path("/tmp/nndiag_bench_distributed.jsonl")
+    print(
+        f"GPT-2 of {args.layers} layers (width 256, vocab 2000), batch 8 of 64 tokens, every probe"
+    )
+    print(
+        "| run | wall s | check s (slowest rank) | peak RSS MB per rank | parameter MB held per rank | same codes |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
+    baseline: list[str] | None = None
+    for strategy in ("none", "ddp", "fsdp"):
+        wall = run(target, strategy, args.ranks, out)
+        rows = sorted(
+            (json.loads(line) for line in out.read_text().splitlines()), key=lambda r: r["rank"]
+        )
+        codes = rows[0]["codes"]
+        baseline = codes if baseline is None else baseline
+        name = "one process" if strategy == "none" else f"{strategy}, {args.ranks} ranks"
+        rss = " / ".join(f"{r['peak_rss'] / MB:.0f}" for r in rows)
+        held = " / ".join(f"{r['held'] / MB:.1f}" for r in rows)
+        same = "yes" if all(r["codes"] == baseline for r in rows) else f"NO: {codes}"
+        print(
+            f"| {name} | {wall:.1f} | {max(r['seconds'] for r in rows):.1f} | {rss} | "
+            f"{held} of {rows[0]['params'] / MB:.1f} | {same} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
