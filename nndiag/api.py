@@ -162,6 +162,7 @@ def _context(
         loss_fn=definition.loss_fn or spec_.loss_fn,
         make_optimizer=definition.make_optimizer or spec_.make_optimizer,
         factory=spec_.factory,
+        init_weights=spec_.init_weights,
     )
     return build_context(
         model, opts, target=target, definition=from_file, progress=progress, **sharding
@@ -329,6 +330,7 @@ def _environment_notes(ctx: Context) -> list[str]:
 
 def model_info(ctx: Context) -> ModelInfo:
     params = {id(p): p for p in ctx.model.parameters()}.values()
+    inputs, targets = ctx.replica().batch  # under torchrun: the whole batch, not this rank's slice
     return ModelInfo(
         target=ctx.target,
         model_class=type(ctx.model).__name__,
@@ -337,7 +339,7 @@ def model_info(ctx: Context) -> ModelInfo:
         device=str(ctx.device),
         seed=ctx.options.seed,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
-        input_shapes=f"{describe(ctx.inputs)} -> targets {describe(ctx.targets)}",
+        input_shapes=f"{describe(inputs)} -> targets {describe(targets)}",
         nndiag_version=__version__,
         torch_version=torch.__version__,
         batch_size=ctx.source.batch_size,

@@ -6,8 +6,10 @@ configuration, and the report says what was cut and how that weakens the verdict
 
 The default budget is max(DEFAULT_FLOOR_S, DEFAULT_STEPS x one training step): small models
 run every probe in full (they finish in seconds anyway), large ones get about DEFAULT_STEPS
-steps' worth of work: a GPT-2 small on a 2-core CPU (a step of ~12 s, batch 8 of 128 tokens)
-about 10 minutes, a ResNet-50 at 128x128 (a step of ~1.4 s, batch 8) about 2.
+steps' worth of work, which holds every probe at its minimum (about 50 steps: 20 range steps, 15
+overfit steps, the timing steps and the init probes): a GPT-2 small on a 2-core CPU (a step of
+~10 s, batch 8 of 128 tokens) about 10 minutes, a ResNet-50 at 128x128 (a step of ~1 s, batch 8)
+2 (benchmarks/real_size/run.py measures both).
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from typing import Any
 from nndiag.probes.base import ProbeSpec
 
 DEFAULT_FLOOR_S = 120.0
-DEFAULT_STEPS = 45.0
+DEFAULT_STEPS = 55.0
 TIMING_STEPS = 3.0  # the training steps that price the plan (nndiag.core.training.after_steps)
 WORTH_SAYING_S = 20.0  # shorter estimates are not announced (nor noted) unless something is cut
 MIN_FACTOR = 0.05  # below this a probe would say nothing: it runs at its minimum instead
+BISECTIONS = 12  # the factor to within 2.4e-4 of the largest that fits
 
 
 @dataclass(frozen=True)
@@ -45,23 +48,34 @@ def plan(
     step_s: float,
     budget_s: float | None,
 ) -> Plan:
-    """Scale the shrinkable probes by one factor so that the estimate fits the budget."""
+    """Scale the shrinkable probes by the largest common factor whose plan fits the budget.
+
+    The factor is found by bisection, not read off the costs: a shrink is not proportional (a
+    probe drops a whole stage below some factor), so the first guess can leave much of the
+    budget unused."""
     limit = default_budget(step_s) if budget_s is None else (budget_s or float("inf"))
-    cost = {s.name: s.cost(configs[s.name]) * step_s for s in specs}
-    estimate = sum(cost.values()) + TIMING_STEPS * step_s
-    planned = dict(configs)
-    cuts: dict[str, str] = {}
-    if estimate <= limit:
-        return Plan(planned, cuts, estimate, estimate, limit, step_s)
+
+    def seconds(chosen: Mapping[str, Any]) -> float:
+        return sum(s.cost(chosen[s.name]) * step_s for s in specs) + TIMING_STEPS * step_s
+
+    estimate = seconds(configs)
     flexible = [s for s in specs if s.shrink is not None]
-    fixed = estimate - sum(cost[s.name] for s in flexible)
-    room = sum(cost[s.name] for s in flexible)
-    factor = max(MIN_FACTOR, min(1.0, (limit - fixed) / room)) if room > 0 else 1.0
-    for s in flexible:
-        assert s.shrink is not None
-        planned[s.name], cuts[s.name] = s.shrink(configs[s.name], factor)
-    after = sum(s.cost(planned[s.name]) * step_s for s in specs) + TIMING_STEPS * step_s
-    return Plan(planned, cuts, estimate, after, limit, step_s)
+    if estimate <= limit or not flexible:
+        return Plan(dict(configs), {}, estimate, estimate, limit, step_s)
+
+    def shrunk(factor: float) -> tuple[dict[str, Any], dict[str, str]]:
+        planned, cuts = dict(configs), {}
+        for s in flexible:
+            assert s.shrink is not None
+            planned[s.name], cuts[s.name] = s.shrink(configs[s.name], factor)
+        return planned, cuts
+
+    low, high = MIN_FACTOR, 1.0
+    for _ in range(BISECTIONS):
+        middle = (low + high) / 2
+        low, high = (middle, high) if seconds(shrunk(middle)[0]) <= limit else (low, middle)
+    planned, cuts = shrunk(low)
+    return Plan(planned, cuts, estimate, seconds(planned), limit, step_s)
 
 
 def describe(p: Plan) -> str:

@@ -159,28 +159,42 @@ def link(findings: Iterable[Finding]) -> list[Finding]:
     """The same findings, in order, with `caused_by` set on every consequence; a disease seen
     again by a later probe (the same code, no worse) nests under its first sighting."""
     found = list(findings)
-    cause_of: dict[int, Finding] = {}
-    used_as_cause: set[int] = set()
-
-    def attribute(f: Finding, cause: Finding) -> None:
-        cause_of[id(f)] = cause
-        used_as_cause.add(id(cause))
-
+    links = _Links()
     for rule in RULES:
         causes = [c for c in found if c.code == rule.cause and c.severity is not Severity.INFO
-                  and id(c) not in cause_of and rule.when(c)]  # fmt: skip
+                  and not links.is_consequence(c) and rule.when(c)]  # fmt: skip
         for cause in causes:
             for f in found:
-                free = f is not cause and id(f) not in cause_of and id(f) not in used_as_cause
-                if free and f.code in rule.consequences:
-                    attribute(f, cause)
+                if f is not cause and links.free(f) and f.code in rule.consequences:
+                    links.attribute(f, cause)
     for i, f in enumerate(found):
-        if id(f) in cause_of or id(f) in used_as_cause:
+        if not links.free(f):
             continue
-        first = next((c for c in found[:i] if c.code == f.code and id(c) not in cause_of), None)
+        first = next(
+            (c for c in found[:i] if c.code == f.code and not links.is_consequence(c)), None
+        )
         if first is not None and f.severity.rank <= first.severity.rank:
-            attribute(f, first)
-    return [_linked(f, cause_of, found) for f in found]
+            links.attribute(f, first)
+    return [_linked(f, links.cause_of, found) for f in found]
+
+
+class _Links:
+    """Which finding is the consequence of which (by identity: findings compare by value)."""
+
+    def __init__(self) -> None:
+        self.cause_of: dict[int, Finding] = {}
+        self.causes: set[int] = set()
+
+    def attribute(self, f: Finding, cause: Finding) -> None:
+        self.cause_of[id(f)] = cause
+        self.causes.add(id(cause))
+
+    def is_consequence(self, f: Finding) -> bool:
+        return id(f) in self.cause_of
+
+    def free(self, f: Finding) -> bool:
+        """Neither a consequence nor a cause yet."""
+        return id(f) not in self.cause_of and id(f) not in self.causes
 
 
 def _linked(f: Finding, cause_of: dict[int, Finding], found: list[Finding]) -> Finding:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import TypeGuard
 
 from rich.console import Console, Group, RenderableType
 from rich.table import Table as RichTable
@@ -119,25 +120,23 @@ def _spark(result: ProbeResult) -> str:
         return ""
     plot = table.plot
     points = [(r.get(plot.x), r.get(plot.y)) for r in table.rows if r.get("run", 0) == 0]
-    xs = [x for x, y in points if isinstance(x, (int, float)) and isinstance(y, (int, float))]
-    ys = [
-        float(y) for x, y in points if isinstance(x, (int, float)) and isinstance(y, (int, float))
-    ]
-    mark = None
-    if plot.marks and xs:
-        target = plot.marks[-1][1]
-        mark = min(
-            range(len(xs)),
-            key=lambda i: (
-                abs(math.log10(max(xs[i], 1e-300)) - math.log10(max(target, 1e-300)))
-                if plot.log_x
-                else abs(xs[i] - target)
-            ),
-        )
+    numeric = [(float(x), float(y)) for x, y in points if _number(x) and _number(y)]
+    xs, ys = [x for x, _ in numeric], [y for _, y in numeric]
+    mark = _nearest(xs, plot.marks[-1][1], plot.log_x) if plot.marks and xs else None
     if plot.log_x and ys:  # a range test: draw the descent, not the final blow-up
         ys = [min(y, ys[0] * 1.05) for y in ys]
     line = sparkline(ys, log=plot.log_y, mark=mark)
     return f"  {line}" if line else ""
+
+
+def _number(value: object) -> TypeGuard[float]:
+    return isinstance(value, (int, float))
+
+
+def _nearest(xs: list[float], target: float, log: bool) -> int:
+    """The index of the x closest to `target` (in decades on a log axis)."""
+    scale = (lambda v: math.log10(max(v, 1e-300))) if log else (lambda v: v)
+    return min(range(len(xs)), key=lambda i: abs(scale(xs[i]) - scale(target)))
 
 
 def probes_view(report: Report) -> RenderableType:

@@ -66,9 +66,28 @@ SICK = {  # a sample for each probe the healthy model above leaves without a fin
 }
 
 
-def model_file(tmp_path: Path, sick: bool = False) -> Path:
-    path = tmp_path / ("sick.py" if sick else "model.py")
-    path.write_text(MODEL.format(detach="torch.zeros_like(h) * " if sick else ""))
+BUILD = """
+def build_model():
+    torch.manual_seed(0)
+    return Net()
+"""
+META_BUILD = """
+def build_model():
+    with torch.device("meta"):  # no rank ever holds the whole model's weights
+        return Net()
+
+
+def init_weights(model):
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.LayerNorm)):
+            module.reset_parameters()
+"""
+
+
+def model_file(tmp_path: Path, sick: bool = False, meta: bool = False) -> Path:
+    path = tmp_path / (("sick" if sick else "model") + ("_meta" if meta else "") + ".py")
+    text = MODEL.format(detach="torch.zeros_like(h) * " if sick else "")
+    path.write_text(text.replace(BUILD, META_BUILD) if meta else text)
     return path
 
 
@@ -128,6 +147,67 @@ def test_a_sick_model_fails_the_distributed_run(tmp_path: Path) -> None:
         code for _, code, _ in findings(json.loads((tmp_path / "r.json").read_text())["probes"])
     }
     assert {"no-gradient", "overfit-failed"} <= codes or "output-ignores-input" in codes
+
+
+@pytest.mark.parametrize("sick", [False, True])
+def test_a_model_built_on_meta_is_sharded_then_placed(tmp_path: Path, sick: bool) -> None:
+    target = model_file(tmp_path, sick=sick, meta=True)
+    options = [
+        "--probe",
+        "init-loss",
+        "--probe",
+        "gradients",
+        "--probe",
+        "overfit",
+        "--steps",
+        "40",
+    ]
+    single = nndiag.check(str(target), probes=["init-loss", "gradients", "overfit"], steps=40)
+    assert single.result("gradients").table("parameters").rows[-1]["grad_norm"] > 0  # placed
+    done = torchrun(target, "fsdp", tmp_path / "r.json", *options)
+    assert done.returncode == (1 if sick else 0), done.stderr[-3000:]
+    ranked = json.loads((tmp_path / "r.json").read_text())["probes"]
+    single_codes = {f.code for f in single.findings}
+    assert {code for _, code, _ in findings(ranked)} == single_codes
+    assert bool(single_codes) is sick
+
+
+def test_meta_copies_are_prepared_before_they_are_placed() -> None:
+    """Sharding (prepare) sees the meta model; only then is it placed and initialised, the same
+    way on every copy, and the user's model stays on meta."""
+    import torch
+    from torch import nn
+
+    from nndiag.core.context import ModelCopier
+
+    on_meta: list[bool] = []
+
+    def prepare(model: nn.Module) -> nn.Module:
+        on_meta.append(all(p.is_meta for p in model.parameters()))
+        return model
+
+    with torch.device("meta"):
+        model = nn.Linear(4, 2)
+    copier = ModelCopier(
+        model, torch.device("cpu"), prepare=prepare, init_weights=nn.Linear.reset_parameters, seed=3
+    )
+    first, second = copier.copy(), copier.copy()
+    assert on_meta == [True, True]
+    assert not first.weight.is_meta and torch.equal(first.weight, second.weight)
+    assert model.weight.is_meta
+
+
+def test_a_meta_model_without_init_weights_is_a_usage_error(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from nndiag.cli import app
+
+    target = model_file(tmp_path, meta=True)
+    target.write_text(target.read_text().replace("def init_weights", "def _unused"))
+    result = CliRunner().invoke(app, ["check", str(target), "--probe", "summary"])
+    assert result.exit_code == 2
+    assert "meta device" in result.output and "init_weights" in result.output
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.parametrize(("sample", "probe"), sorted(SICK.items()))

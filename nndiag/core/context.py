@@ -39,6 +39,7 @@ from nndiag.core.contract import (
     user_call,
 )
 from nndiag.core.reduce import LocalReducer, Reducer
+from nndiag.core.state import preserved_rng
 from nndiag.core.tensors import describe, map_tensors, rows_of
 from nndiag.errors import ContractError, OptionError, describe_exception, from_user_code
 
@@ -108,13 +109,37 @@ class ModelCopier:
     device: torch.device
     factory: Callable[[], nn.Module] | None = None
     prepare: Callable[[nn.Module], nn.Module] | None = None  # under torchrun: shards the copy
+    init_weights: Callable[[nn.Module], object] | None = None  # for a model built on meta
+    seed: int = 0
+    rank: int = 0
     rebuilt_because: str = ""
 
     def copy(self) -> nn.Module:
         fresh = self._copy()
-        return fresh if self.prepare is None else self.prepare(fresh)
+        fresh = fresh if self.prepare is None else self.prepare(fresh)
+        return self._materialized(fresh) if _on_meta(fresh) else fresh
+
+    def _materialized(self, model: nn.Module) -> nn.Module:
+        """A copy of a model built on the meta device, placed (after sharding: each rank holds
+        only its shards) and initialised by the model file's init_weights under the check's
+        seed. Sharded copies seed each rank apart, or every shard would draw the same values."""
+        if self.init_weights is None:
+            raise ContractError(
+                "the model is on the meta device (no weights): define init_weights(model) in the "
+                "model file to initialise it once nndiag has placed it on the device"
+            )
+        model.to_empty(device=self.device)
+        sharded = any(callable(getattr(p, "to_local", None)) for p in model.parameters())
+        with preserved_rng(), warnings.catch_warnings():
+            # Each rank draws its own shards from its own seed: that is the intent here.
+            warnings.filterwarnings("ignore", message="DTensor random operators")
+            torch.manual_seed(self.seed + (self.rank if sharded else 0))
+            user_call("init_weights(model)", self.init_weights, model)
+        return model
 
     def _copy(self) -> nn.Module:
+        if _on_meta(self.model):
+            return copy.deepcopy(self.model)
         if not self.rebuilt_because:
             try:
                 return copy.deepcopy(self.model).to(self.device)
@@ -141,6 +166,10 @@ class ModelCopier:
         for name, module in fresh.named_modules():
             module.training = modes.get(name, module.training)
         return fresh.to(self.device)
+
+
+def _on_meta(model: nn.Module) -> bool:
+    return any(p.is_meta for p in model.parameters())
 
 
 @dataclass
@@ -244,6 +273,7 @@ class Definition:
     loss_fn: LossFn | None = None
     make_optimizer: OptimizerFactory | None = None
     factory: Callable[[], nn.Module] | None = None
+    init_weights: Callable[[nn.Module], object] | None = None  # for a model built on meta
 
 
 def build_context(
@@ -262,9 +292,12 @@ def build_context(
             f"{type(model).__name__} has no parameters: there is nothing to train or diagnose"
         )
     device = resolve_device(options.device)
-    copier = ModelCopier(model, device, definition.factory, prepare)
-    probe_copy = copier.copy()
     reducer = reduce or LocalReducer()
+    copier = ModelCopier(
+        model, device, definition.factory, prepare, definition.init_weights, options.seed,
+        reducer.rank,
+    )  # fmt: skip
+    probe_copy = copier.copy()
     source = _source(probe_copy, options, definition, device)
     fixed = source.draw()
     whole = None
