@@ -50,12 +50,14 @@ def check(name: str, extra: list[str]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="*", default=list(MODELS), choices=MODELS)
+    parser.add_argument("models", nargs="*", help=f"of {', '.join(MODELS)} (default: both)")
     parser.add_argument("--budget", help="pass --budget SECONDS (default: the default budget)")
     parser.add_argument("--show", action="store_true", help="print each report")
     args = parser.parse_args()
+    if unknown := set(args.models) - set(MODELS):
+        parser.error(f"unknown model(s): {', '.join(sorted(unknown))}")
     extra = ["--budget", args.budget] if args.budget else []
-    for name in args.models:
+    for name in args.models or MODELS:
         r = check(name, extra)
         print(f"## {name}: exit {r['exit']}, {r['wall_s']:.0f} s wall, {r['lines']} lines, "
               f"nan: {'yes' if r['nan'] else 'no'}")  # fmt: skip
