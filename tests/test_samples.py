@@ -29,7 +29,9 @@ def test_sample_produces_its_codes(name: str) -> None:
         if entry.get("healthy")
         else sorted({p for c in entry["expect"] for p in CATALOG[c].probes})
     )
-    report = nndiag.check(str(SAMPLES / name), device="cpu", probes=probes)
+    # budget=0: what a sample must produce does not depend on how busy the machine is (a
+    # loaded CI runner can time a step 20x slower and cut the training probes).
+    report = nndiag.check(str(SAMPLES / name), device="cpu", probes=probes, budget=0)
     codes = {f.code for f in report.findings}
     assert all(r.status.value == "ok" for r in report.results), [r.error for r in report.results]
     assert set(entry["expect"]) <= codes, f"{name}: expected {entry['expect']}, got {sorted(codes)}"

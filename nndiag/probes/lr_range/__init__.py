@@ -407,9 +407,11 @@ def diagnose(m: Measurement, config: Config) -> list[Finding]:
             finding(
                 Code.UNLEARNABLE_DATA,
                 NAME,
-                f"on fresh batches the loss does not fall below chance ({_fresh_fall(m)}), while "
-                f"on {config.pool_batches} fixed batch(es) it does: the targets cannot be predicted "
-                "from the inputs across batches (labels drawn at random on every call?)",
+                f"on fresh batches the loss does not fall below chance within "
+                f"{len(m.curves[0].losses)} range steps "
+                f"({_fresh_fall(m)}), while on {config.pool_batches} fixed batch(es) it does: the "
+                "targets carry no signal across batches (labels drawn at random on every call?), "
+                "or one the model needs many more steps to pick up",
                 evidence={"fresh_fall": m.fresh.descent.fall if m.fresh.descent else None},
             )
         )
