@@ -168,6 +168,11 @@ class ModelCopier:
         return fresh.to(self.device)
 
 
+def _on_device(batch: Batch, device: torch.device) -> Batch:
+    inputs, targets = batch
+    return map_tensors(lambda t: t.to(device), inputs), targets.to(device)
+
+
 def _on_meta(model: nn.Module) -> bool:
     return any(p.is_meta for p in model.parameters())
 
@@ -210,8 +215,7 @@ class Context:
         return self.to_device(self.source.draw())
 
     def to_device(self, batch: Batch) -> Batch:
-        inputs, targets = batch
-        return map_tensors(lambda t: t.to(self.device), inputs), targets.to(self.device)
+        return _on_device(batch, self.device)
 
     def loss(self, outputs: Any, targets: Tensor) -> Tensor:
         return self.loss_fn(outputs, targets)
@@ -302,10 +306,10 @@ def build_context(
     fixed = source.draw()
     whole = None
     if reducer.world > 1:
-        whole = ((map_tensors(lambda t: t.to(device), fixed[0]), fixed[1].to(device)), source)
+        whole = (_on_device(fixed, device), source)
         fixed = share(fixed, reducer.rank, reducer.world)
         source = sliced(source, reducer.rank, reducer.world)
-    inputs, targets = map_tensors(lambda t: t.to(device), fixed[0]), fixed[1].to(device)
+    inputs, targets = _on_device(fixed, device)
     outputs = _validate_forward(probe_copy, inputs)
     if not probe_copy.training:  # the training probes will run it in train mode
         _validate_forward(probe_copy.train(), inputs, " in train mode")

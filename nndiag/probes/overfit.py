@@ -267,7 +267,7 @@ def verdict(m: Measurement) -> str:
     """passed | diverged | rose | stalled | plateau | slow (still falling, would pass within
     reach_factor x steps) | crawling (still falling, too slowly to ever pass)"""
     run, config = m.run, m.config
-    losses = [r["loss"] for r in run.rows]
+    losses = run.losses
     if run.passed_at is not None:
         return "passed"
     if run.nonfinite_at is not None:
@@ -300,7 +300,7 @@ def diagnose(m: Measurement, config: Config) -> list[Finding]:
     if kind == "passed":
         return []
     run = m.run
-    losses = [r["loss"] for r in run.rows]
+    losses = run.losses
     steps = len(run.rows) - 1
     message = (
         f"could not memorise {m.examples} examples in {steps} steps: loss {losses[0]:.3g} -> "
