@@ -473,11 +473,12 @@ def _run_distributed(
     request: Request, outputs: Outputs, show: Show, strategy: str, debug: bool
 ) -> int:
     """Under torchrun: one process group around the check and its exports; rank 0 renders and
-    writes, the others print nothing; every rank exits with the worst rank's code."""
+    writes, the others print nothing; every rank exits with the worst rank's code, once the
+    group is destroyed (distributed.exit_rank: a clean end, never a signal)."""
     from rich.console import Console
 
     from nndiag.config import Distributed
-    from nndiag.distributed import agreed_exit, session
+    from nndiag.distributed import agreed_exit, exit_rank, session
     from nndiag.errors import UsageError
 
     err = Console(stderr=True)
@@ -494,11 +495,12 @@ def _run_distributed(
                 if s.leader or debug:
                     _echo_error(str(exc))
                 code = EXIT_USAGE
-            return agreed_exit(code)
+            code = agreed_exit(code)
     except UsageError as exc:
         _fail(str(exc), debug, exc)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    exit_rank(code)
 
 
 def _check_here(request: Request, err: Any, quiet: bool) -> Any:

@@ -13,12 +13,15 @@ that waits longer than the timeout ends the run with one line, never a silent ha
 
 from __future__ import annotations
 
+import gc
 import os
+import signal
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -75,6 +78,7 @@ def session(strategy: Distributed, device: str) -> Iterator[Session]:
         yield Session(strategy, rank, world, target, mesh)
     finally:
         if owner:
+            gc.collect()  # the check's sharded copies and meshes go while the group is alive
             dist.destroy_process_group()
 
 
@@ -155,9 +159,27 @@ def local(t: Tensor) -> Tensor:
 
 
 def agreed_exit(code: int) -> int:
-    """The worst exit code over the ranks (an error on any rank fails all)."""
+    """The worst exit code over the ranks (an error on any rank fails all).
+
+    The rank's work is done when it gets here, so it stops listening to SIGTERM first: when a
+    sibling leaves with exit code 1, torchrun sends SIGTERM to the ranks still running, and a
+    rank that is only tearing down would otherwise die of the signal. No rank can leave the
+    all-reduce below before every rank has entered it, that is, before every rank ignores it."""
     if not dist.is_initialized():
         return code
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     worst = torch.tensor([code], dtype=torch.int64)
     dist.all_reduce(worst, op=dist.ReduceOp.MAX)
     return int(worst[0])
+
+
+def exit_rank(code: int) -> NoReturn:
+    """End a torchrun worker once its process group is destroyed: collect the models, FSDP
+    states and DTensors that still reference the group, flush the report, and leave without
+    interpreter finalization. Finalization destroys C++ objects whose threads (gloo's workers,
+    the store client) may still be joinable, and std::terminate then aborts a rank whose
+    report is complete ("terminate called without an active exception", SIGABRT)."""
+    gc.collect()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
