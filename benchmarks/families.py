@@ -1,6 +1,6 @@
 """Model families for calibration (benchmarks/verdicts.py): real architectures built from
 transformers configs and timm (pretrained=False, through the stand-in torchvision in
-tests/stubs), by-design inits, and the same models on random labels. No download, ever.
+benchmarks/zoo/stand_in), by-design inits, and the same models on random labels. No download, ever.
 
 Each family is (name, build, make_batch, loss_fn, kind) where kind is "learnable" (healthy,
 targets predictable from inputs), "random" (healthy, labels drawn per call) or a finding code
@@ -21,7 +21,7 @@ from torch import nn
 from nndiag.synthetic import markov_tokens, teacher_classification
 
 ROOT = Path(__file__).resolve().parent.parent
-STUBS = ROOT / "tests" / "stubs"
+STUBS = ROOT / "benchmarks" / "zoo" / "stand_in"
 
 
 def use_stand_in_torchvision() -> None:

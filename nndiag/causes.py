@@ -53,6 +53,11 @@ class Rule:
 
 RULES: tuple[Rule, ...] = (
     Rule(
+        Code.IGNORED_TARGETS,
+        frozenset(Code) - {Code.IGNORED_TARGETS, Code.INPUT_SCALE, Code.UNREGISTERED_PARAMETERS},
+        why="with every target ignored the loss is NaN (or 0) and nothing gets a gradient",
+    ),
+    Rule(
         Code.NONFINITE_VALUES,
         frozenset(Code)
         - {
@@ -86,6 +91,11 @@ RULES: tuple[Rule, ...] = (
         Code.UNREGISTERED_PARAMETERS,
         TRAINING | {Code.NONDETERMINISTIC_FORWARD},
         why="layers built in forward draw new weights on every call",
+    ),
+    Rule(
+        Code.NONDETERMINISTIC_FORWARD,
+        TRAINING | {Code.CAUSAL_LEAK, Code.BATCH_MIXING, Code.OUTPUT_IGNORES_INPUT},
+        why="a forward that changes from call to call makes every comparison of two forwards noise",
     ),
     Rule(Code.FROZEN_PARAMETERS, TRAINING, _an_error, "nothing trains"),
     Rule(

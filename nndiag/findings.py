@@ -56,6 +56,7 @@ class Code(StrEnum):
     PRECISION_UNDERFLOW = "precision-underflow"
     UNREGISTERED_PARAMETERS = "unregistered-parameters"
     NONDETERMINISTIC_FORWARD = "nondeterministic-forward"
+    IGNORED_TARGETS = "ignored-targets"
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,13 @@ CATALOG: dict[str, CodeInfo] = {
         "tensors that take part in the forward pass and require grad, outside model.parameters()",
         "Hold layers in nn.ModuleList/nn.ModuleDict, weights in nn.Parameter, and build layers "
         "in __init__, not in forward.",
+    ),
+    Code.IGNORED_TARGETS: CodeInfo(
+        E,
+        ("data",),
+        "every target equals ignore_index: the loss has nothing to average",
+        "Check the label pipeline: a masking or padding step that sets every label to "
+        "ignore_index (-100), e.g. a shift applied twice or a mask inverted.",
     ),
     Code.NONDETERMINISTIC_FORWARD: CodeInfo(
         E,

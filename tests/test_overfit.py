@@ -12,7 +12,8 @@ import nndiag
 from nndiag.config import Amp
 from nndiag.core.context import Definition, build_context
 from nndiag.core.training import new_trainer
-from nndiag.probes.overfit import Config
+from nndiag.findings import Severity
+from nndiag.probes.overfit import Config, Measurement, Run, diagnose
 
 from conftest import SAMPLES
 from models import class_batch, mlp
@@ -39,12 +40,15 @@ def test_healthy_mlp_passes_early_with_a_full_curve() -> None:
     assert curve[0]["loss"] == pytest.approx(m["initial_loss"])
 
 
-def test_bottleneck_fails_and_inputs_help() -> None:
+def test_bottleneck_learns_from_its_inputs_without_memorising() -> None:
+    """A width-1 bottleneck cannot memorise, but beats the zeroed-input baseline: it learns, so
+    the verdict is an info that says how far it got (a loss floor looks the same), not an error
+    claiming the model cannot train."""
     result = overfit(str(SAMPLES / "sick_bottleneck.py"))
     (found,) = result.findings
-    assert found.code == "overfit-failed"
+    assert found.code == "overfit-failed" and found.severity is Severity.INFO
     assert result.metrics["inputs_help"] is True
-    assert any(word in found.hint for word in ("stalled", "plateaued", "would not pass"))
+    assert "learns from its inputs" in found.message and "bottleneck" in found.hint
 
 
 def test_model_that_ignores_its_input_gains_nothing_from_it() -> None:
@@ -115,3 +119,74 @@ def test_regression_pass_uses_loss_only() -> None:
     model = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 2))
     result = overfit(model, batch=(x, torch.randn(16, 2, generator=g)))
     assert result.metrics["passed"] and math.isnan(result.metrics["final_accuracy"])
+
+
+# ---- the verdict on synthetic loss curves (diagnose is pure: numbers in, findings out) --------
+
+
+def _run(losses: list[float], accuracy: float = math.nan, passed: bool = False) -> Run:
+    rows = tuple(
+        {"step": i, "loss": v, "accuracy": accuracy if i == len(losses) - 1 else math.nan}
+        for i, v in enumerate(losses)
+    )
+    finite = all(math.isfinite(v) for v in losses)
+    return Run(rows, len(losses) - 1 if passed else None, None if finite else len(losses) - 1, 0)
+
+
+def _measured(
+    losses: list[float], zeroed: list[float] | None, accuracy: float = math.nan
+) -> Measurement:
+    zero = _run(zeroed) if zeroed is not None else None
+    return Measurement(_run(losses, accuracy), zero, 0.05, 3e-3, "default", 16, True, Config())
+
+
+def _geometric(start: float, end: float, steps: int = 301) -> list[float]:
+    return [start * (end / start) ** (i / (steps - 1)) for i in range(steps)]
+
+
+def test_a_loss_no_better_than_zeroed_inputs_is_stuck_an_error() -> None:
+    [found] = diagnose(_measured(_geometric(2.3, 1.6), _geometric(2.3, 1.62)), Config())
+    assert found.severity is Severity.ERROR and "gains nothing from them" in found.message
+
+
+def test_a_loss_with_a_floor_below_the_zeroed_baseline_is_an_info() -> None:
+    """An ELBO: 8.78e3 -> 4.57e3 where zeroed inputs reach 5.99e3 (just inside the 0.9 bound)."""
+    [found] = diagnose(_measured(_geometric(8780, 4570), _geometric(8780, 5990)), Config())
+    assert found.severity is Severity.INFO and "learns from its inputs" in found.message
+
+
+def test_the_inputs_help_bound_is_inputs_help_fraction() -> None:
+    fraction = Config().inputs_help_fraction
+    just_in = diagnose(_measured(_geometric(2.0, 0.99 * fraction), _geometric(2.0, 1.0)), Config())
+    just_out = diagnose(_measured(_geometric(2.0, 1.01 * fraction), _geometric(2.0, 1.0)), Config())
+    assert [f.severity for f in just_in] == [Severity.INFO]
+    assert [f.severity for f in just_out] == [Severity.ERROR]
+
+
+def test_divergence_and_a_rising_loss_are_errors() -> None:
+    diverged = diagnose(_measured([2.0, 3.0, math.inf], None), Config())
+    assert [(f.code, f.severity) for f in diverged] == [
+        ("overfit-failed", Severity.ERROR),
+        ("nonfinite-values", Severity.ERROR),
+    ]
+    [rose] = diagnose(_measured(_geometric(1.0, 4.0), _geometric(1.0, 1.0)), Config())
+    assert rose.severity is Severity.ERROR and "too high" in rose.hint
+
+
+def test_the_message_never_contradicts_its_numbers() -> None:
+    """A loss that ends below the pass line fails only on accuracy, and says so."""
+    [found] = diagnose(
+        _measured(_geometric(2.0, 0.01), _geometric(2.0, 1.9), accuracy=0.8), Config()
+    )
+    assert "reached the pass line but accuracy is 80%" in found.message
+
+
+def test_a_dense_classification_output_is_scored_over_its_class_axis() -> None:
+    """(batch, classes, H, W) logits: accuracy over axis 1, so a memorised batch passes."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 3, 8, 8, generator=g)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 3, 1))
+    result = overfit(model, batch=(x, y), loss_fn=nn.functional.cross_entropy)
+    assert result.metrics["passed"] and result.metrics["final_accuracy"] >= 0.95

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
-from torch import Tensor, nn
+import torch
+from torch import nn
 
 ForwardHook = Callable[[nn.Module, Any, Any], Any]
 
@@ -18,19 +20,6 @@ def forward_hooks(hooks: dict[nn.Module, ForwardHook]) -> Iterator[None]:
     try:
         for module, hook in hooks.items():
             handles.append(module.register_forward_hook(hook))
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-@contextmanager
-def tensor_hooks(pairs: Iterable[tuple[Tensor, Callable[[Tensor], Any]]]) -> Iterator[None]:
-    """Gradient hooks on tensors, removed when the block ends."""
-    handles = []
-    try:
-        for tensor, hook in pairs:
-            handles.append(tensor.register_hook(hook))
         yield
     finally:
         for handle in handles:
@@ -83,3 +72,29 @@ def entry_order(model: nn.Module) -> Iterator[list[nn.Module]]:
     finally:
         for handle in handles:
             handle.remove()
+
+
+@dataclass(frozen=True)
+class Call:
+    """How a module's first call ran: with autograd recording or not, and whether its output
+    carries a graph (a trainable module whose output does not was cut inside its forward)."""
+
+    grad_enabled: bool
+    output_requires_grad: bool
+
+
+@contextmanager
+def call_records(model: nn.Module) -> Iterator[dict[nn.Module, Call]]:
+    """Yield a dict that fills with each module's first Call during the block. A forward hook
+    runs in its caller's grad mode: under a caller's `torch.no_grad()` it sees autograd off."""
+    from nndiag.core.tensors import tensors_in
+
+    calls: dict[nn.Module, Call] = {}
+
+    def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
+        if module not in calls:
+            floats = [t for t in tensors_in(output) if t.is_floating_point()]
+            calls[module] = Call(torch.is_grad_enabled(), any(t.requires_grad for t in floats))
+
+    with forward_hooks(dict.fromkeys(model.modules(), hook)):
+        yield calls

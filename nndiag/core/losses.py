@@ -83,14 +83,30 @@ def chance_baseline(
     return Baseline(math.nan, "unknown")
 
 
+def class_axis(logits: Tensor, targets: Tensor) -> int | None:
+    """The axis of the logits that holds the classes of integer targets: the last ((batch, ...,
+    classes), as language models), or 1 ((batch, classes, H, W), as cross_entropy takes dense
+    outputs); None when the shapes do not pair up."""
+    if targets.is_floating_point() or logits.dim() == 0:
+        return None
+    if logits.shape[:-1] == targets.shape:
+        return logits.dim() - 1
+    dense = logits.dim() == targets.dim() + 1 and logits.dim() > 2
+    if dense and logits.shape[:1] + logits.shape[2:] == targets.shape:
+        return 1
+    return None
+
+
 def accuracy(logits: Tensor, targets: Tensor, ignore_index: int) -> float:
-    """Share of targets whose class is the argmax (labels equal to ignore_index skipped)."""
-    if targets.is_floating_point() or logits.dim() == 0 or logits.shape[:-1] != targets.shape:
+    """Share of targets whose class is the argmax (labels equal to ignore_index skipped); NaN
+    when the outputs are not class scores for these targets."""
+    axis = class_axis(logits, targets)
+    if axis is None:
         return math.nan
     keep = targets != ignore_index
     if not bool(keep.any()):
         return math.nan
-    hits = logits.detach().argmax(dim=-1) == targets
+    hits = logits.detach().argmax(dim=axis) == targets
     return float(hits[keep].float().mean())
 
 

@@ -130,12 +130,15 @@ def module_stack(model: nn.Module, recorder: ActivationRecorder) -> Iterator[Non
 
 
 def record_sites(
-    model: nn.Module, inputs: Any, tanh_band: float, sigmoid_band: float
+    model: nn.Module, batches: list[Any], tanh_band: float, sigmoid_band: float
 ) -> dict[str, SiteStats]:
+    """Every site's statistics over the forwards of all `batches` (a unit is dead only if it is
+    zero on every example of every batch)."""
     from nndiag.core.contract import call_model
     from nndiag.core.hooks import module_names
 
     recorder = ActivationRecorder(module_names(model), tanh_band, sigmoid_band)
     with module_stack(model, recorder), torch.no_grad(), recorder:
-        call_model(model, inputs)
+        for inputs in batches:
+            call_model(model, inputs)
     return recorder.sites

@@ -13,7 +13,13 @@ from torch import Tensor, nn
 from nndiag.core.context import Context
 from nndiag.core.contract import as_logits, call_model, eval_mode_backward
 from nndiag.core.hooks import ForwardHook, execution_order, forward_hooks
-from nndiag.core.tensors import first_float, map_tensors, replace_first_float, tensors_in
+from nndiag.core.tensors import (
+    first_float,
+    map_tensors,
+    replace_tensor,
+    signal_index,
+    tensors_in,
+)
 
 CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
@@ -45,17 +51,19 @@ def ordered_blocks(model: nn.Module, inputs: Any) -> list[nn.Module]:
 
 @dataclass
 class Surface:
-    """f(x) for the model copy: x replaces the float input, or the embedding output for tokens."""
+    """f(x) for the model copy: x replaces the float input that carries the signal (not a 0/1
+    mask), or the embedding output for token inputs."""
 
     model: nn.Module
     inputs: Any
     x0: Tensor  # the point of measurement, detached
     entry: nn.Module | None  # the block whose output x replaces (token inputs), else None
+    index: int = 0  # which input tensor x replaces (structure order), when entry is None
 
     def __call__(self, x: Tensor) -> Tensor:
         with eval_mode_backward(self.model):  # the copy is measured in eval mode
             if self.entry is None:
-                return as_logits(call_model(self.model, replace_first_float(self.inputs, x)))
+                return as_logits(call_model(self.model, replace_tensor(self.inputs, self.index, x)))
             with forward_hooks({self.entry: _substitute_output(x)}):
                 return as_logits(call_model(self.model, self.inputs))
 
@@ -68,9 +76,9 @@ def _substitute_output(x: Tensor) -> ForwardHook:
 
 
 def surface(model: nn.Module, inputs: Any, order: list[nn.Module]) -> Surface:
-    floats = [t for t in tensors_in(inputs) if t.is_floating_point()]
-    if floats:
-        return Surface(model, inputs, floats[0].detach(), None)
+    index = signal_index(inputs)
+    if index is not None:
+        return Surface(model, inputs, tensors_in(inputs)[index].detach(), None, index)
     outputs: dict[nn.Module, Tensor] = {}
 
     def keep(module: nn.Module, _inputs: Any, output: Any) -> None:

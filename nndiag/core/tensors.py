@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import Tensor
 
 
@@ -15,7 +16,10 @@ def map_tensors(fn: Callable[[Tensor], Any], obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: map_tensors(fn, v) for k, v in obj.items()}
     if isinstance(obj, (tuple, list)):
-        return type(obj)(map_tensors(fn, v) for v in obj)
+        items = [map_tensors(fn, v) for v in obj]
+        if hasattr(obj, "_fields"):  # a namedtuple takes its fields as arguments
+            return type(obj)(*items)
+        return type(obj)(items)
     return obj
 
 
@@ -40,17 +44,32 @@ def first_float(obj: Any) -> Tensor | None:
     return next((t for t in tensors_in(obj) if t.is_floating_point()), None)
 
 
-def replace_first_float(inputs: Any, x: Tensor) -> Any:
-    """The same structure with its first floating-point tensor replaced by x."""
-    done: list[bool] = []
+def replace_tensor(inputs: Any, index: int, x: Tensor) -> Any:
+    """The same structure with its index-th tensor (in structure order) replaced by x."""
+    seen = [-1]
 
     def swap(t: Tensor) -> Tensor:
-        if t.is_floating_point() and not done:
-            done.append(True)
-            return x
-        return t
+        seen[0] += 1
+        return x if seen[0] == index else t
 
     return map_tensors(swap, inputs)
+
+
+def is_mask(t: Tensor) -> bool:
+    """A float tensor of zeros and ones only: an attention or permutation mask, not a signal."""
+    return t.is_floating_point() and bool(((t == 0) | (t == 1)).all())
+
+
+def signal_index(inputs: Any) -> int | None:
+    """The index (structure order) of the float input that carries the signal: the first that is
+    not a 0/1 mask; a mask only when every float input is one and no token ids are given."""
+    tensors = tensors_in(inputs)
+    floats = [i for i, t in enumerate(tensors) if t.is_floating_point()]
+    signals = [i for i in floats if not is_mask(tensors[i])]
+    if signals:
+        return signals[0]
+    tokens = any(not t.is_floating_point() and t.dtype != torch.bool for t in tensors)
+    return None if tokens or not floats else floats[0]
 
 
 def describe(obj: Any) -> str:

@@ -16,6 +16,7 @@ from nndiag.config import Amp
 from nndiag.core.context import Context
 from nndiag.core.contract import as_logits, call_model
 from nndiag.core.reduce import mean
+from nndiag.core.state import preserved_rng
 from nndiag.errors import ContractError
 
 AMP_DTYPES = {Amp.BF16: torch.bfloat16, Amp.FP16: torch.float16}
@@ -23,6 +24,7 @@ AMP_DTYPES = {Amp.BF16: torch.bfloat16, Amp.FP16: torch.float16}
 # a zero gate (ReZero α, LoRA's B, a zero output layer) off zero; the gradients behind it flow
 # from the second step on, so three steps leave a margin for optimizers with warm-up behaviour.
 CONFIRMATION_STEPS = 3
+CONFIRMATION_SEED = 7919  # added to the check's seed: the confirmation run's own random stream
 
 
 @dataclass(frozen=True)
@@ -102,30 +104,80 @@ def check_drivable(optimizer: torch.optim.Optimizer) -> None:
 
 
 @dataclass(frozen=True)
-class StepTiming:
-    seconds: float  # one optimizer step on the fixed batch, after a warm-up step
+class Confirmation:
+    """A copy a few optimizer steps into training, and what those steps showed.
+
+    Errors about parameters are confirmed by what training does (docs/architecture.md): a
+    parameter is `no-gradient` only if it got no non-zero gradient in any step and never moved.
+    The steps run in train mode, each drawing dropout, LayerDrop and stochastic depth anew, so a
+    layer skipped by chance in one step is seen in another.
+    """
+
+    seconds: float  # one optimizer step on the fixed batch (the fastest after the first)
     model: nn.Module  # the copy after CONFIRMATION_STEPS steps
+    got_gradient: frozenset[str]  # parameter names (every alias) with a non-zero gradient
+    moved: frozenset[str]  # parameter names (every alias) whose values changed
 
 
-def after_steps(ctx: Context) -> StepTiming:
+def after_steps(ctx: Context) -> Confirmation:
     """A copy trained CONFIRMATION_STEPS steps on the fixed batch with the user's optimizer (or
-    Adam at 1e-3), computed once per check; its timing prices the training probes."""
+    Adam at 1e-3), in train mode, computed once per check under its own seed (so it does not
+    depend on which probe asks first); its timing prices the training probes."""
     cached = ctx.memo.get("after_steps")
-    if isinstance(cached, StepTiming):
+    if isinstance(cached, Confirmation):
         return cached
-    trainer = new_trainer(ctx, None)
-    times = []
-    for _ in range(CONFIRMATION_STEPS):
-        started = time.perf_counter()
-        trainer.step(*ctx.batch)
-        _synchronize(ctx.device)
-        times.append(time.perf_counter() - started)
+    with preserved_rng():
+        torch.manual_seed(ctx.options.seed + CONFIRMATION_SEED)
+        trainer = new_trainer(ctx, None)
+        names = _aliases(trainer.model)
+        before = _checksums(names)
+        flowed = torch.zeros(len(names), dtype=torch.bool)
+        times = []
+        for _ in range(CONFIRMATION_STEPS):
+            started = time.perf_counter()
+            trainer.step(*ctx.batch)
+            _synchronize(ctx.device)
+            times.append(time.perf_counter() - started)
+            flowed |= _nonzero_gradients(names)
+    # One collective each: a shard with a non-zero entry on any rank means the tensor has one.
+    flowed = ctx.reduce.max(flowed.double()) > 0
+    moved = ctx.reduce.max((_checksums(names) != before).any(dim=1).double()) > 0
     seconds = min(times[1:] or times)
     # The budget plan must be the same on every rank (the slowest one's): it sets step counts.
     seconds = float(ctx.reduce.max(torch.tensor([seconds], dtype=torch.float64))[0])
-    timing = StepTiming(seconds, trainer.model)
-    ctx.memo["after_steps"] = timing
-    return timing
+    confirmation = Confirmation(
+        seconds,
+        trainer.model,
+        frozenset(n for (n, _), f in zip(names, flowed.tolist(), strict=True) if f),
+        frozenset(n for (n, _), m in zip(names, moved.tolist(), strict=True) if m),
+    )
+    ctx.memo["after_steps"] = confirmation
+    return confirmation
+
+
+def _aliases(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """Every name of every parameter (tied weights under each of their names)."""
+    return list(model.named_parameters(remove_duplicate=False))
+
+
+def _checksums(names: list[tuple[str, nn.Parameter]]) -> Tensor:
+    """(sum, sum of squares) per parameter in float64: a step that moves a tensor changes them."""
+    from nndiag.distributed import local
+
+    rows = [
+        torch.stack([local(p).detach().double().sum(), local(p).detach().double().pow(2).sum()])
+        for _, p in names
+    ]
+    return torch.stack(rows).cpu() if rows else torch.zeros(0, 2, dtype=torch.float64)
+
+
+def _nonzero_gradients(names: list[tuple[str, nn.Parameter]]) -> Tensor:
+    from nndiag.distributed import local
+
+    return torch.tensor(
+        [p.grad is not None and bool((local(p.grad) != 0).any()) for _, p in names],
+        dtype=torch.bool,
+    )
 
 
 def _synchronize(device: torch.device) -> None:

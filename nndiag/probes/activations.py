@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nndiag.findings import Code, Finding, Severity, finding
 from nndiag.probes.base import Presentation, ProbeSpec, setting
@@ -46,6 +46,23 @@ class Config:
         low=0.0,
         high=1.0,
     )
+    dead_examples: int = setting(
+        64,
+        "examples (fresh batches after the fixed one) a unit must be zero on to count as dead",
+        source="a unit active on 5% of inputs is zero on all of 16 examples 44% of the time, "
+        "on all of 64 only 4%",
+        low=1,
+    )
+    max_batches: int = setting(
+        4, "batches at most for those examples (the fixed one, then fresh ones)", low=1
+    )
+    min_examples: int = setting(
+        8,
+        "with fewer examples than this in total, dead units are not judged (a batch of one "
+        "example leaves about half of a ReLU layer at zero by chance)",
+        source="half of a ReLU layer is zero on one example; on 8 independent ones 0.4%",
+        low=1,
+    )
     sigmoid_saturation: float = setting(
         0.01,
         "sigmoid values below this or above 1 minus this are saturated",
@@ -58,15 +75,51 @@ class Config:
 @dataclass(frozen=True)
 class Measurement:
     rows: tuple[Row, ...]  # one per site: kind, calls, units, mean, std, dead/saturated fractions
+    examples: int = 0  # examples the dead-unit statistics saw (this rank's)
 
 
 def measure(ctx: Context, config: Config) -> Measurement:
+    batches = [ctx.inputs]
+    while len(batches) * ctx.rows < config.dead_examples and len(batches) < config.max_batches:
+        batches.append(ctx.next_batch()[0])
+    # Train mode, as training runs: BatchNorm normalises with batch statistics.
+    rows = _site_rows(ctx, ctx.fresh_model().train(), batches, config)
+    if _beyond(rows, config):
+        # Confirmed by training: still dead (saturated) on the same examples a few steps later?
+        # (Nothing trains when every parameter is frozen: the units stay as they are.)
+        from nndiag.core.training import after_steps
+
+        stepped = (
+            _site_rows(ctx, after_steps(ctx).model.train(), batches, config)
+            if ctx.trainable
+            else rows
+        )
+        later = {r["site"]: r for r in stepped}
+        rows = [
+            dict(
+                r,
+                dead_after_steps=later.get(r["site"], {}).get("dead_fraction"),
+                saturated_after_steps=later.get(r["site"], {}).get("saturated_fraction"),
+            )
+            for r in rows
+        ]
+    return Measurement(tuple(rows), len(batches) * ctx.rows * ctx.reduce.world)
+
+
+def _beyond(rows: list[Row], config: Config) -> bool:
+    return any(
+        (r["dead_fraction"] or 0.0) > config.dead_fraction_max
+        or (r["saturated_fraction"] or 0.0) > config.saturated_fraction_max
+        for r in rows
+    )
+
+
+def _site_rows(ctx: Context, model: Any, batches: list[Any], config: Config) -> list[Row]:
     import torch
 
     from nndiag.core.sites import record_sites
 
-    model = ctx.fresh_model()  # the user's mode (train by default): BatchNorm uses batch stats
-    sites = record_sites(model, ctx.inputs, config.tanh_saturation, config.sigmoid_saturation)
+    sites = record_sites(model, batches, config.tanh_saturation, config.sigmoid_saturation)
     stats = list(sites.values())
     if stats:  # one collective for the sums, one for the alive masks
         sums = ctx.reduce.sum(torch.tensor(
@@ -86,7 +139,7 @@ def measure(ctx: Context, config: Config) -> Measurement:
                 total_sq,
                 int(saturated),
             )
-    return Measurement(tuple(_row(site, s) for site, s in sites.items()))
+    return [_row(site, s) for site, s in sites.items()]
 
 
 def _row(site: str, s: SiteStats) -> Row:
@@ -106,11 +159,25 @@ def _row(site: str, s: SiteStats) -> Row:
 
 
 def _dead(m: Measurement, config: Config) -> list[Row]:
-    return [r for r in m.rows if (r["dead_fraction"] or 0.0) > config.dead_fraction_max]
+    """Dead above the bound at init and still after the confirmation steps; not judged on too
+    few examples."""
+    if m.examples < config.min_examples:
+        return []
+    limit = config.dead_fraction_max
+    return [
+        r for r in m.rows
+        if (r["dead_fraction"] or 0.0) > limit and (r.get("dead_after_steps") or 0.0) > limit
+    ]  # fmt: skip
 
 
 def _saturated(m: Measurement, config: Config) -> list[Row]:
-    return [r for r in m.rows if (r["saturated_fraction"] or 0.0) > config.saturated_fraction_max]
+    """Saturated above the bound at init and still after the confirmation steps."""
+    limit = config.saturated_fraction_max
+    return [
+        r for r in m.rows
+        if (r["saturated_fraction"] or 0.0) > limit
+        and (r.get("saturated_after_steps") or 0.0) > limit
+    ]  # fmt: skip
 
 
 def diagnose(m: Measurement, config: Config) -> list[Finding]:
@@ -123,7 +190,8 @@ def diagnose(m: Measurement, config: Config) -> list[Finding]:
                 Code.DEAD_UNITS,
                 NAME,
                 f"{len(dead)} ReLU site(s) have more than {config.dead_fraction_max:.0%} of their "
-                f"units at zero for the whole batch (worst {worst:.0%})",
+                f"units at zero on all {m.examples} examples, at init and after a few training "
+                f"steps (worst {worst:.0%})",
                 where=[r["site"] for r in dead],
                 evidence={r["site"]: r["dead_fraction"] for r in dead},
             )
@@ -135,8 +203,8 @@ def diagnose(m: Measurement, config: Config) -> list[Finding]:
                 Code.SATURATED_UNITS,
                 NAME,
                 f"{len(saturated)} sigmoid/tanh site(s) have more than "
-                f"{config.saturated_fraction_max:.0%} of their outputs in the flat region "
-                f"(worst {worst:.0%})",
+                f"{config.saturated_fraction_max:.0%} of their outputs in the flat region, at "
+                f"init and after a few training steps (worst {worst:.0%})",
                 where=[r["site"] for r in saturated],
                 evidence={r["site"]: r["saturated_fraction"] for r in saturated},
             )

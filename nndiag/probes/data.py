@@ -62,6 +62,8 @@ class Measurement:
     classes: tuple[Row, ...]  # class histogram (classification)
     classification: bool
     target_values: int  # target elements counted (ignored labels excluded)
+    target_elements: int = 0  # every target element, ignored labels included
+    ignore_index: int = -100
 
 
 def _stats(name: str, t: Tensor, keep: Tensor | None) -> Row:
@@ -113,7 +115,9 @@ def measure(ctx: Context, config: Config) -> Measurement:
             if n > 0
         )
     counted = int(keep.sum()) if keep is not None else targets.numel()
-    return Measurement(tuple(rows), classes, classification, counted)
+    return Measurement(
+        tuple(rows), classes, classification, counted, targets.numel(), ctx.options.ignore_index
+    )
 
 
 def diagnose(m: Measurement, config: Config) -> list[Finding]:
@@ -141,6 +145,19 @@ def diagnose(m: Measurement, config: Config) -> list[Finding]:
                 evidence={k: row[k] for k in ("mean", "std", "min", "max", "rms")},
             )
         )
+    if m.classification and m.target_elements and not m.target_values:
+        return [
+            *findings,
+            finding(
+                Code.IGNORED_TARGETS,
+                NAME,
+                f"every one of the {m.target_elements} targets equals ignore_index "
+                f"({m.ignore_index}): the loss averages over no target (NaN, or 0 with a sum) and "
+                "no parameter gets a gradient",
+                where=["targets"],
+                evidence={"ignore_index": m.ignore_index, "targets": m.target_elements},
+            ),
+        ]
     degenerate = _degenerate(m, config)
     if degenerate:
         findings.append(finding(Code.DEGENERATE_TARGETS, NAME, degenerate, where=["targets"]))

@@ -112,7 +112,11 @@ def measure(ctx: Context, config: Config) -> Measurement:
     batch_norm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
     generator = torch.Generator().manual_seed(ctx.options.seed)
     rows = ctx.rows
-    mixing, mixing_at = _mixing(s, rows, generator, config) if rows > 1 else ((), "")
+    tied = _tying_input(ctx.inputs, rows)
+    independent = rows > 1 and not tied
+    mixing, mixing_at = (
+        _mixing(s, rows, generator, config, ctx.options.seed) if independent else ((), "")
+    )
     index, reason = _causal_input(ctx, config)
     positions: tuple[Row, ...] = ()
     leak_at = ""
@@ -120,7 +124,13 @@ def measure(ctx: Context, config: Config) -> Measurement:
         positions, leak_at, reason = _causality(
             ctx, model, index, generator, config, bool(mixing_at), reason
         )
-    notes = (BATCH_NORM_NOTE,) if batch_norm else ()
+    notes: tuple[str, ...] = (BATCH_NORM_NOTE,) if batch_norm else ()
+    if tied:
+        notes += (
+            f"batch mixing not checked: {tied} is not laid out by example (its leading size "
+            f"differs from the batch's {rows}), so the examples are tied by construction (a "
+            "graph's edges, a shared context)",
+        )
     return Measurement(
         rows,
         tuple(mixing),
@@ -164,7 +174,20 @@ def _example_mask(x: Tensor, i: int) -> Tensor:
     return mask
 
 
-def _mixing(s: Surface, rows: int, generator: Any, config: Config) -> tuple[tuple[Row, ...], str]:
+def _tying_input(inputs: Any, rows: int) -> str:
+    """The name of an input tensor not laid out by example (leading size neither the batch's
+    nor 1), such as a graph's edge_index [2, E]: examples tied by it mix by design."""
+    from nndiag.core.tensors import named_tensors
+
+    for name, t in named_tensors(inputs, "inputs"):
+        if t.dim() and t.shape[0] not in (rows, 1):
+            return name
+    return ""
+
+
+def _mixing(
+    s: Surface, rows: int, generator: Any, config: Config, seed: int
+) -> tuple[tuple[Row, ...], str]:
     import torch
 
     from nndiag.core.leaks import first_changed, gradient_norms
@@ -192,9 +215,8 @@ def _mixing(s: Surface, rows: int, generator: Any, config: Config) -> tuple[tupl
     noise = torch.randn(s.x0.shape, generator=generator).to(s.x0.device, s.x0.dtype)
     changed = torch.where(_example_mask(s.x0, i), s.x0, s.x0 + noise * (s.x0.std() + 1))
     pick = lambda t: t[i] if t.dim() and t.shape[0] == rows else None  # noqa: E731
-    where = first_changed(
-        s.model, (lambda: s(s.x0), lambda: s(changed)), pick, config.leak_rtol, s.entry
-    )
+    forwards = (lambda: _drawn(seed, s, s.x0), lambda: _drawn(seed, s, changed))
+    where = first_changed(s.model, forwards, pick, config.leak_rtol, s.entry)
     return table, where
 
 
@@ -214,12 +236,16 @@ def _causality(
     import torch
 
     from nndiag.core.contract import as_logits, call_model
+    from nndiag.core.dependence import same_draws
     from nndiag.core.leaks import first_changed
-    from nndiag.core.tensors import tensors_in
+    from nndiag.core.tensors import replace_tensor, tensors_in
 
     x = tensors_in(ctx.inputs)[index]
     rows, length = x.shape[0], x.shape[1]
-    with torch.no_grad():
+    seed = ctx.options.seed
+    # Every forward from the same RNG state: randomness left on in eval mode (a dropout call
+    # with training=True) draws the same masks and cannot pass for a leak.
+    with torch.no_grad(), same_draws(seed):
         base = as_logits(call_model(model, ctx.inputs)).double()
     if base.dim() < 2 or base.shape[:2] != x.shape[:2]:
         return (), "", reason + "; but the output has no position axis matching the input's"
@@ -230,8 +256,8 @@ def _causality(
     table: list[Row] = []
     where = ""
     for group in groups:
-        changed = _replace(ctx.inputs, index, _future_changed(x, group, generator))
-        with torch.no_grad():
+        changed = replace_tensor(ctx.inputs, index, _future_changed(x, group, generator))
+        with torch.no_grad(), same_draws(seed):
             moved = as_logits(call_model(model, changed)).double()
         for b, t in group:
             before, after = base[b, : t + 1], moved[b, : t + 1]
@@ -247,8 +273,8 @@ def _causality(
                 return torch.stack([t[b, : p + 1].sum(0) for b, p in group])
 
             forwards = (
-                lambda: call_model(model, ctx.inputs),
-                lambda changed=changed: call_model(model, changed),
+                lambda: _drawn(seed, call_model, model, ctx.inputs),
+                lambda changed=changed: _drawn(seed, call_model, model, changed),
             )
             where = first_changed(model, forwards, own, config.leak_rtol)
     return tuple(table), where, reason
@@ -272,11 +298,11 @@ def _future_changed(x: Tensor, group: list[tuple[int, int]], generator: Any) -> 
     return changed
 
 
-def _replace(inputs: Any, index: int, new: Tensor) -> Any:
-    from nndiag.core.tensors import map_tensors
+def _drawn(seed: int, fn: Any, *args: Any) -> Any:
+    from nndiag.core.dependence import same_draws
 
-    position = iter(range(10**9))
-    return map_tensors(lambda t: new if next(position) == index else t, inputs)
+    with same_draws(seed):
+        return fn(*args)
 
 
 def diagnose(m: Measurement, config: Config) -> list[Finding]:

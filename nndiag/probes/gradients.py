@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from torch import Tensor, nn
 
     from nndiag.core.context import Context
+    from nndiag.core.hooks import Call
 
 NAME = "gradients"
 
@@ -90,6 +91,15 @@ class Config:
         source="Adam's default step size (Kingma & Ba 2015); cs231n's healthy ratio ≈ 1e-3",
         low=0.0,
     )
+    gate_opening_min: float = setting(
+        10.0,
+        "a vanishing first/last ratio that grows at least this many times within the "
+        "confirmation steps is a gate opening (LayerScale, zero-initialised branches), reported "
+        "as gated-at-init",
+        source="the jacobian probe's setting of the same name; gates move by orders of magnitude "
+        "in 3 Adam steps, 16 sigmoid layers by less than 2x",
+        low=1.0,
+    )
     untrained_share_min: float = setting(
         0.5,
         "frozen-parameters is a warning when at least this share of the frozen tensors match a "
@@ -101,9 +111,22 @@ class Config:
 
 
 @dataclass(frozen=True)
+class ModuleCall:
+    """How a module ran in the measured pass (qualified name, "" for the root)."""
+
+    name: str
+    called: bool
+    grad_enabled: bool  # autograd was recording where it was called
+    output_graph: bool  # its output carries a graph
+
+
+@dataclass(frozen=True)
 class Measurement:
     rows: tuple[Row, ...]
     loss: float
+    calls: tuple[ModuleCall, ...] = ()
+    vanishing_after_steps: float | None = None  # the profile's ratios on the confirmation copy
+    exploding_after_steps: float | None = None
 
 
 # ---- measuring -----------------------------------------------------------------------------------
@@ -157,13 +180,16 @@ class _Pass:
     order: list[nn.Module]  # modules by first return (leaves in data-flow order)
     entered: list[nn.Module]  # modules by first entry
     gains: dict[nn.Module, float]  # measured rms(W·x)/rms(x) of affine layers
+    calls: dict[nn.Module, Call]  # how each module's first call ran (grad mode, graph)
 
 
 def _forward_backward(ctx: Context) -> _Pass:
+    """In train mode, as training runs (an eval-mode cache or running statistics must not
+    decide what gets a gradient)."""
     from nndiag.core.contract import call_model, eval_mode_backward
-    from nndiag.core.hooks import entry_order, execution_order, forward_hooks
+    from nndiag.core.hooks import call_records, entry_order, execution_order, forward_hooks
 
-    model = ctx.fresh_model()
+    model = ctx.fresh_model().train()
     model.zero_grad(set_to_none=True)
     affine = [
         m
@@ -172,13 +198,18 @@ def _forward_backward(ctx: Context) -> _Pass:
     ]
     squares: dict[nn.Module, tuple[float, float]] = {}
     hooks = forward_hooks(dict.fromkeys(affine, _signal_hook(squares)))
-    with eval_mode_backward(model):  # the user's model may be in eval mode
-        with execution_order(model) as order, entry_order(model) as entered, hooks:
+    with eval_mode_backward(model):
+        with (
+            execution_order(model) as order,
+            entry_order(model) as entered,
+            hooks,
+            call_records(model) as calls,
+        ):
             loss = ctx.loss(call_model(model, ctx.inputs), ctx.targets)
         if loss.requires_grad:
             loss.backward()
     ctx.reduce.average_gradients(model)  # under DDP: the whole batch's gradient
-    return _Pass(model, float(loss.detach()), order, entered, _gains(ctx, squares))
+    return _Pass(model, float(loss.detach()), order, entered, _gains(ctx, squares), calls)
 
 
 def _gains(ctx: Context, squares: dict[nn.Module, tuple[float, float]]) -> dict[nn.Module, float]:
@@ -235,7 +266,53 @@ def measure(ctx: Context, config: Config) -> Measurement:
             fan_out_convention(module, shape, row["std"]) if row["in_profile"] else ""
         )
     _confirm_zero_gradients(ctx, rows)
-    return Measurement(tuple(rows), run.loss)
+    profile = profile_metrics(rows, config)
+    vanishing, exploding = profile.get("vanishing_ratio"), profile.get("exploding_ratio")
+    after: dict[str, Any] = {}
+    vanishes = vanishing is not None and vanishing < config.vanish_first_over_last
+    explodes = exploding is not None and exploding > config.explode_first_over_last
+    if (vanishes or explodes) and ctx.trainable:
+        after = profile_metrics(_after_steps(ctx, rows), config)
+    calls = tuple(
+        ModuleCall(
+            name,
+            module in run.calls,
+            module in run.calls and run.calls[module].grad_enabled,
+            module in run.calls and run.calls[module].output_requires_grad,
+        )
+        for name, module in model.named_modules()
+    )
+    return Measurement(
+        tuple(rows),
+        run.loss,
+        calls,
+        after.get("vanishing_ratio"),
+        after.get("exploding_ratio"),
+    )
+
+
+def _after_steps(ctx: Context, rows: list[Row]) -> list[Row]:
+    """The rows with ‖g‖/‖W‖ from the confirmation copy's last step (one collective for the
+    sums under torchrun)."""
+    import torch
+
+    from nndiag.core.training import after_steps
+    from nndiag.distributed import local
+
+    stepped = dict(after_steps(ctx).model.named_parameters(remove_duplicate=False))
+    sums = []
+    for row in rows:
+        p = stepped.get(row["qualname"])
+        grad = None if p is None else p.grad
+        sums.append([
+            float(local(grad).detach().double().pow(2).sum()) if grad is not None else 0.0,
+            float(local(p).detach().double().pow(2).sum()) if p is not None else 0.0,
+        ])  # fmt: skip
+    totals = ctx.reduce.shard_sum(torch.tensor(sums, dtype=torch.float64)).tolist()
+    return [
+        dict(row, ratio=math.sqrt(g) / math.sqrt(w) if w > 0 and g > 0 else math.nan)
+        for row, (g, w) in zip(rows, totals, strict=True)
+    ]
 
 
 def _feeding_norm(entered: list[nn.Module], model: nn.Module) -> set[nn.Module]:
@@ -308,37 +385,20 @@ def _reduce_sums(ctx: Context, rows: list[Row]) -> None:
 
 
 def _confirm_zero_gradients(ctx: Context, rows: list[Row]) -> None:
-    """For trainable tensors in the graph with an exactly zero gradient: does a copy a few
-    optimizer steps into training give them a gradient? (A zero gate moves on the first step.)"""
-    zero = [r for r in rows if r["zero_grad"] and r["has_grad"]]
-    for row in rows:
-        row["flows_after_steps"] = None
-    if not zero:
-        return
-    from nndiag.core.contract import call_model, eval_mode_backward
+    """For trainable tensors with no or an exactly zero gradient in this pass: did any step of
+    the confirmation run give them a non-zero gradient or move them? (A zero gate moves on the
+    first step; a layer that LayerDrop or stochastic depth skipped here runs in another step.)"""
     from nndiag.core.training import after_steps
 
-    stepped = after_steps(ctx).model
-    stepped.zero_grad(set_to_none=True)
-    with eval_mode_backward(stepped):
-        loss = ctx.loss(call_model(stepped, ctx.inputs), ctx.targets)
-        if loss.requires_grad:
-            loss.backward()
-    ctx.reduce.average_gradients(stepped)
-    params = {
-        f"{prefix}.{pname}".lstrip("."): param
-        for prefix, module in stepped.named_modules()
-        for pname, param in module.named_parameters(recurse=False)
-    }
-    from nndiag.core.reduce import any_true
-    from nndiag.distributed import local
-
-    for row in zero:  # a shard with a non-zero entry on any rank: the gradient flows
-        param = params.get(row["qualname"])
-        flows = (
-            param is not None and param.grad is not None and bool((local(param.grad) != 0).any())
-        )
-        row["flows_after_steps"] = any_true(ctx.reduce, flows)
+    for row in rows:
+        row["flows_after_steps"] = None
+    zero = [r for r in rows if r["zero_grad"]]
+    if not zero:
+        return
+    confirmation = after_steps(ctx)
+    for row in zero:
+        name = row["qualname"]
+        row["flows_after_steps"] = name in confirmation.got_gradient or name in confirmation.moved
 
 
 # ---- diagnosing ------------------------------------------------------------------------------------
@@ -369,8 +429,8 @@ def profile_metrics(rows: list[Row], config: Config) -> dict[str, Any]:
 
 def diagnose(m: Measurement, config: Config) -> list[Finding]:
     rows = list(m.rows)
-    findings = _nonfinite(rows) + _reachability(rows) + _frozen(rows, config)
-    findings += _depth(profile_metrics(rows, config), config)
+    findings = _nonfinite(rows) + _reachability(rows, m.calls) + _frozen(rows, config)
+    findings += _depth(profile_metrics(rows, config), m, config)
     findings += _init_scale(rows, config)
     return findings
 
@@ -391,31 +451,92 @@ def _nonfinite(rows: list[Row]) -> list[Finding]:
 
 
 def _dead(rows: list[Row]) -> list[Row]:
+    """No gradient in the pass and none in any confirmation step, never moved."""
     return [r for r in rows if r["zero_grad"] and r["flows_after_steps"] is not True]
 
 
 def _gated(rows: list[Row]) -> list[Row]:
-    return [r for r in rows if r["zero_grad"] and r["flows_after_steps"] is True]
+    """Exactly zero in the pass's graph, flowing after a step: a zero gate by design. (Outside
+    the graph in the pass and flowing later: skipped by chance, LayerDrop; nothing to say.)"""
+    return [r for r in rows if r["zero_grad"] and r["has_grad"] and r["flows_after_steps"]]
 
 
-def _reachability(rows: list[Row]) -> list[Finding]:
+@dataclass(frozen=True)
+class Cut:
+    """Where the gradient path stops: the outermost module whose every trainable parameter gets
+    no gradient, and how (CUT_HOW)."""
+
+    module: str  # qualified name, "" for the whole model
+    how: str
+    parameters: tuple[str, ...]
+
+
+CUT_HOW = {
+    "not called": "{m} is never called in forward",
+    "no_grad": "{m} runs with autograd off (torch.no_grad() or inference_mode around its call)",
+    "inside": "{m} cuts the graph in its own forward (.detach(), .data or no_grad inside)",
+    "after": "{m}'s output is detached where it is used (.detach(), .data, .item()) or dropped",
+    "zero": "{m} gets an exactly zero gradient (its path to the loss is multiplied by zero, "
+    "dead downstream or gated shut) and still does after a few training steps",
+}
+
+
+def _ancestors(path: str) -> list[str]:
+    """'a.b.c' -> ['a.b.c', 'a.b', 'a', ''] ('' is the whole model)."""
+    parts = path.split(".") if path else []
+    return [".".join(parts[:i]) for i in range(len(parts), -1, -1)]
+
+
+def cuts(rows: list[Row], calls: tuple[ModuleCall, ...]) -> list[Cut]:
+    """Group the parameters without gradient by the outermost module all of whose trainable
+    parameters are without gradient: the place to look (a detached backbone, not its layers)."""
+    dead = {r["qualname"] for r in _dead(rows)}
+    trainable = [r["qualname"] for r in rows if r["trainable"]]
+    by_name = {c.name: c for c in calls}
+    units: dict[str, list[str]] = {}
+    for name in sorted(dead):
+        unit = name.rpartition(".")[0]
+        for ancestor in _ancestors(unit):
+            under = [t for t in trainable if not ancestor or t.startswith(ancestor + ".")]
+            if under and all(t in dead for t in under):
+                unit = ancestor
+        units.setdefault(unit, []).append(name)
+    found = []
+    for unit, names in units.items():
+        in_graph = any(r["has_grad"] for r in rows if r["qualname"] in names)
+        call = by_name.get(unit)
+        how = (
+            "zero" if in_graph
+            else "not called" if call is None or not call.called
+            else "no_grad" if not call.grad_enabled
+            else "inside" if not call.output_graph
+            else "after"
+        )  # fmt: skip
+        found.append(Cut(unit, how, tuple(names)))
+    return found
+
+
+def _reachability(rows: list[Row], calls: tuple[ModuleCall, ...]) -> list[Finding]:
     findings = []
     dead, gated = _dead(rows), _gated(rows)
     if dead:
-        modules = sorted({r["module"] for r in dead})
-        uncalled = sorted({r["module"] for r in dead if not r["called"]})
-        unreachable = sum(not r["has_grad"] for r in dead)
-        detail = f" (modules never called: {', '.join(uncalled)})" if uncalled else ""
-        still = len(dead) - unreachable
+        found = cuts(rows, calls)
+        places = "; ".join(
+            CUT_HOW[c.how].format(m=c.module or "the whole model")
+            + f" ({len(c.parameters)} tensor(s))"
+            for c in found
+        )
         findings.append(
             finding(
                 Code.NO_GRADIENT,
                 NAME,
-                f"{len(dead)} trainable parameter tensor(s) in {len(modules)} module(s) get no "
-                f"gradient: {unreachable} outside the loss's graph, {still} exactly zero at init "
-                f"and still zero after a few training steps{detail}",
-                where=modules,
-                evidence={"parameters": [r["parameter"] for r in dead]},
+                f"{len(dead)} trainable parameter tensor(s) get no gradient, at init or in any of "
+                f"a few training steps: {places}",
+                where=[c.module or "model" for c in found],
+                evidence={
+                    "parameters": [r["parameter"] for r in dead],
+                    "cuts": {c.module or "model": c.how for c in found},
+                },
             )
         )
     if gated:
@@ -482,10 +603,30 @@ def _frozen(rows: list[Row], config: Config) -> list[Finding]:
     ]
 
 
-def _depth(metrics: dict[str, Any], config: Config) -> list[Finding]:
+def _depth(metrics: dict[str, Any], m: Measurement, config: Config) -> list[Finding]:
     evidence = {k: v for k, v in metrics.items() if k not in ("first_layers", "last_layers")}
     vanishing, exploding = metrics.get("vanishing_ratio"), metrics.get("exploding_ratio")
-    if vanishing is not None and vanishing < config.vanish_first_over_last:
+    after = m.vanishing_after_steps
+    threshold = config.vanish_first_over_last
+    opens = (
+        vanishing is not None
+        and after is not None
+        and math.isfinite(after)
+        and (after >= threshold or after >= vanishing * config.gate_opening_min)
+    )
+    if vanishing is not None and vanishing < threshold and opens:
+        return [
+            finding(
+                Code.GATED_AT_INIT,
+                NAME,
+                f"toward the input the best-fed of the first layers gets ‖g‖/‖W‖ {vanishing:.2g}x "
+                f"the last layers' median at init and {after:.2g}x after a few training steps: "
+                "gates closed at init (LayerScale, zero-initialised branches) that open",
+                where=metrics["first_layers"],
+                evidence={**evidence, "vanishing_ratio_after_steps": after},
+            )
+        ]
+    if vanishing is not None and vanishing < threshold:
         return [
             finding(
                 Code.VANISHING_GRADIENTS,
@@ -498,14 +639,21 @@ def _depth(metrics: dict[str, Any], config: Config) -> list[Finding]:
             )
         ]
     if exploding is not None and exploding > config.explode_first_over_last:
+        # An error only when training confirms it: still exploding after a few steps.
+        later = m.exploding_after_steps
+        confirmed = (
+            later is None or not math.isfinite(later) or later > config.explode_first_over_last
+        )
         return [
             finding(
                 Code.EXPLODING_GRADIENTS,
                 NAME,
                 f"toward the input: the first layers' median ‖g‖/‖W‖ is {exploding:.3g}x the "
-                f"best-fed of the last layers (threshold {config.explode_first_over_last:g})",
+                f"best-fed of the last layers (threshold {config.explode_first_over_last:g})"
+                + (f", {later:.3g}x after a few training steps" if later is not None else ""),
                 where=metrics["first_layers"],
-                evidence=evidence,
+                evidence={**evidence, "exploding_ratio_after_steps": later},
+                severity=None if confirmed else Severity.WARNING,
             )
         ]
     return []
@@ -513,7 +661,9 @@ def _depth(metrics: dict[str, Any], config: Config) -> list[Finding]:
 
 def _off_scale(rows: list[Row], config: Config) -> list[Row]:
     profiled = [r for r in rows if r["in_profile"] and r["weight_norm"] > 0]
-    output_layer = profiled[-1]["parameter"] if profiled else None
+    # The last affine layer to run (modules used functionally, never called, sort after it).
+    called = [r for r in profiled if r["called"]]
+    output_layer = called[-1]["parameter"] if called else None
     off = []
     for r in profiled:
         if r["feeds_norm"] or r["convention"] or not math.isfinite(r["signal_gain"]):

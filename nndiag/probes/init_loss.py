@@ -5,10 +5,13 @@ cross-entropy with uninformative logits the loss is ln C; for MSE it is the targ
 loss of predicting the mean). The loss call is observed with a TorchFunctionMode, so the checks see
 what the user's `loss_fn` really calls (cross_entropy, log_softmax, mse_loss, broadcasting ops).
 
-Output that ignores the input (Karpathy's input-independent baseline): two independent batches in
-eval mode give identical outputs. A model whose output is zero at init by design (a zero-initialised
-output layer, a gated residual branch) also does that, so the verdict is taken again on a copy a
-few optimizer steps into training: only an output that still ignores its input is the error.
+Output that ignores the input (Karpathy's input-independent baseline): redrawing each input tensor
+alone (token ids by replacement, floats by noise) leaves the output unchanged, in train mode with
+the same dropout draws (nndiag.core.dependence). A model whose output is zero at init by design (a
+zero-initialised output layer, a gated residual branch) also does that, so the verdict is taken
+again on a copy a few optimizer steps into training: only an output that still ignores its input
+is the error. Probabilities fed to a (log-)softmax loss, or to nll_loss without a log, are
+`double-softmax`, over the last axis or the class axis 1 of a dense output.
 See docs/probes/init-loss.md.
 """
 
@@ -70,7 +73,8 @@ class Measurement:
     logit_std: float
     finite_outputs: bool
     first_nonfinite: str  # module name, or "" when the outputs are finite
-    probabilities: bool  # rows are non-negative and sum to 1
+    probabilities: bool  # non-negative, summing to 1 over the class axis, into a (log-)softmax loss
+    probabilities_to_nll: bool  # probabilities into nll_loss with no log taken in between
     unit_interval: bool  # every output in [0, 1]
     loss_calls: tuple[str, ...]
     broadcasts: tuple[str, ...]
@@ -125,12 +129,7 @@ def measure(ctx: Context, config: Config) -> Measurement:
     logits = as_logits(outputs).detach().float()
     baseline = chance_baseline(observer.calls, logits, ctx.targets, ctx.reduce)
     finite = bool(torch.isfinite(logits).all())
-    rows = logits.reshape(-1, logits.shape[-1]) if logits.dim() else logits.reshape(1, 1)
-    sums = rows.sum(dim=-1)
-    probabilities = (
-        logits.dim() > 0 and logits.shape[-1] >= 2 and bool((rows >= 0).all())
-        and torch.allclose(sums, torch.ones_like(sums), atol=config.probability_sum_atol)
-    )  # fmt: skip
+    probabilities = _are_probabilities(logits, ctx.targets, config.probability_sum_atol)
     from nndiag.core.reduce import all_true
 
     head, convention = _output_layer(model, ctx)
@@ -151,7 +150,10 @@ def measure(ctx: Context, config: Config) -> Measurement:
         logit_std=float(logits.std()) if finite and logits.numel() > 1 else 0.0,
         finite_outputs=finite,
         first_nonfinite=first[0] if first else "",
-        probabilities=bool(probabilities) and bool(observer.calls & LOG_SOFTMAX_LOSSES),
+        probabilities=probabilities and bool(observer.calls & LOG_SOFTMAX_LOSSES),
+        probabilities_to_nll=probabilities
+        and "nll_loss" in observer.calls
+        and not observer.calls & LOG_CALLS,
         unit_interval=bool(((logits >= 0) & (logits <= 1)).all()),
         loss_calls=tuple(observer.loss_calls),
         broadcasts=tuple(observer.broadcasts[:3] or warned[:1]),
@@ -162,6 +164,31 @@ def measure(ctx: Context, config: Config) -> Measurement:
         head=head,
         head_convention=convention,
     )
+
+
+LOG_CALLS = frozenset({"log", "log_", "log_softmax", "log2", "log10", "log1p"})
+
+
+def _are_probabilities(logits: Tensor, targets: Tensor, atol: float) -> bool:
+    """Non-negative and summing to 1 over the class axis: the last, or dim 1 of a dense
+    (batch, classes, H, W) output with integer targets, as cross_entropy reads it."""
+    import torch
+
+    from nndiag.core.losses import class_axis
+
+    if logits.dim() == 0:
+        return False
+    axes = {logits.dim() - 1}
+    axis = class_axis(logits, targets)
+    if axis is not None:
+        axes.add(axis)
+    for axis in sorted(axes):
+        if logits.shape[axis] < 2 or not bool((logits >= 0).all()):
+            continue
+        sums = logits.sum(dim=axis)
+        if torch.allclose(sums, torch.ones_like(sums), atol=atol):
+            return True
+    return False
 
 
 def _output_layer(model: nn.Module, ctx: Context) -> tuple[str, str]:
@@ -188,44 +215,16 @@ def _output_layer(model: nn.Module, ctx: Context) -> tuple[str, str]:
     return "", ""
 
 
-def _other_inputs(inputs: Any, generator: Any) -> Any:
-    """An independent batch of the same structure: matching mean/std, or the same integer range."""
-    import torch
-
-    from nndiag.core.tensors import map_tensors
-
-    def redraw(t: Tensor) -> Tensor:
-        if t.is_floating_point():
-            noise = torch.randn(t.shape, generator=generator).to(t.device, t.dtype)
-            return noise * t.std().nan_to_num(1.0) + t.mean().nan_to_num(0.0)
-        if t.dtype == torch.bool:
-            return t
-        low, high = int(t.min()), int(t.max())
-        fresh = torch.randint(low, high + 1, t.shape, generator=generator).to(t.device, t.dtype)
-        return fresh if high > low else t
-
-    return map_tensors(redraw, inputs)
-
-
 def _ignores_input(model: nn.Module, ctx: Context, rtol: float) -> bool:
-    """Do two independent batches give the same output (eval mode: dropout off)?"""
-    import torch
+    """Does no input, redrawn alone (token ids by replacement, floats by noise, every entry of
+    a dict or tuple), change the output? In train mode, as training runs, with the same RNG
+    state for every forward so that dropout cannot pass for a dependence."""
+    from nndiag.core.dependence import any_input_varies, input_that_moves_output
 
-    from nndiag.core.contract import as_logits, call_model
-    from nndiag.core.tensors import tensors_in
-
-    model.eval()
-    other = _other_inputs(ctx.inputs, torch.Generator().manual_seed(ctx.options.seed + 1))
-    pairs = zip(tensors_in(ctx.inputs), tensors_in(other), strict=True)
-    if all(torch.equal(a, b) for a, b in pairs):
-        return False  # nothing to vary (constant integer inputs): no evidence either way
-    with torch.no_grad():
-        first = as_logits(call_model(model, ctx.inputs)).detach().float()
-        second = as_logits(call_model(model, other)).detach().float()
-    if first.shape != second.shape or not torch.isfinite(first).all():
-        return False
-    scale = float(first.abs().max()) + 1e-12
-    return float((first - second).abs().max()) <= rtol * scale
+    if not any_input_varies(ctx.inputs):
+        return False  # nothing to vary (one constant token): no evidence either way
+    model.train()
+    return input_that_moves_output(model, ctx.inputs, rtol, ctx.options.seed + 1) is None
 
 
 def diagnose(m: Measurement, config: Config) -> list[Finding]:
@@ -249,7 +248,8 @@ def diagnose(m: Measurement, config: Config) -> list[Finding]:
             finding(
                 Code.OUTPUT_IGNORES_INPUT,
                 NAME,
-                "outputs are identical for two independent input batches (eval mode)"
+                "the output does not change when any input is redrawn (each tensor alone, train "
+                "mode, same dropout draws)"
                 + (", also after a few training steps" if m.ignores_after_steps else ""),
             )
         )
@@ -319,6 +319,19 @@ def _loss_bugs(m: Measurement) -> list[Finding]:
                 "outputs are already probabilities (non-negative, rows sum to 1) and the loss "
                 f"applies {', '.join(applied)} again",
                 evidence={"loss_calls": applied},
+            )
+        )
+    elif m.probabilities_to_nll:
+        findings.append(
+            finding(
+                Code.DOUBLE_SOFTMAX,
+                NAME,
+                "outputs are probabilities (non-negative, summing to 1 over the classes) and the "
+                f"loss is nll_loss, which expects log-probabilities: the loss at init is "
+                f"{m.loss:.3g} (negative or near -1/C where log-probabilities give about ln C)",
+                evidence={"loss_calls": ["nll_loss"], "loss": m.loss},
+                hint="Take log_softmax in the model (not softmax) before NLLLoss, or return logits "
+                "and use cross_entropy.",
             )
         )
     elif m.unit_interval and "binary_cross_entropy_with_logits" in m.loss_calls:

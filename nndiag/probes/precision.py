@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from nndiag.core.context import Context
+    from nndiag.core.precision import Overflow
 
 NAME = "precision"
 FP16_MAX = 65504.0  # the largest finite float16
@@ -80,6 +81,7 @@ class Run:
     grads_finite: bool
     cosine: float  # with fp32's parameter gradients
     flushed: float  # share of fp32's non-zero gradient elements that are zero here
+    overflow: Overflow | None = None  # the first op that overflows (emulation only)
 
 
 @dataclass(frozen=True)
@@ -92,10 +94,20 @@ class Measurement:
     emulated: bool  # bf16/fp16 rounding emulated in fp32 (a CPU) rather than autocast's kernels
 
 
+@dataclass
+class _Outcome:
+    loss: float
+    grads: list[Any]
+    first_nonfinite: str
+    beyond_fp16: str
+    overflow: Overflow | None
+
+
 def _run(
     ctx: Context, config: Config, dtype: Any, maxima: dict[str, dict[str, float]], label: str
-) -> tuple[float, list[Any], str, str]:
-    """One forward and backward on a fresh copy under autocast to `dtype` (None: fp32)."""
+) -> _Outcome:
+    """One forward and backward on a fresh copy under autocast to `dtype` (None: fp32): the real
+    kernels, or emulated op by op in float32 (nndiag.core.precision), backward included."""
     import contextlib
 
     import torch
@@ -103,7 +115,7 @@ def _run(
 
     from nndiag.core.contract import call_model
     from nndiag.core.hooks import forward_hooks, module_names
-    from nndiag.core.precision import RoundThrough
+    from nndiag.core.precision import Lowered
     from nndiag.core.tensors import take_examples
 
     torch.manual_seed(ctx.options.seed)
@@ -135,20 +147,27 @@ def _run(
         if label == "fp16" and finite and peak > FP16_MAX and not beyond:
             beyond.append(names[module])
 
-    lowered: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-    if dtype is not None:
-        lowered = (
-            RoundThrough(dtype)
-            if emulated(ctx, config)
-            else torch.autocast(ctx.device.type, dtype=dtype)
-        )
-    with forward_hooks(dict.fromkeys(model.modules(), record)), lowered:
+    mode = Lowered(dtype) if dtype is not None and emulated(ctx, config) else None
+    forward: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if mode is not None:
+        forward = contextlib.ExitStack()
+        forward.enter_context(mode)
+        forward.enter_context(mode.tracking(model))
+    elif dtype is not None:
+        forward = torch.autocast(ctx.device.type, dtype=dtype)
+    with forward_hooks(dict.fromkeys(model.modules(), record)), forward:
         loss = ctx.loss(call_model(model, inputs), targets)
     value = float(loss.detach().float())
     if loss.requires_grad and math.isfinite(value):
-        loss.backward()
+        with mode if mode is not None else contextlib.nullcontext():
+            if mode is not None:
+                mode.backward = True
+            loss.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
-    return value, grads, nonfinite[0] if nonfinite else "", beyond[0] if beyond else ""
+    overflow = mode.first_overflow if mode is not None else None
+    return _Outcome(
+        value, grads, nonfinite[0] if nonfinite else "", beyond[0] if beyond else "", overflow
+    )
 
 
 def emulated(ctx: Context, config: Config) -> bool:
@@ -159,7 +178,8 @@ def measure(ctx: Context, config: Config) -> Measurement:
     import torch
 
     maxima: dict[str, dict[str, float]] = {}
-    loss32, reference, bad32, _ = _run(ctx, config, None, maxima, "fp32")
+    fp32 = _run(ctx, config, None, maxima, "fp32")
+    loss32, reference, bad32 = fp32.loss, fp32.grads, fp32.first_nonfinite
     present_ = [g for g in reference if g is not None]
     nonzero = sum(int(g.count_nonzero()) for g in present_)
     tiny = sum(int(((g.abs() < FP16_TINY) & (g != 0)).sum()) for g in present_) / max(1, nonzero)
@@ -167,11 +187,14 @@ def measure(ctx: Context, config: Config) -> Measurement:
     runs = {"fp32": Run("", loss32, bad32, "", finite32, 1.0, 0.0)}
     for label, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
         try:
-            loss, grads, bad, beyond = _run(ctx, config, dtype, maxima, label)
+            out = _run(ctx, config, dtype, maxima, label)
         except RuntimeError as exc:  # an operator without a kernel for this format on this device
             runs[label] = Run(str(exc).splitlines()[0], math.nan, "", "", False, math.nan, math.nan)
             continue
-        runs[label] = Run("", loss, bad, beyond, *_compare(grads, reference, nonzero))
+        runs[label] = Run(
+            "", out.loss, out.first_nonfinite, out.beyond_fp16,
+            *_compare(out.grads, reference, nonzero), out.overflow,
+        )  # fmt: skip
     rows = tuple(
         {"module": name, **{f"max_abs_{k}": v for k, v in peaks.items()}}
         for name, peaks in maxima.items()
@@ -211,7 +234,16 @@ def overflowing(m: Measurement) -> dict[str, tuple[str, str]]:
         run = m.runs[label]
         if run.unsupported:
             continue
-        if run.first_nonfinite:
+        if run.overflow is not None:
+            o = run.overflow
+            place = {"": "outside any module", "backward": "in the backward pass"}.get(
+                o.module, f"in {o.module}"
+            )
+            found[label] = (
+                f"aten.{o.op} {place} meets values up to {o.peak:.3g}, beyond {label}'s range",
+                o.module if o.module not in ("", "backward") else "",
+            )
+        elif run.first_nonfinite:
             found[label] = (f"NaN/Inf from {run.first_nonfinite} on", run.first_nonfinite)
         elif not math.isfinite(run.loss) or not run.grads_finite:
             what = "loss" if not math.isfinite(run.loss) else "gradient"

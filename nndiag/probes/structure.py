@@ -1,17 +1,19 @@
 """structure: weights the optimizer never sees, and forward passes that disagree with themselves.
 
-- unregistered-parameters: one forward builds the loss's autograd graph; its leaves that require
-  grad (AccumulateGrad nodes) are what training would update. A leaf that is not one of
-  model.parameters() (and not an input) is invisible to the optimizer and to `.to(device)`:
-  layers kept in a plain list/dict/tuple, tensors that are not nn.Parameter, or layers built in
-  forward (their leaves are new tensors on every call). The modules' attributes are scanned too,
-  to name the container (`self.layers` is a list of 3 Linear: use nn.ModuleList).
+- unregistered-parameters: a copy trains a few steps in train mode with the user's optimizer;
+  each step's autograd graph has leaves that require grad (AccumulateGrad nodes). A leaf that is
+  not one of model.parameters() (nor an input), receives a gradient and is never updated is
+  invisible to the optimizer and to `.to(device)`: layers kept in a plain list/dict/tuple,
+  tensors that are not nn.Parameter, or layers built in forward (new leaves on every call).
+  Confirmed by training, so a cache derived from a parameter (not a leaf) is never one. The
+  modules' attributes are scanned to name the container (`self.layers` is a list of 3 Linear:
+  use nn.ModuleList).
 - nondeterministic-forward: two eval-mode forwards of the same batch must agree to round-off.
   When they do not, a third forward from the first one's RNG state tells the likely cause:
   agreeing then, the randomness comes from the RNG (parameters created in forward, sampling
   outside nn.Dropout); disagreeing still, from state kept between calls.
 
-Cost: two forward passes (three when the outputs disagree), no backward. See
+Cost: two forward passes (three when the outputs disagree) and a few training steps. See
 docs/probes/structure.md.
 """
 
@@ -88,46 +90,80 @@ def measure(ctx: Context, config: Config) -> Measurement:
     import torch
 
     from nndiag.core.contract import as_logits, call_model
-    from nndiag.core.tensors import tensors_in
 
     model = ctx.fresh_model().eval()
-    params = {id(p) for p in model.parameters()}
-    inputs = {id(t) for t in tensors_in(ctx.inputs)}
     state = torch.get_rng_state()
     runs: list[list[tuple[str, float, float]]] = [[], []]
-    leaf_sets = []
     outputs = []
     for store in runs:
-        with _summaries(model, store), torch.enable_grad():
-            out = call_model(model, ctx.inputs)
-            loss = ctx.loss(out, ctx.targets)
-        found = _graph_leaves(loss.grad_fn) if loss.requires_grad else []
-        leaf_sets.append(
-            {id(t): t for t in found if t.requires_grad and id(t) not in params | inputs}
-        )
-        outputs.append(as_logits(out).detach().double())
+        with _summaries(model, store), torch.no_grad():
+            outputs.append(as_logits(call_model(model, ctx.inputs)).detach().double())
     difference = _relative(outputs[0], outputs[1])
     first, rng_driven = "", None
     if difference > config.forward_rtol:
         first = _first_differing(runs[0], runs[1], config.forward_rtol)
-        third: list[tuple[str, float, float]] = []
         torch.set_rng_state(state)
-        with _summaries(model, third), torch.no_grad():
+        with torch.no_grad():
             again = as_logits(call_model(model, ctx.inputs)).detach().double()
         rng_driven = _relative(outputs[0], again) <= config.forward_rtol
-    fresh = set(leaf_sets[1]) - set(leaf_sets[0])
-    leaves = tuple(
-        {"shape": "x".join(map(str, t.shape)), "elements": t.numel(), "fresh": key in fresh}
-        for key, t in leaf_sets[1].items()
-    )
+    trained, leaves = _unregistered_leaves(ctx)
+    params = {id(p) for p in trained.parameters()}
     return Measurement(
-        leaves=leaves,
-        containers=tuple(_containers(model, params)),
+        leaves=tuple(row for row, _ in leaves),
+        containers=tuple(_containers(trained, params, {id(t) for _, t in leaves})),
         difference=difference,
         first_differing=first,
         rng_driven=rng_driven,
-        registered=sum(p.numel() for p in {id(p): p for p in model.parameters()}.values()),
+        registered=sum(p.numel() for p in {id(p): p for p in trained.parameters()}.values()),
     )
+
+
+def _unregistered_leaves(ctx: Context) -> tuple[nn.Module, list[tuple[Row, Tensor]]]:
+    """Train a copy CONFIRMATION_STEPS steps in train mode with the user's optimizer and watch
+    the leaves of each step's graph that require grad but are not parameters (nor inputs).
+    Unregistered means confirmed by training: the leaf receives a gradient and the optimizer
+    never updates it (a tensor in a plain list, or one built anew by every forward). A tensor
+    derived from a parameter (a cache, an eval-mode attention bias) is not a leaf, and one that
+    moves is trained by something: neither is reported."""
+    import torch
+
+    from nndiag.core.contract import call_model
+    from nndiag.core.tensors import tensors_in
+    from nndiag.core.training import CONFIRMATION_STEPS, new_trainer
+
+    trainer = new_trainer(ctx, None)
+    model, optimizer = trainer.model, trainer.optimizer
+    params = {id(p) for p in model.parameters()}
+    inputs = {id(t) for t in tensors_in(ctx.inputs)}
+    seen: dict[int, tuple[Tensor, Tensor]] = {}  # the first step's: id -> (leaf, its value)
+    again: set[int] = set()  # first-step leaves that are in a later step's graph too
+    graded: set[int] = set()
+    for step in range(CONFIRMATION_STEPS):
+        optimizer.zero_grad(set_to_none=True)
+        loss = ctx.loss(call_model(model, ctx.inputs), ctx.targets)
+        if not loss.requires_grad:
+            break
+        for leaf in _graph_leaves(loss.grad_fn):
+            if not leaf.requires_grad or id(leaf) in params | inputs:
+                continue
+            if step == 0:
+                seen[id(leaf)] = (leaf, leaf.detach().clone())
+            elif id(leaf) in seen:
+                again.add(id(leaf))
+        loss.backward()
+        graded |= {
+            key for key, (leaf, _) in seen.items()
+            if leaf.grad is not None and bool((leaf.grad != 0).any())
+        }  # fmt: skip
+        optimizer.step()
+    fresh = CONFIRMATION_STEPS > 1  # a first-step leaf absent later: built anew by every call
+    confirmed = [
+        ({"shape": "x".join(map(str, leaf.shape)), "elements": leaf.numel(),
+          "fresh": fresh and key not in again}, leaf)
+        for key, (leaf, before) in seen.items()
+        if key in graded and torch.equal(leaf.detach(), before)
+    ]  # fmt: skip
+    return model, confirmed
 
 
 def _relative(a: Tensor, b: Tensor) -> float:
@@ -148,8 +184,9 @@ def _first_differing(
     return "the model's own forward, outside its submodules"
 
 
-def _containers(model: nn.Module, registered: set[int]) -> list[Row]:
-    """Attributes holding modules or grad-requiring tensors outside the registered parameters."""
+def _containers(model: nn.Module, registered: set[int], leaves: set[int]) -> list[Row]:
+    """Attributes (plain lists, dicts, tuples, bare tensors) that hold the unregistered leaves
+    training confirmed: the place to fix, named for the finding."""
     import torch
     from torch import nn
 
@@ -166,32 +203,26 @@ def _containers(model: nn.Module, registered: set[int]) -> list[Row]:
                 else (list(value) if isinstance(value, (list, tuple, set)) else [value])
             )
             modules = [v for v in items if isinstance(v, nn.Module)]
-            tensors = [
-                v
-                for v in items
-                if isinstance(v, torch.Tensor) and v.requires_grad and id(v) not in registered
-            ]
-            hidden = sum(
-                p.numel() for m in modules for p in m.parameters() if id(p) not in registered
-            )
-            hidden += sum(t.numel() for t in tensors)
-            if hidden:
+            tensors = [v for v in items if isinstance(v, torch.Tensor) and id(v) in leaves]
+            hidden = [p for m in modules for p in m.parameters() if id(p) not in registered]
+            held = [t for t in [*hidden, *tensors] if id(t) in leaves]
+            if held:
                 kind = type(value).__name__
                 holds = ", ".join(sorted({type(v).__name__ for v in modules + tensors}))
                 rows.append({"attribute": f"{name}.{attr}", "container": kind, "holds": holds,
-                             "count": len(modules) + len(tensors), "elements": hidden})  # fmt: skip
+                             "count": len(modules) + len(tensors),
+                             "elements": sum(t.numel() for t in held)})  # fmt: skip
     return rows
 
 
 def diagnose(m: Measurement, config: Config) -> list[Finding]:
     findings = []
-    if m.leaves or m.containers:
-        elements = sum(r["elements"] for r in m.leaves) or sum(r["elements"] for r in m.containers)
+    if m.leaves:
+        elements = sum(r["elements"] for r in m.leaves)
         parts = [
             f"{len(m.leaves)} tensor(s) ({elements:,} elements) take part in the forward pass with "
-            f"requires_grad but are not in model.parameters() ({m.registered:,} elements are)"
-            if m.leaves
-            else f"{elements:,} trainable elements are held outside model.parameters()"
+            f"requires_grad and receive gradients, but are not in model.parameters() "
+            f"({m.registered:,} elements are), so the optimizer never updates them"
         ]
         for row in m.containers:
             fix = {"list": "nn.ModuleList", "tuple": "nn.ModuleList", "dict": "nn.ModuleDict"}.get(

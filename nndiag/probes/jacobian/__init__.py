@@ -118,6 +118,21 @@ class Config:
         high=1.0,
     )
     min_sequence: int = setting(8, "sequences shorter than this get no temporal profile", low=2)
+    gate_opening_min: float = setting(
+        10.0,
+        "a vanishing gain that grows at least this many times within the confirmation steps is "
+        "a gate opening (LayerScale, class attention, ReZero), reported as gated-at-init",
+        source="CaiT (LayerScale 1e-5) gains ~300x in 3 Adam steps; 16 sigmoid layers and 12 "
+        "ReLU layers at PyTorch's default init move by less than 2x",
+        low=1.0,
+    )
+    same_output_rtol: float = setting(
+        1e-6,
+        "a zero Jacobian is an output that ignores its input only if redrawing each input moves "
+        "the output by at most this, relative to its largest value",
+        source="float32 round-off; a forward that depends on its input moves it by far more",
+        low=0.0,
+    )
 
 
 @dataclass(frozen=True)
@@ -150,6 +165,11 @@ def present(m: Measurement, config: Config) -> Presentation:
     metrics = m.metrics
     if metrics["zero_jacobian"]:
         headline = f"zero Jacobian with respect to the {metrics['measured_from']}"
+        if metrics.get("output_moves_with"):
+            headline += (
+                f", though the output changes with {metrics['output_moves_with']}: the gradient "
+                "path is cut (no-gradient in the gradients probe names where)"
+            )
     else:
         headline = (
             f"gain {metrics['total_gain']:.3g} over {metrics['blocks']} blocks, σmax "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from nndiag.findings import Code, Finding, finding
+from nndiag.findings import Code, Finding, Severity, finding
 from nndiag.report import Row
 
 if TYPE_CHECKING:
@@ -16,6 +16,8 @@ NAME = "jacobian"
 
 def diagnose(m: Measurement, config: Config) -> list[Finding]:
     metrics = m.metrics
+    if metrics["zero_jacobian"] and metrics.get("output_moves_with"):
+        return []  # a cut gradient path, not an output without input: the gradients probe's
     if metrics["zero_jacobian"]:
         return [_zero(metrics, config)]
     if not math.isfinite(metrics["frobenius_sq"]):
@@ -39,9 +41,9 @@ def _zero(metrics: dict[str, Any], config: Config) -> Finding:
     return finding(
         Code.OUTPUT_IGNORES_INPUT,
         NAME,
-        f"the Jacobian of the output with respect to the {origin} is exactly zero "
-        f"({config.hutchinson_probes} random probes), also after a few training steps: no "
-        "gradient path connects them",
+        f"the output does not change when any input is redrawn, and its Jacobian with respect to "
+        f"the {origin} is exactly zero ({config.hutchinson_probes} random probes), also after a "
+        "few training steps",
     )
 
 
@@ -52,16 +54,34 @@ def _depth(metrics: dict[str, Any], rows: list[Row], config: Config) -> list[Fin
         return []
     evidence = {k: metrics[k] for k in ("total_gain", "log10_gain_per_block", "blocks")}
     per_block = f"{metrics['log10_gain_per_block']:+.2g} decades per block"
+    after = metrics.get("total_gain_after_steps", math.nan)
     if total > config.gain_explode:
+        # An error only when training confirms it: still exploding after a few steps.
+        confirmed = not math.isfinite(after) or after > config.gain_explode
         return [
             finding(
                 Code.EXPLODING_GRADIENTS,
                 NAME,
                 f"through depth: the gradient grows {total:.3g}x from the output block back to "
                 f"the input over {depth - 1} blocks ({per_block}; threshold "
-                f"{config.gain_explode:g})",
+                f"{config.gain_explode:g})"
+                + (f", {after:.3g}x after a few training steps" if math.isfinite(after) else ""),
                 where=worst_blocks(rows, high=True),
-                evidence=evidence,
+                evidence={**evidence, "total_gain_after_steps": after},
+                severity=None if confirmed else Severity.WARNING,
+            )
+        ]
+    if total < config.gain_vanish and _opens(total, after, config):
+        return [
+            finding(
+                Code.GATED_AT_INIT,
+                NAME,
+                f"through depth the gradient shrinks to {total:.2g}x from the output block back "
+                f"to the input at init, and to {after:.2g}x after a few training steps: gates "
+                "closed at init (LayerScale, class attention, a zero-initialised branch) that "
+                "open as training starts",
+                where=worst_blocks(rows, high=False),
+                evidence={**evidence, "total_gain_after_steps": after},
             )
         ]
     if total < config.gain_vanish:
@@ -77,6 +97,13 @@ def _depth(metrics: dict[str, Any], rows: list[Row], config: Config) -> list[Fin
             )
         ]
     return []
+
+
+def _opens(before: float, after: float, config: Config) -> bool:
+    """A gain that recovers past the threshold, or grows gate_opening_min-fold, in a few steps."""
+    if not math.isfinite(after):
+        return False
+    return after >= config.gain_vanish or after >= before * config.gate_opening_min
 
 
 def _affine(metrics: dict[str, Any], config: Config) -> list[Finding]:

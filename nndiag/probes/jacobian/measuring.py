@@ -57,8 +57,16 @@ def measure_jacobian(ctx: Context, config: Config, advance: Advance) -> Measurem
     profile = hutchinson_profile(s, order, config.hutchinson_probes, generator, advance)
     zero = profile is None or sum(profile.frobenius_sq) == 0
     if zero:
-        return Measurement((), {"measured_from": origin, "frobenius_sq": 0.0, "zero_jacobian": True,
-                                "zero_after_steps": _zero_after_steps(ctx, config)})  # fmt: skip
+        from nndiag.core.dependence import input_that_moves_output
+
+        moves = input_that_moves_output(
+            s.model, s.inputs, config.same_output_rtol, ctx.options.seed
+        )
+        return Measurement((), {
+            "measured_from": origin, "frobenius_sq": 0.0, "zero_jacobian": True,
+            "output_moves_with": moves or "",
+            "zero_after_steps": None if moves else _zero_after_steps(ctx, config),
+        })  # fmt: skip
     assert profile is not None
     keys = sorted(profile.norms_sq)
     k = config.hutchinson_probes
@@ -91,6 +99,9 @@ def measure_jacobian(ctx: Context, config: Config, advance: Advance) -> Measurem
     }
     if metrics["nonlinearity"] < config.nonlinearity_min and ctx.trainable:
         metrics["nonlinearity_after_steps"] = _nonlinearity_after_steps(ctx, config)
+    gain = metrics["total_gain"]
+    if not config.gain_vanish <= gain <= config.gain_explode and ctx.trainable:
+        metrics["total_gain_after_steps"] = _gain_after_steps(ctx, config)
     temporal = _temporal(ctx, s, profile.out_shape, config, generator, advance, metrics)
     radii = recurrent_radii(s.model)
     if radii:
@@ -117,6 +128,21 @@ def _zero_after_steps(ctx: Context, config: Config) -> bool | None:
 
     s, _ = _surface_of(ctx, config, after_steps(ctx).model)
     return jacobian_is_zero(s, torch.Generator().manual_seed(ctx.options.seed))
+
+
+def _gain_after_steps(ctx: Context, config: Config) -> float:
+    """The output-to-input gain on the confirmation copy: a gate opening shows as a gain that
+    grows by orders of magnitude within a few steps; a depth problem barely moves."""
+    from nndiag.core.training import after_steps
+
+    s, order = _surface_of(ctx, config, after_steps(ctx).model)
+    generator = torch.Generator().manual_seed(ctx.options.seed)
+    profile = hutchinson_profile(s, order, config.hutchinson_probes, generator)
+    if profile is None:
+        return math.nan
+    norms = [math.sqrt(sum(v) / len(v)) for _, v in sorted(profile.norms_sq.items())]
+    norms = [n for n in norms if n > 0]
+    return norms[0] / norms[-1] if len(norms) >= 2 else math.nan
 
 
 def _nonlinearity_after_steps(ctx: Context, config: Config) -> float:

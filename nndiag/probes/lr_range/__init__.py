@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -218,6 +219,7 @@ def measure(ctx: Context, config: Config) -> Measurement:
     if not (
         fresh[0].below(chance, config.noise_sigmas, config.trend_window)
         or _trained_below(trials, chance, config)
+        or _still_falling(trials, config)
     ):
         if config.pool_batches == 0 or (config.sweep_steps == 0 and fresh[0].clear):
             # The loss fell, not below chance: without a sweep a slow learner looks the same as
@@ -291,6 +293,24 @@ def _trained_below(trials: list[Trial], chance: float | None, config: Config) ->
         if late and below >= len(late) / 2 + config.sign_test_sigmas * math.sqrt(len(late)) / 2:
             return True
     return False
+
+
+def _still_falling(trials: list[Trial], config: Config) -> bool:
+    """Is the longest sweep run's loss on fresh batches still falling in its second half? Data
+    that cannot be predicted across batches leaves it flat once the logits are calibrated; a
+    slow learner (a plateau it is leaving, a BatchNorm CNN on a teacher, a copy task) keeps
+    falling, above chance or not. Falling: the last quarter's mean below the third quarter's by
+    `sign_test_sigmas` standard errors."""
+    longest = max(trials, key=lambda t: t.steps, default=None)
+    if longest is None or longest.steps < 16:
+        return False
+    late = longest.losses[longest.steps // 2 :]
+    if not all(math.isfinite(v) for v in late):
+        return False
+    half = len(late) // 2
+    first, second = late[:half], late[half:]
+    error = math.sqrt(statistics.variance(first) / len(first) + statistics.variance(second) / len(second))
+    return statistics.fmean(second) < statistics.fmean(first) - config.sign_test_sigmas * error
 
 
 def _memorises(
