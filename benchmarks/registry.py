@@ -177,15 +177,24 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         f"**{sum(bool(r['unfinished']) for r in checked)}** |"
     )
     flagged = [r for r in checked if not healthy(r)]
-    lines += ["", f"## Architectures with an error, a warning or an unfinished probe ({len(flagged)})", ""]
+    lines += [
+        "",
+        f"## Architectures with an error, a warning or an unfinished probe ({len(flagged)})",
+        "",
+    ]
     if flagged:
-        lines += ["| architecture | family | root findings | unfinished |", "| --- | --- | --- | --- |"]
+        lines += [
+            "| architecture | family | root findings | unfinished |",
+            "| --- | --- | --- | --- |",
+        ]
         for r in sorted(flagged, key=lambda r: r["name"]):
             roots = ", ".join(
                 f"{f['code']} ({f['severity']})" for f in r["findings"]
                 if f["root"] and f["severity"] != "info"
             )  # fmt: skip
-            lines.append(f"| {r['name']} | {r['family']} | {roots} | {', '.join(r['unfinished'])} |")
+            lines.append(
+                f"| {r['name']} | {r['family']} | {roots} | {', '.join(r['unfinished'])} |"
+            )
     else:
         lines.append("None.")
     lines += ["", f"## Exclusions ({len(others)})", "", "| architecture | outcome | reason |",
@@ -199,7 +208,9 @@ def table(results: dict[str, dict[str, Any]]) -> str:
 # ---- main ---------------------------------------------------------------------------------------
 
 
-def sweep(names: list[str], results: dict[str, dict[str, Any]], workers: int, timeout: float) -> None:
+def sweep(
+    names: list[str], results: dict[str, dict[str, Any]], workers: int, timeout: float
+) -> None:
     stamped = stamp()
     done = 0
 

@@ -123,7 +123,7 @@ def junit_xml(report: Report, fail_on: Severity | None, strict: bool = False) ->
                 message="; ".join(f"{f.code}: {f.message}" for f in bad),
                 type=bad[0].code,
             )
-            failure.text = "\n".join(_finding_text(f) for f in bad)
+            failure.text = "\n".join(_finding_text(f, report) for f in bad)
         rest = [f for f in result.findings if id(f) not in failing]
         if rest:
             ET.SubElement(case, "system-out").text = "\n".join(_finding_text(f) for f in rest)
@@ -135,10 +135,13 @@ def junit_xml(report: Report, fail_on: Severity | None, strict: bool = False) ->
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
-def _finding_text(f: Finding) -> str:
+def _finding_text(f: Finding, report: Report | None = None) -> str:
     where = f" in {', '.join(f.where)}" if f.where else ""
     cause = f" (a consequence of {f.caused_by.code})" if f.caused_by else ""
-    return f"{f.severity.value} {f.code}: {f.message}{where}{cause}\n  hint: {f.hint}"
+    text = f"{f.severity.value} {f.code}: {f.message}{where}{cause}\n  hint: {f.hint}"
+    for c in report.consequences(f) if report is not None else []:
+        text += f"\n  consequence: {c.severity.value} {c.code} [{c.probe}]: {c.message}"
+    return text
 
 
 def write_junit(report: Report, path: Path, fail_on: Severity | None, strict: bool = False) -> Path:

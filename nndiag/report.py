@@ -138,15 +138,38 @@ class Report:
     def unfinished(self) -> list[ProbeResult]:
         return [r for r in self.results if r.status in (Status.FAILED, Status.INTERRUPTED)]
 
+    def consequences(self, root: Finding) -> list[Finding]:
+        """The findings `root` explains (their `caused_by` is its code and place)."""
+        cause = (root.code, root.where)
+        return [
+            f for f in self.findings
+            if f.caused_by is not None and (f.caused_by.code, f.caused_by.where) == cause
+        ]  # fmt: skip
+
+    def findings_text(self, fail_on: Severity | str, strict: bool = False) -> str:
+        """The findings block the CLI prints, as plain text: each finding at or above `fail_on`
+        with where, its hint and the consequences it explains; then the probes that did not
+        finish. What assert_healthy, the callbacks' exceptions and JUnit show."""
+        lines = []
+        for f in self.failing(fail_on, strict):
+            where = f" at {', '.join(f.where)}" if f.where else ""
+            lines.append(f"{f.severity.value} {f.code} [{f.probe}]{where}: {f.message}")
+            if f.hint:
+                lines.append(f"    hint: {f.hint}")
+            lines += [
+                f"    consequence: {c.severity.value} {c.code} [{c.probe}]: {c.message}"
+                for c in self.consequences(f)
+            ]
+        lines += [f"probe {r.name} {r.status.value}: {r.error}" for r in self.unfinished]
+        return "\n".join(lines)
+
     def assert_healthy(
         self, fail_on: Severity | str = Severity.ERROR, strict: bool = False
     ) -> None:
-        """Raise AssertionError listing the findings at or above `fail_on` (for pytest)."""
-        bad = self.failing(fail_on, strict)
-        if bad or self.unfinished:
-            lines = [f"{f.severity.value} {f.code} [{f.probe}]: {f.message}" for f in bad]
-            lines += [f"probe {r.name} {r.status.value}: {r.error}" for r in self.unfinished]
-            raise AssertionError(f"{self.model.target} is not healthy:\n  " + "\n  ".join(lines))
+        """Raise AssertionError with the findings block at or above `fail_on` (for pytest)."""
+        if self.failing(fail_on, strict) or self.unfinished:
+            text = self.findings_text(fail_on, strict)
+            raise AssertionError(f"{self.model.target} is not healthy:\n" + text)
 
     # ---- serialisation -------------------------------------------------------------------------
 

@@ -15,7 +15,9 @@ class Block(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(WIDTH, elementwise_affine=False)
-        self.mlp = nn.Sequential(nn.Linear(WIDTH, 4 * WIDTH), nn.GELU(), nn.Linear(4 * WIDTH, WIDTH))
+        self.mlp = nn.Sequential(
+            nn.Linear(WIDTH, 4 * WIDTH), nn.GELU(), nn.Linear(4 * WIDTH, WIDTH)
+        )
         self.modulation = nn.Linear(WIDTH, 3 * WIDTH)
         nn.init.zeros_(self.modulation.weight)
         nn.init.zeros_(self.modulation.bias)

@@ -43,7 +43,9 @@ def _pretrained_base() -> nn.Sequential:
 
 def build_model() -> nn.Module:
     base = _pretrained_base()
-    return nn.Sequential(LoRALinear(base[0]), nn.ReLU(), LoRALinear(base[2]), nn.ReLU(), nn.Linear(64, 5))
+    return nn.Sequential(
+        LoRALinear(base[0]), nn.ReLU(), LoRALinear(base[2]), nn.ReLU(), nn.Linear(64, 5)
+    )
 
 
 def make_batch(batch_size: int = 32):

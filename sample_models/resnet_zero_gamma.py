@@ -27,7 +27,9 @@ class Block(nn.Module):
 class ResNet(nn.Module):
     def __init__(self, width: int = 16, blocks: int = 3, classes: int = 5) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+        )
         self.blocks = nn.Sequential(*(Block(width) for _ in range(blocks)))
         self.head = nn.Linear(width, classes)
 

@@ -18,7 +18,8 @@ class ReZeroMLP(nn.Module):
         super().__init__()
         self.stem = nn.Linear(20, WIDTH)
         self.branches = nn.ModuleList(
-            nn.Sequential(nn.Linear(WIDTH, WIDTH), nn.ReLU(), nn.Linear(WIDTH, WIDTH)) for _ in range(DEPTH)
+            nn.Sequential(nn.Linear(WIDTH, WIDTH), nn.ReLU(), nn.Linear(WIDTH, WIDTH))
+            for _ in range(DEPTH)
         )
         self.alpha = nn.Parameter(torch.zeros(DEPTH))
         self.head = nn.Linear(WIDTH, CLASSES)

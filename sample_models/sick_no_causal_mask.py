@@ -17,13 +17,17 @@ class TinyLM(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(VOCAB, WIDTH)
         self.position = nn.Parameter(torch.randn(LENGTH, WIDTH) * 0.02)
-        layer = nn.TransformerEncoderLayer(WIDTH, nhead=4, dim_feedforward=64, dropout=0.0, batch_first=True)
+        layer = nn.TransformerEncoderLayer(
+            WIDTH, nhead=4, dim_feedforward=64, dropout=0.0, batch_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
         self.head = nn.Linear(WIDTH, VOCAB)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         h = self.embed(tokens) + self.position[: tokens.shape[1]]
-        return self.head(self.encoder(h))  # bug: no mask=nn.Transformer.generate_square_subsequent_mask
+        return self.head(
+            self.encoder(h)
+        )  # bug: no mask=nn.Transformer.generate_square_subsequent_mask
 
 
 def build_model() -> nn.Module:

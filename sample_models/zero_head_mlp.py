@@ -10,7 +10,9 @@ from nndiag.synthetic import teacher_classification
 
 
 def build_model() -> nn.Module:
-    model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 5))
+    model = nn.Sequential(
+        nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 5)
+    )
     nn.init.zeros_(model[4].weight)
     nn.init.zeros_(model[4].bias)
     return model

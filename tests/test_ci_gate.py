@@ -14,7 +14,7 @@ import nndiag
 from nndiag.cli import app
 from nndiag.codes import page
 from nndiag.findings import Code
-from nndiag.probes.activations import Config as ActivationsConfig
+from nndiag.probes.data import Config as DataConfig
 
 from conftest import SAMPLES
 from probing import replace_measure
@@ -82,12 +82,12 @@ name = "user-project"
 
 [tool.nndiag]
 target = "mlp.py"
-probes = ["summary", "activations"]
+probes = ["summary", "data"]
 fail-on = "warning"
 device = "cpu"
 
-[tool.nndiag.activations]
-dead_fraction_max = 0.0
+[tool.nndiag.data]
+input_rms_max = 0.5
 """
 
 
@@ -96,12 +96,12 @@ def test_pyproject_is_found_upward_and_the_cli_wins(
 ) -> None:
     monkeypatch.chdir(write_project(tmp_path, CONFIG))
     result = runner.invoke(app, ["check"])
-    # target, probes and fail-on from the file; the lowered threshold turns one dead unit in 64
-    # into a warning, and fail-on = warning makes it fail.
+    # target, probes and fail-on from the file; the lowered bound turns unit-scale inputs (RMS
+    # about 1) into a warning, and fail-on = warning makes it fail.
     assert result.exit_code == 1, result.output
-    assert "dead-units" in result.output and "gradients" not in result.output
+    assert "input-scale" in result.output and "gradients" not in result.output
     assert runner.invoke(app, ["check", "--fail-on", "never"]).exit_code == 0
-    assert ActivationsConfig().dead_fraction_max == 0.5  # nothing global changed
+    assert DataConfig().input_rms_max == 10.0  # nothing global changed
 
 
 def test_config_file_option_and_plain_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -149,36 +149,32 @@ def test_missing_target_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_api_settings_and_deprecated_flat_thresholds() -> None:
     report = nndiag.check(
-        str(SAMPLES / "mlp.py"),
-        probes=["activations"],
-        settings={"activations": {"dead_fraction_max": 0.0}},
+        str(SAMPLES / "mlp.py"), probes=["data"], settings={"data": {"input_rms_max": 0.5}}
     )
-    assert [f.code for f in report.findings] == ["dead-units"]
-    assert report.settings["activations"]["dead_fraction_max"] == 0.0
-    old = nndiag.check(
-        str(SAMPLES / "mlp.py"), probes=["activations"], thresholds={"dead_fraction_max": 0.0}
-    )
-    assert [f.code for f in old.findings] == ["dead-units"]
-    assert any("deprecated" in note and "dead_fraction_max" in note for note in old.notes)
-    assert ActivationsConfig().dead_fraction_max == 0.5
+    assert [f.code for f in report.findings] == ["input-scale"]
+    assert report.settings["data"]["input_rms_max"] == 0.5
+    old = nndiag.check(str(SAMPLES / "mlp.py"), probes=["data"], thresholds={"input_rms_max": 0.5})
+    assert [f.code for f in old.findings] == ["input-scale"]
+    assert any("deprecated" in note and "input_rms_max" in note for note in old.notes)
+    assert DataConfig().input_rms_max == 10.0
 
 
 def test_legacy_thresholds_table_still_works(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "pyproject.toml").write_text("[tool.nndiag.thresholds]\ndead_fraction_max = 0.0\n")
+    (tmp_path / "pyproject.toml").write_text("[tool.nndiag.thresholds]\ninput_rms_max = 0.5\n")
     result = runner.invoke(
-        app, ["check", str(SAMPLES / "mlp.py"), "-p", "activations", "--fail-on", "warning"]
+        app, ["check", str(SAMPLES / "mlp.py"), "-p", "data", "--fail-on", "warning"]
     )
-    assert result.exit_code == 1 and "dead-units" in result.output
+    assert result.exit_code == 1 and "input-scale" in result.output
     assert "deprecated" in result.output
 
 
 def test_set_option_and_unknown_setting(tmp_path: Path) -> None:
-    ok = runner.invoke(app, ["check", str(SAMPLES / "mlp.py"), "-p", "activations",
-                             "--set", "activations.dead_fraction_max=0", "--fail-on", "warning"])  # fmt: skip
-    assert ok.exit_code == 1 and "dead-units" in ok.output
+    ok = runner.invoke(app, ["check", str(SAMPLES / "mlp.py"), "-p", "data",
+                             "--set", "data.input_rms_max=0.5", "--fail-on", "warning"])  # fmt: skip
+    assert ok.exit_code == 1 and "input-scale" in ok.output
     bad = runner.invoke(app, ["check", str(SAMPLES / "mlp.py"), "--set", "activations.dead=0"])
     assert bad.exit_code == 2 and "did you mean 'dead_fraction_max'" in bad.stderr
 

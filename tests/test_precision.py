@@ -50,7 +50,10 @@ class _LoudAttention(nn.Module):
 
 
 def test_overflow_inside_a_fused_module_is_found_and_named_as_autocast_does() -> None:
-    x, y = torch.randn(8, 12, 64, generator=torch.Generator().manual_seed(0)) * 200, class_batch()[1][:8] % 3
+    x, y = (
+        torch.randn(8, 12, 64, generator=torch.Generator().manual_seed(0)) * 200,
+        class_batch()[1][:8] % 3,
+    )
     model = _LoudAttention()
     with torch.autocast("cpu", dtype=torch.float16):
         real_output = model(x)

@@ -33,28 +33,46 @@ MEL_FRAMES = 32
 SHRINK: tuple[tuple[str, int], ...] = (
     (r"^(vocab_size)$", VOCAB),
     (r"^(num_labels)$", LABELS),
-    (r"^(hidden_size|d_model|n_embd|embed_dim|dim|model_dim|word_embed_proj_dim|"
-     r"embedding_size|emb_dim|d_embed|hidden_dim_model|projection_dim|text_embed_dim|"
-     r"vision_embed_dim|encoder_hidden_size|decoder_hidden_size|output_hidden_size|"
-     r"pooler_hidden_size|classifier_proj_size)$", 32),
-    (r"^(num_hidden_layers|n_layer|n_layers|num_layers|encoder_layers|decoder_layers|"
-     r"num_encoder_layers|num_decoder_layers|decoder_num_hidden_layers|num_hidden_groups)$", 2),
-    (r"^(num_attention_heads|n_head|n_heads|encoder_attention_heads|decoder_attention_heads|"
-     r"num_heads|num_key_value_heads|n_kv_heads|num_kv_heads|decoder_num_attention_heads|"
-     r"num_key_value_groups|multi_query_group_num)$", 2),
-    (r"^(intermediate_size|ffn_dim|encoder_ffn_dim|decoder_ffn_dim|d_ff|n_inner|"
-     r"dim_feedforward|ffn_hidden_size|inner_hidden_size|decoder_intermediate_size|"
-     r"hidden_dim|mlp_dim)$", 64),
-    (r"^(moe_intermediate_size|shared_expert_intermediate_size|expert_intermediate_size|"
-     r"moe_ffn_hidden_size)$", 32),
+    (
+        r"^(hidden_size|d_model|n_embd|embed_dim|dim|model_dim|word_embed_proj_dim|"
+        r"embedding_size|emb_dim|d_embed|hidden_dim_model|projection_dim|text_embed_dim|"
+        r"vision_embed_dim|encoder_hidden_size|decoder_hidden_size|output_hidden_size|"
+        r"pooler_hidden_size|classifier_proj_size)$",
+        32,
+    ),
+    (
+        r"^(num_hidden_layers|n_layer|n_layers|num_layers|encoder_layers|decoder_layers|"
+        r"num_encoder_layers|num_decoder_layers|decoder_num_hidden_layers|num_hidden_groups)$",
+        2,
+    ),
+    (
+        r"^(num_attention_heads|n_head|n_heads|encoder_attention_heads|decoder_attention_heads|"
+        r"num_heads|num_key_value_heads|n_kv_heads|num_kv_heads|decoder_num_attention_heads|"
+        r"num_key_value_groups|multi_query_group_num)$",
+        2,
+    ),
+    (
+        r"^(intermediate_size|ffn_dim|encoder_ffn_dim|decoder_ffn_dim|d_ff|n_inner|"
+        r"dim_feedforward|ffn_hidden_size|inner_hidden_size|decoder_intermediate_size|"
+        r"hidden_dim|mlp_dim)$",
+        64,
+    ),
+    (
+        r"^(moe_intermediate_size|shared_expert_intermediate_size|expert_intermediate_size|"
+        r"moe_ffn_hidden_size)$",
+        32,
+    ),
     (r"^(head_dim|d_kv|attention_head_dim|kv_channels|qk_nope_head_dim|v_head_dim)$", 16),
     (r"^(qk_rope_head_dim|rotary_dim)$", 8),
     (r"^(mask_time_length|mask_feature_length)$", 2),
     (r"^(kv_lora_rank|q_lora_rank)$", 16),
     (r"^(num_experts|num_local_experts|n_routed_experts|moe_num_experts)$", 4),
     (r"^(num_experts_per_tok|moe_topk|num_experts_per_token)$", 2),
-    (r"^(max_position_embeddings|n_positions|max_seq_len|max_sequence_length|"
-     r"max_target_positions|max_source_positions)$", 128),
+    (
+        r"^(max_position_embeddings|n_positions|max_seq_len|max_sequence_length|"
+        r"max_target_positions|max_source_positions)$",
+        128,
+    ),
     (r"^(image_size|img_size)$", SIDE),
     (r"^(patch_size)$", 8),
     (r"^(num_mel_bins|feature_size)$", 16),
@@ -261,9 +279,11 @@ def semantic_segmentation(config: Any, model: nn.Module) -> Callable[[int], Any]
     return make_batch
 
 
+# An encoder-decoder type is checked with its seq2seq head (its causal-LM class is the decoder
+# alone, whose cross-attention a standalone run never calls).
 TASKS = (
-    Task("CAUSAL_LM", "text", causal_lm),
     Task("SEQ_TO_SEQ_CAUSAL_LM", "seq2seq", seq2seq_lm),
+    Task("CAUSAL_LM", "text", causal_lm),
     Task("SEQUENCE_CLASSIFICATION", "text", sequence_classification),
     Task("IMAGE_CLASSIFICATION", "vision", image_classification, num_labels=CLASSES),
     Task("AUDIO_CLASSIFICATION", "audio", audio_classification),
@@ -299,12 +319,20 @@ def arch(model_type: str, task: Task, class_name: str, domain: str) -> Arch:
         import transformers
         from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
+        towers = _multimodal(model_type, task)
+        if towers:
+            raise Excluded(
+                f"multimodal ({towers}): the sweep feeds its {task.name.lower()} head text only, "
+                "so the other towers would be unused (a true no-gradient, not a calibration case)"
+            )
         try:
             config = shrink_config(CONFIG_MAPPING[model_type]())
             if task.num_labels != LABELS:
                 config.num_labels = task.num_labels
             if getattr(config, "pad_token_id", None) is None and hasattr(config, "pad_token_id"):
                 config.pad_token_id = VOCAB - 1
+            if task.name == "CAUSAL_LM" and hasattr(config, "is_decoder"):
+                config.is_decoder = True  # as transformers asks of an encoder used as an LM
             torch.manual_seed(0)
             model = getattr(transformers, class_name)(config)
         except Exception as exc:
@@ -316,7 +344,9 @@ def arch(model_type: str, task: Task, class_name: str, domain: str) -> Arch:
             with torch.no_grad():
                 model.train()(**inputs)
         except Exception as exc:
-            raise Excluded(f"the small model does not run on the task's batch: {_short(exc)}") from exc
+            raise Excluded(
+                f"the small model does not run on the task's batch: {_short(exc)}"
+            ) from exc
         return model
 
     def make_batch(batch_size: int = 16) -> Any:
@@ -324,6 +354,26 @@ def arch(model_type: str, task: Task, class_name: str, domain: str) -> Arch:
 
     return Arch(f"transformers/{model_type}", f"transformers:{model_type}", domain, build,
                 make_batch, task.loss)  # fmt: skip
+
+
+MODALITY_CONFIGS = ("vision_config", "audio_config", "speech_config", "image_config",
+                    "visual_config", "vision_tower_config", "audio_encoder_config")  # fmt: skip
+
+
+def _multimodal(model_type: str, task: Task) -> str:
+    """The towers a text task would leave unused ("" when none): checked on text alone, their
+    parameters truly get no gradient, which says nothing about the architecture."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    if task.domain not in ("text", "seq2seq"):
+        return ""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            config = CONFIG_MAPPING[model_type]()
+    except Exception:
+        return ""
+    return ", ".join(name for name in MODALITY_CONFIGS if getattr(config, name, None) is not None)
 
 
 def _default_domain(model_type: str, task: Task) -> str:
@@ -348,5 +398,7 @@ def archs() -> list[Arch]:
     for task in TASKS:
         for model_type, class_name in _mapping(task).items():
             if model_type not in found and isinstance(class_name, str):
-                found[model_type] = arch(model_type, task, class_name, _default_domain(model_type, task))
+                found[model_type] = arch(
+                    model_type, task, class_name, _default_domain(model_type, task)
+                )
     return [found[k] for k in sorted(found)]

@@ -99,7 +99,11 @@ def _smallest_side(name: str) -> int:
                 model.eval()(torch.randn(2, 3, side, side))
                 model.train()(torch.randn(2, 3, side, side))
                 features = model.forward_features(torch.randn(2, 3, side, side))
-            if isinstance(features, torch.Tensor) and features.dim() == 4 and min(features.shape[2:]) < 2:
+            if (
+                isinstance(features, torch.Tensor)
+                and features.dim() == 4
+                and min(features.shape[2:]) < 2
+            ):
                 # A last stage of 1x1: attention over one token, pooling of one value. Not how
                 # the model is used; its parameters there get exactly zero gradient.
                 error = f"the last stage is {tuple(features.shape[2:])} at side {side}"

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from nndiag import synthetic
 from nndiag.core.contract import as_logits, call_model, user_call
-from nndiag.core.tensors import describe, rows_of, take_examples, tensors_in
+from nndiag.core.tensors import describe, rows_of, take_examples, tensors_in, tied_input
 from nndiag.errors import ContractError, OptionError
 
 Batch = tuple[Any, Tensor]
@@ -47,6 +47,12 @@ def share(batch: Batch, rank: int, world: int) -> Batch:
     """Rank `rank`'s slice of the examples: [rank·B/W, (rank+1)·B/W)."""
     inputs, targets = batch
     rows = rows_of(inputs, targets)
+    tied = tied_input(inputs, rows)
+    if tied:
+        raise OptionError(
+            f"{tied} is not laid out by example (a graph's edges?): the batch cannot be split "
+            "across ranks; check it in one process"
+        )
     if rows % world:
         raise OptionError(
             f"the batch has {rows} examples, which {world} ranks cannot share evenly: use a "

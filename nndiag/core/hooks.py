@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten
 
 ForwardHook = Callable[[nn.Module, Any, Any], Any]
 
@@ -76,25 +78,72 @@ def entry_order(model: nn.Module) -> Iterator[list[nn.Module]]:
 
 @dataclass(frozen=True)
 class Call:
-    """How a module's first call ran: with autograd recording or not, and whether its output
-    carries a graph (a trainable module whose output does not was cut inside its forward)."""
+    """How a module's first call ran: with autograd recording or not, whether its output carries
+    a graph (a trainable module whose output does not was cut inside its forward), and how that
+    output was used afterwards (USES)."""
 
     grad_enabled: bool
     output_requires_grad: bool
+    output_use: str = "used"
+
+
+# Reading a tensor's metadata is not using it; these calls use it without passing a gradient.
+METADATA = frozenset({
+    "shape", "dtype", "device", "size", "dim", "ndim", "numel", "requires_grad", "is_leaf",
+    "grad_fn", "is_floating_point", "is_complex", "layout", "names", "is_cuda", "stride",
+    "storage_offset", "is_contiguous", "__len__", "__bool__", "data_ptr", "element_size", "nelement",
+    "__hash__", "__format__", "__repr__", "__str__",
+})  # fmt: skip
+DETACHING = frozenset(
+    {"detach", "detach_", "data", "item", "tolist", "numpy", "__float__", "__int__"}
+)
+
+
+class Uses(TorchFunctionMode):
+    """Which torch functions read each tensor (by identity, while the tensors are kept alive)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_id: dict[int, set[str]] = {}
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        name = getattr(func, "__name__", "")
+        if name == "__get__":  # a property: .data, .shape
+            name = getattr(getattr(func, "__self__", None), "__name__", name)
+        if name not in METADATA:
+            for t in tree_flatten((args, kwargs or {}))[0]:
+                if isinstance(t, torch.Tensor):
+                    self.by_id.setdefault(id(t), set()).add(name)
+        return func(*args, **(kwargs or {}))
+
+    def of(self, outputs: list[torch.Tensor]) -> str:
+        """'used', 'detached' (read only by detach/.data/.item) or 'dropped' (read by nothing)."""
+        names = set().union(*(self.by_id.get(id(t), set()) for t in outputs)) if outputs else set()
+        if not names:
+            return "dropped"
+        return "detached" if names <= DETACHING else "used"
 
 
 @contextmanager
 def call_records(model: nn.Module) -> Iterator[dict[nn.Module, Call]]:
-    """Yield a dict that fills with each module's first Call during the block. A forward hook
-    runs in its caller's grad mode: under a caller's `torch.no_grad()` it sees autograd off."""
+    """Yield a dict that fills with each module's first Call during the block (its output's use
+    is known when the block ends). A forward hook runs in its caller's grad mode: under a
+    caller's `torch.no_grad()` it sees autograd off."""
     from nndiag.core.tensors import tensors_in
 
+    first: dict[nn.Module, tuple[bool, list[torch.Tensor]]] = {}
     calls: dict[nn.Module, Call] = {}
 
     def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
-        if module not in calls:
+        if module not in first:
             floats = [t for t in tensors_in(output) if t.is_floating_point()]
-            calls[module] = Call(torch.is_grad_enabled(), any(t.requires_grad for t in floats))
+            first[module] = (torch.is_grad_enabled(), floats)  # kept alive: ids stay theirs
 
-    with forward_hooks(dict.fromkeys(model.modules(), hook)):
-        yield calls
+    uses = Uses()
+    try:
+        with forward_hooks(dict.fromkeys(model.modules(), hook)), uses:
+            yield calls
+    finally:
+        for module, (grad_enabled, floats) in first.items():
+            graph = any(t.requires_grad for t in floats)
+            calls[module] = Call(grad_enabled, graph, uses.of(floats))

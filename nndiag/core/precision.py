@@ -58,6 +58,12 @@ FLOAT32_OPS = frozenset({
     "cosine_embedding_loss", "poisson_nll_loss", "triplet_margin_loss", "mean", "var", "std",
     "var_mean", "std_mean",
 })  # fmt: skip
+# Ops that allocate without reading values: their (uninitialised) result is in the format of
+# their inputs but must not be rounded or judged.
+ALLOCATING_OPS = frozenset({
+    "empty", "empty_like", "new_empty", "empty_strided", "new_empty_strided", "empty_permuted",
+    "resize_", "set_",
+})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,9 @@ class Lowered(TorchDispatchMode):
                 if a is b or not a.numel():
                     continue
                 if bool(torch.isfinite(a).all()) and not bool(torch.isfinite(b).all()):
-                    where = "backward" if self.backward else (self.modules[-1] if self.modules else "")
+                    where = (
+                        "backward" if self.backward else (self.modules[-1] if self.modules else "")
+                    )
                     self.first_overflow = Overflow(name, where, float(a.abs().max()))
                     break
         return spec.unflatten(out)
@@ -118,8 +126,12 @@ class Lowered(TorchDispatchMode):
         lower = name in LOWER_PRECISION_OPS
         if not lower and not self._in_format(args, kwargs):
             return func(*args, **kwargs)
-        if func.is_view or not any(
-            isinstance(a, Tensor) and a.is_floating_point() for a in tree_flatten(args)[0]
+        if (
+            func.is_view
+            or name in ALLOCATING_OPS
+            or not any(
+                isinstance(a, Tensor) and a.is_floating_point() for a in tree_flatten(args)[0]
+            )
         ):
             return tree_map(self._mark, func(*args, **kwargs))
         if lower:  # autocast casts the inputs: a value beyond the format overflows right there

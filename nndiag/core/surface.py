@@ -15,7 +15,6 @@ from nndiag.core.contract import as_logits, call_model, eval_mode_backward
 from nndiag.core.hooks import ForwardHook, execution_order, forward_hooks
 from nndiag.core.tensors import (
     first_float,
-    map_tensors,
     replace_tensor,
     signal_index,
     tensors_in,
@@ -69,8 +68,13 @@ class Surface:
 
 
 def _substitute_output(x: Tensor) -> ForwardHook:
+    """Replace the first float tensor of the entry's output (the one x0 was read from) by x;
+    the rest of the output (a pooled output, an attention map) is left as it is."""
+
     def hook(_module: nn.Module, _inputs: Any, output: Any) -> Any:
-        return map_tensors(lambda t: x if t.is_floating_point() else t, output)
+        index = next(i for i, t in enumerate(tensors_in(output)) if t.is_floating_point())
+        # A copy, not x itself: a model may scale its embedding output in place (CTRL does).
+        return replace_tensor(output, index, x.clone())
 
     return hook
 
@@ -79,19 +83,22 @@ def surface(model: nn.Module, inputs: Any, order: list[nn.Module]) -> Surface:
     index = signal_index(inputs)
     if index is not None:
         return Surface(model, inputs, tensors_in(inputs)[index].detach(), None, index)
+    # Token inputs: x is the first floating-point activation, the output of the first module
+    # of any kind to return one (the embedding), not the first block (a whole encoder may be
+    # one block when it holds a single shared layer, as ALBERT's does).
     outputs: dict[nn.Module, Tensor] = {}
 
     def keep(module: nn.Module, _inputs: Any, output: Any) -> None:
         first = first_float(output)
-        if first is not None and module not in outputs:
+        if first is not None and not outputs:
             outputs[module] = first.detach()
 
-    with forward_hooks(dict.fromkeys(order, keep)), torch.no_grad():
+    with forward_hooks(dict.fromkeys(model.modules(), keep)), torch.no_grad():
         call_model(model, inputs)
-    entry = next((b for b in order if b in outputs), None)
-    if entry is None:
+    if not outputs:
         raise ValueError("no floating-point input or activation to differentiate against")
-    return Surface(model, inputs, outputs[entry], entry)
+    [(entry, x0)] = outputs.items()
+    return Surface(model, inputs, x0, entry)
 
 
 def calibrated_copy(ctx: Context, model: nn.Module | None, batches: int) -> nn.Module:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -14,13 +15,28 @@ def map_tensors(fn: Callable[[Tensor], Any], obj: Any) -> Any:
     if isinstance(obj, Tensor):
         return fn(obj)
     if isinstance(obj, dict):
-        return {k: map_tensors(fn, v) for k, v in obj.items()}
+        items = {k: map_tensors(fn, v) for k, v in obj.items()}
+        if type(obj) is dict:
+            return items
+        return _same_mapping(obj, items)
     if isinstance(obj, (tuple, list)):
-        items = [map_tensors(fn, v) for v in obj]
+        values = [map_tensors(fn, v) for v in obj]
         if hasattr(obj, "_fields"):  # a namedtuple takes its fields as arguments
-            return type(obj)(*items)
-        return type(obj)(items)
+            return type(obj)(*values)
+        return type(obj)(values)
     return obj
+
+
+def _same_mapping(obj: dict[Any, Any], items: dict[Any, Any]) -> Any:
+    """A dict subclass (a Hugging Face ModelOutput, an OrderedDict) of the same type, so that
+    its users can still index it as they did (`outputs[1]`, `outputs.logits`)."""
+    try:
+        new = copy.copy(obj)
+        for key, value in items.items():
+            new[key] = value
+        return new
+    except Exception:  # a mapping that cannot be copied: its items as a plain dict
+        return items
 
 
 def tensors_in(obj: Any) -> list[Tensor]:
@@ -91,3 +107,22 @@ def rows_of(batch_inputs: Any, targets: Tensor) -> int:
 def take_examples(obj: Any, index: Any, rows: int) -> Any:
     """Select examples (dim 0) of every tensor whose leading dimension is the batch's `rows`."""
     return map_tensors(lambda t: t[index] if t.dim() and t.shape[0] == rows else t, obj)
+
+
+def tied_input(inputs: Any, rows: int) -> str:
+    """The name of an input tensor not laid out by example (leading size neither the batch's nor
+    1), such as a graph's edge list [2, E]: examples tied by it cannot be taken apart."""
+    for name, t in named_tensors(inputs, "inputs"):
+        if t.dim() and t.shape[0] not in (rows, 1):
+            return name
+    return ""
+
+
+def first_examples(inputs: Any, targets: Tensor, count: int) -> tuple[Any, Tensor, int]:
+    """The batch's first `count` examples, and how many that is: the whole batch when it has no
+    more, or when its inputs are tied (a graph is one example of many nodes)."""
+    rows = rows_of(inputs, targets)
+    if count >= rows or tied_input(inputs, rows):
+        return inputs, targets, rows
+    part = slice(0, count)
+    return take_examples(inputs, part, rows), targets[part] if targets.dim() else targets, count

@@ -28,12 +28,8 @@ class CheckFailed(AssertionError):
 
     def __init__(self, report: Report, fail_on: str, strict: bool) -> None:
         self.report = report
-        lines = [
-            f"{f.severity.value} {f.code} [{f.probe}]: {f.message}"
-            for f in report.failing(fail_on, strict)
-        ]
-        lines += [f"probe {r.name} {r.status.value}: {r.error}" for r in report.unfinished]
-        super().__init__("nndiag: the model is not ready to train:\n  " + "\n  ".join(lines))
+        text = report.findings_text(fail_on, strict)
+        super().__init__("nndiag: the model is not ready to train:\n" + text)
 
 
 def verdict(report: Report, fail_on: str, strict: bool) -> None:

@@ -106,13 +106,14 @@ def measure(ctx: Context, config: Config) -> Measurement:
     import torch
 
     from nndiag.core.surface import calibrated_copy, ordered_blocks, surface
+    from nndiag.core.tensors import tied_input
 
     model = calibrated_copy(ctx, None, batches=1)
     s = surface(model, ctx.inputs, ordered_blocks(model, ctx.inputs))
     batch_norm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
     generator = torch.Generator().manual_seed(ctx.options.seed)
     rows = ctx.rows
-    tied = _tying_input(ctx.inputs, rows)
+    tied = tied_input(ctx.inputs, rows)
     independent = rows > 1 and not tied
     mixing, mixing_at = (
         _mixing(s, rows, generator, config, ctx.options.seed) if independent else ((), "")
@@ -172,17 +173,6 @@ def _example_mask(x: Tensor, i: int) -> Tensor:
     mask = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
     mask[i] = True
     return mask
-
-
-def _tying_input(inputs: Any, rows: int) -> str:
-    """The name of an input tensor not laid out by example (leading size neither the batch's
-    nor 1), such as a graph's edge_index [2, E]: examples tied by it mix by design."""
-    from nndiag.core.tensors import named_tensors
-
-    for name, t in named_tensors(inputs, "inputs"):
-        if t.dim() and t.shape[0] not in (rows, 1):
-            return name
-    return ""
 
 
 def _mixing(

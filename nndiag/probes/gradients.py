@@ -118,6 +118,7 @@ class ModuleCall:
     called: bool
     grad_enabled: bool  # autograd was recording where it was called
     output_graph: bool  # its output carries a graph
+    output_use: str = "used"  # used | detached (read only by detach/.data/.item) | dropped
 
 
 @dataclass(frozen=True)
@@ -274,12 +275,9 @@ def measure(ctx: Context, config: Config) -> Measurement:
     if (vanishes or explodes) and ctx.trainable:
         after = profile_metrics(_after_steps(ctx, rows), config)
     calls = tuple(
-        ModuleCall(
-            name,
-            module in run.calls,
-            module in run.calls and run.calls[module].grad_enabled,
-            module in run.calls and run.calls[module].output_requires_grad,
-        )
+        ModuleCall(name, True, call.grad_enabled, call.output_requires_grad, call.output_use)
+        if (call := run.calls.get(module)) is not None
+        else ModuleCall(name, False, False, False, "")
         for name, module in model.named_modules()
     )
     return Measurement(
@@ -472,13 +470,19 @@ class Cut:
 
 
 CUT_HOW = {
-    "not called": "{m} is never called in forward",
     "no_grad": "{m} runs with autograd off (torch.no_grad() or inference_mode around its call)",
     "inside": "{m} cuts the graph in its own forward (.detach(), .data or no_grad inside)",
-    "after": "{m}'s output is detached where it is used (.detach(), .data, .item()) or dropped",
+    "detached": "{m}'s output is detached where it is used (.detach(), .data, .item())",
+    "after": "{m}'s output is used, but the path from it to the loss is cut further on",
+    "not called": "{m} is never called in forward",
+    "dropped": "{m}'s output is computed and never used",
     "zero": "{m} gets an exactly zero gradient (its path to the loss is multiplied by zero, "
     "dead downstream or gated shut) and still does after a few training steps",
 }
+# Cuts where the parameters shape the output but cannot learn: training is crippled. The others
+# leave parameters that do not affect the loss at all: they stay at their init, the rest trains
+# (an unused pooler of a task head; DistributedDataParallel then needs find_unused_parameters).
+CRIPPLING = frozenset({"no_grad", "inside", "detached", "after"})
 
 
 def _ancestors(path: str) -> list[str]:
@@ -510,6 +514,8 @@ def cuts(rows: list[Row], calls: tuple[ModuleCall, ...]) -> list[Cut]:
             else "not called" if call is None or not call.called
             else "no_grad" if not call.grad_enabled
             else "inside" if not call.output_graph
+            else "detached" if call.output_use == "detached"
+            else "dropped" if call.output_use == "dropped"
             else "after"
         )  # fmt: skip
         found.append(Cut(unit, how, tuple(names)))
@@ -526,17 +532,24 @@ def _reachability(rows: list[Row], calls: tuple[ModuleCall, ...]) -> list[Findin
             + f" ({len(c.parameters)} tensor(s))"
             for c in found
         )
+        crippling = any(c.how in CRIPPLING for c in found)
         findings.append(
             finding(
                 Code.NO_GRADIENT,
                 NAME,
                 f"{len(dead)} trainable parameter tensor(s) get no gradient, at init or in any of "
-                f"a few training steps: {places}",
+                f"a few training steps: {places}"
+                + ("" if crippling else "; they do not affect the loss and stay at their init"),
                 where=[c.module or "model" for c in found],
                 evidence={
                     "parameters": [r["parameter"] for r in dead],
                     "cuts": {c.module or "model": c.how for c in found},
                 },
+                severity=None if crippling else Severity.INFO,
+                hint=None
+                if crippling
+                else "Remove the unused modules, or use their output; under "
+                "DistributedDataParallel pass find_unused_parameters=True.",
             )
         )
     if gated:

@@ -146,13 +146,11 @@ def measure(ctx: Context, config: Config) -> Measurement:
     import torch
 
     from nndiag.config import Task
-    from nndiag.core.tensors import map_tensors, take_examples
+    from nndiag.core.tensors import first_examples, map_tensors
 
     lr, source = _learning_rate(ctx, config)
-    rows = ctx.rows
-    count = min(rows, -(-config.examples // ctx.reduce.world))  # per rank, under torchrun
-    inputs = take_examples(ctx.inputs, slice(0, count), rows)
-    targets = ctx.targets[:count] if ctx.targets.dim() else ctx.targets
+    per_rank = -(-config.examples // ctx.reduce.world)  # under torchrun
+    inputs, targets, count = first_examples(ctx.inputs, ctx.targets, per_rank)
     known = ctx.provided.get(InitLoss)
     if known is None:
         from nndiag.core.losses import loss_and_baseline

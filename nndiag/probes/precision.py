@@ -116,13 +116,12 @@ def _run(
     from nndiag.core.contract import call_model
     from nndiag.core.hooks import forward_hooks, module_names
     from nndiag.core.precision import Lowered
-    from nndiag.core.tensors import take_examples
+    from nndiag.core.tensors import first_examples
 
     torch.manual_seed(ctx.options.seed)
     model = ctx.fresh_model().train()
-    count = min(ctx.rows, max(2, config.max_examples))  # BatchNorm needs two examples
-    inputs = take_examples(ctx.inputs, slice(0, count), ctx.rows)
-    targets = ctx.targets[:count] if ctx.targets.dim() else ctx.targets
+    # BatchNorm needs two examples
+    inputs, targets, _ = first_examples(ctx.inputs, ctx.targets, max(2, config.max_examples))
     for module in model.modules():
         if isinstance(module, nn.modules.dropout._DropoutNd):
             module.eval()

@@ -12,7 +12,7 @@ from nndiag.core.context import Context
 from nndiag.core.hooks import module_names
 from nndiag.core.stats import log10_slope, relative_stderr
 from nndiag.core.surface import Surface, calibrated_copy, ordered_blocks, surface
-from nndiag.core.tensors import take_examples
+from nndiag.core.tensors import first_examples
 from nndiag.probes.jacobian import Config, Measurement, block_rows
 from nndiag.probes.jacobian.estimators import (
     Advance,
@@ -32,12 +32,7 @@ from nndiag.probes.jacobian.sequences import (
 
 
 def _subset(ctx: Context, config: Config) -> Any:
-    rows = ctx.rows
-    return (
-        take_examples(ctx.inputs, slice(0, config.max_examples), rows)
-        if rows > config.max_examples
-        else ctx.inputs
-    )
+    return first_examples(ctx.inputs, ctx.targets, config.max_examples)[0]
 
 
 def _surface_of(

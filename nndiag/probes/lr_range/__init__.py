@@ -309,7 +309,9 @@ def _still_falling(trials: list[Trial], config: Config) -> bool:
         return False
     half = len(late) // 2
     first, second = late[:half], late[half:]
-    error = math.sqrt(statistics.variance(first) / len(first) + statistics.variance(second) / len(second))
+    error = math.sqrt(
+        statistics.variance(first) / len(first) + statistics.variance(second) / len(second)
+    )
     return statistics.fmean(second) < statistics.fmean(first) - config.sign_test_sigmas * error
 
 
