@@ -106,6 +106,15 @@ class DiffusersUNet(nn.Module):
         return self.unet(noisy, t).sample
 
 
+def _blobs(batch_size: int, side: int, width: float) -> Tensor:
+    """(batch, 1, side, side) images of one Gaussian blob each, at a random place."""
+    centre = torch.rand(batch_size, 2, 1, 1) * side
+    grid = torch.arange(side).float()
+    rows = (grid[None, None, :, None] - centre[:, :1]) ** 2
+    columns = (grid[None, None, None, :] - centre[:, 1:]) ** 2
+    return torch.exp(-(rows + columns) / width)
+
+
 def _denoising(side: int = 16, channels: int = 1) -> Callable[[int], Batch]:
     """DDPM's objective: predict the noise; x_0 are smooth blobs, so the task is learnable."""
 
