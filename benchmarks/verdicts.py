@@ -90,7 +90,7 @@ def run_samples(only: set[str]) -> list[Row]:
             _row(
                 name.removesuffix(".py"),
                 kind,
-                tuple(entry["expect"]),
+                tuple(entry["roots"]),
                 report,
                 time.perf_counter() - started,
             )

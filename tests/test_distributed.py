@@ -65,6 +65,8 @@ SICK = {  # a sample for each probe the healthy model above leaves without a fin
     "sick_no_causal_mask.py": "dependencies",
     "sick_fp16_overflow.py": "precision",
     "sick_list_layers.py": "structure",
+    "sick_detached.py": "gradients",
+    "sick_nograd_backbone.py": "gradients",
 }
 
 
@@ -184,13 +186,19 @@ def test_two_ranks_agree_with_one_process(tmp_path: Path, strategy: str) -> None
 
 
 def test_a_sick_model_fails_the_distributed_run(tmp_path: Path) -> None:
+    """The output is multiplied by zero: the root is output-ignores-input (error), and what it
+    causes (no gradient reaches the layers before, nothing memorised) is nested under it."""
     probes = ["--probe", "init-loss", "--probe", "gradients", "--probe", "overfit", "--steps", "40"]
     done = torchrun(model_file(tmp_path, sick=True), "fsdp", tmp_path / "r.json", *probes)
     assert done.returncode == 1, done.stderr[-3000:]
-    codes = {
-        code for _, code, _ in findings(json.loads((tmp_path / "r.json").read_text())["probes"])
+    found = json.loads((tmp_path / "r.json").read_text())["findings"]
+    roots = {(f["code"], f["severity"]) for f in found if f["caused_by"] is None}
+    under = {(f["code"], f["caused_by"]["code"]) for f in found if f["caused_by"] is not None}
+    assert roots == {("output-ignores-input", "error")}
+    assert under == {
+        ("overfit-failed", "output-ignores-input"),
+        ("no-gradient", "output-ignores-input"),
     }
-    assert {"no-gradient", "overfit-failed"} <= codes or "output-ignores-input" in codes
 
 
 @pytest.mark.parametrize("sick", [False, True])
@@ -254,13 +262,26 @@ def test_a_meta_model_without_init_weights_is_a_usage_error(tmp_path: Path) -> N
     assert "Traceback" not in result.output
 
 
-@pytest.mark.parametrize(("sample", "probe"), sorted(SICK.items()))
-def test_sick_samples_fail_alike_on_two_ranks(tmp_path: Path, sample: str, probe: str) -> None:
+CASES = [(sample, probe, "fsdp") for sample, probe in sorted(SICK.items())] + [
+    ("sick_detached.py", "gradients", "ddp"),
+    ("sick_nograd_backbone.py", "gradients", "ddp"),
+]
+
+
+@pytest.mark.parametrize(("sample", "probe", "strategy"), CASES)
+def test_sick_samples_fail_alike_on_two_ranks(
+    tmp_path: Path, sample: str, probe: str, strategy: str
+) -> None:
+    """The single-process findings, codes, severities and places, on two ranks: a detached
+    branch and a backbone under no_grad are rooted where the cut is under FSDP2 and DDP too."""
     target = ROOT / "sample_models" / sample
-    single = json.loads(nndiag.check(str(target), probes=[probe]).to_json())["probes"]
-    done = torchrun(target, "fsdp", tmp_path / "r.json", "--probe", probe)
+    single_report = nndiag.check(str(target), probes=[probe], budget=0)
+    single = json.loads(single_report.to_json())["probes"]
+    done = torchrun(target, strategy, tmp_path / "r.json", "--probe", probe)
     ranked = json.loads((tmp_path / "r.json").read_text())["probes"]
     assert findings(ranked) == findings(single) != []
+    places = lambda probes: sorted(tuple(f["where"]) for p in probes for f in p["findings"])
+    assert places(ranked) == places(single)
     assert done.returncode == (1 if any(s == "error" for *_, s in findings(single)) else 0)
 
 

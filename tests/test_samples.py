@@ -1,4 +1,6 @@
-"""Every sample model produces the finding codes its MANIFEST.toml entry names."""
+"""Every sample model gets exactly what its MANIFEST.toml entry pins: each expected code as a root
+finding at its severity (and each expected consequence under a root), a healthy sample no root at
+warning or error, a sick sample no root error besides its own."""
 
 from __future__ import annotations
 
@@ -7,11 +9,13 @@ import tomllib
 import pytest
 
 import nndiag
-from nndiag.findings import CATALOG, Severity
+from nndiag.findings import CATALOG
+from nndiag.probes import BUILTIN
 
 from conftest import SAMPLES
 
 MANIFEST = tomllib.loads((SAMPLES / "MANIFEST.toml").read_text())
+TRAINING = {"lr-range", "overfit"}  # the slow probes: a sick sample runs them only when needed
 
 
 def test_manifest_lists_every_sample() -> None:
@@ -19,23 +23,35 @@ def test_manifest_lists_every_sample() -> None:
     assert files == set(MANIFEST)
 
 
-@pytest.mark.parametrize("name", sorted(MANIFEST))
-def test_sample_produces_its_codes(name: str) -> None:
-    entry = MANIFEST[name]
-    # A healthy sample runs every probe (no false alarm anywhere); a sick one the probes that
-    # raise its expected codes, which keeps the suite within CI's time.
-    probes = (
-        None
-        if entry.get("healthy")
-        else sorted({p for c in entry["expect"] for p in CATALOG[c].probes})
-    )
-    # budget=0: what a sample must produce does not depend on how busy the machine is (a
-    # loaded CI runner can time a step 20x slower and cut the training probes).
-    report = nndiag.check(str(SAMPLES / name), device="cpu", probes=probes, budget=0)
-    codes = {f.code for f in report.findings}
-    assert all(r.status.value == "ok" for r in report.results), [r.error for r in report.results]
-    assert set(entry["expect"]) <= codes, f"{name}: expected {entry['expect']}, got {sorted(codes)}"
+def _probes(entry: dict) -> list[str] | None:
+    """Every probe for a healthy sample (no false alarm anywhere); for a sick one every probe
+    but the training ones, unless its pinned codes come from them."""
     if entry.get("healthy"):
-        assert report.failing(Severity.WARNING) == [], [f.message for f in report.findings]
+        return None
+    pinned = {**entry["roots"], **entry.get("consequences", {})}
+    needed = {p for code in pinned for p in CATALOG[code].probes}
+    return [p for p in BUILTIN if p not in TRAINING or p in needed]
+
+
+@pytest.mark.parametrize("name", sorted(MANIFEST))
+def test_sample_gets_exactly_its_pinned_findings(name: str) -> None:
+    entry = MANIFEST[name]
+    # budget=0: what a sample must produce does not depend on how busy the machine is.
+    report = nndiag.check(str(SAMPLES / name), device="cpu", probes=_probes(entry), budget=0)
+    assert not report.unfinished, [(r.name, r.error) for r in report.unfinished]
+    roots = {(f.code, f.severity.value) for f in report.findings if f.caused_by is None}
+    consequences = {(f.code, f.severity.value) for f in report.findings if f.caused_by}
+    for code, severity in entry["roots"].items():
+        assert (code, severity) in roots, f"{name}: root {code} ({severity}); got {sorted(roots)}"
+    for code, severity in entry.get("consequences", {}).items():
+        assert (code, severity) in consequences, f"{name}: {code}; got {sorted(consequences)}"
+    if entry.get("healthy"):
+        loud = {r for r in roots if r[1] != "info"} | {
+            r for r in roots if r[0] not in entry["roots"]
+        }
+        assert not loud, f"{name} is healthy: {[f.message for f in report.findings]}"
+    else:
+        errors = {code for code, severity in roots if severity == "error"}
+        assert errors <= set(entry["roots"]), f"{name}: other root errors {errors}"
     if "parameters" in entry:
         assert report.result("summary").metrics["parameters"] == entry["parameters"]

@@ -17,11 +17,13 @@ ForwardHook = Callable[[nn.Module, Any, Any], Any]
 
 @contextmanager
 def forward_hooks(hooks: dict[nn.Module, ForwardHook]) -> Iterator[None]:
-    """Register one forward hook per module for the duration of the block."""
+    """Register one forward hook per module for the duration of the block, ahead of the hooks
+    already there: FSDP2's post-forward hook reshards a module's parameters into DTensors, and
+    ours must still see them whole."""
     handles = []
     try:
         for module, hook in hooks.items():
-            handles.append(module.register_forward_hook(hook))
+            handles.append(module.register_forward_hook(hook, prepend=True))
         yield
     finally:
         for handle in handles:
@@ -117,7 +119,10 @@ class Uses(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
     def of(self, outputs: list[torch.Tensor]) -> str:
-        """'used', 'detached' (read only by detach/.data/.item) or 'dropped' (read by nothing)."""
+        """'used', 'detached' (read only by detach/.data/.item) or 'dropped' (read by nothing);
+        'used' when nothing was watched (the mode was not entered)."""
+        if not self.by_id:
+            return "used"
         names = set().union(*(self.by_id.get(id(t), set()) for t in outputs)) if outputs else set()
         if not names:
             return "dropped"
