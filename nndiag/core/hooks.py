@@ -129,11 +129,22 @@ class Uses(TorchFunctionMode):
         return "detached" if names <= DETACHING else "used"
 
 
+@dataclass
+class Calls:
+    """What call_records saw: each module's first Call, and how each parameter was read."""
+
+    modules: dict[nn.Module, Call]
+    uses: Uses
+
+    def parameter_use(self, param: torch.Tensor) -> str:
+        return self.uses.of([param])
+
+
 @contextmanager
-def call_records(model: nn.Module) -> Iterator[dict[nn.Module, Call]]:
-    """Yield a dict that fills with each module's first Call during the block (its output's use
-    is known when the block ends). A forward hook runs in its caller's grad mode: under a
-    caller's `torch.no_grad()` it sees autograd off."""
+def call_records(model: nn.Module) -> Iterator[Calls]:
+    """Yield Calls that fill with each module's first Call during the block (its output's use is
+    known when the block ends). A forward hook runs in its caller's grad mode: under a caller's
+    `torch.no_grad()` it sees autograd off."""
     from nndiag.core.tensors import tensors_in
 
     first: dict[nn.Module, tuple[bool, list[torch.Tensor]]] = {}
@@ -147,7 +158,7 @@ def call_records(model: nn.Module) -> Iterator[dict[nn.Module, Call]]:
     uses = Uses()
     try:
         with forward_hooks(dict.fromkeys(model.modules(), hook)), uses:
-            yield calls
+            yield Calls(calls, uses)
     finally:
         for module, (grad_enabled, floats) in first.items():
             graph = any(t.requires_grad for t in floats)

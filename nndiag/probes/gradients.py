@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from torch import Tensor, nn
 
     from nndiag.core.context import Context
-    from nndiag.core.hooks import Call
+    from nndiag.core.hooks import Calls
 
 NAME = "gradients"
 
@@ -181,7 +181,7 @@ class _Pass:
     order: list[nn.Module]  # modules by first return (leaves in data-flow order)
     entered: list[nn.Module]  # modules by first entry
     gains: dict[nn.Module, float]  # measured rms(W·x)/rms(x) of affine layers
-    calls: dict[nn.Module, Call]  # how each module's first call ran (grad mode, graph)
+    calls: Calls  # how each module's first call ran (grad mode, graph), how parameters were read
 
 
 def _forward_backward(ctx: Context) -> _Pass:
@@ -252,6 +252,7 @@ def measure(ctx: Context, config: Config) -> Measurement:
             row.update(
                 qualname=f"{qualified[module]}.{pname}".lstrip("."),
                 called=module in position,
+                use=run.calls.parameter_use(param),
                 signal_gain=run.gains.get(module, math.nan) if affine else math.nan,
                 feeds_norm=module in normed,
                 init_match=""
@@ -276,7 +277,7 @@ def measure(ctx: Context, config: Config) -> Measurement:
         after = profile_metrics(_after_steps(ctx, rows), config)
     calls = tuple(
         ModuleCall(name, True, call.grad_enabled, call.output_requires_grad, call.output_use)
-        if (call := run.calls.get(module)) is not None
+        if (call := run.calls.modules.get(module)) is not None
         else ModuleCall(name, False, False, False, "")
         for name, module in model.named_modules()
     )
@@ -476,6 +477,7 @@ CUT_HOW = {
     "after": "{m}'s output is used, but the path from it to the loss is cut further on",
     "not called": "{m} is never called in forward",
     "dropped": "{m}'s output is computed and never used",
+    "unused": "{m} never reads these parameters in its forward",
     "zero": "{m} gets an exactly zero gradient (its path to the loss is multiplied by zero, "
     "dead downstream or gated shut) and still does after a few training steps",
 }
@@ -505,21 +507,31 @@ def cuts(rows: list[Row], calls: tuple[ModuleCall, ...]) -> list[Cut]:
             if under and all(t in dead for t in under):
                 unit = ancestor
         units.setdefault(unit, []).append(name)
-    found = []
-    for unit, names in units.items():
-        in_graph = any(r["has_grad"] for r in rows if r["qualname"] in names)
-        call = by_name.get(unit)
-        how = (
-            "zero" if in_graph
-            else "not called" if call is None or not call.called
-            else "no_grad" if not call.grad_enabled
-            else "inside" if not call.output_graph
-            else "detached" if call.output_use == "detached"
-            else "dropped" if call.output_use == "dropped"
-            else "after"
-        )  # fmt: skip
-        found.append(Cut(unit, how, tuple(names)))
-    return found
+    return [Cut(unit, _how(unit, names, rows, by_name.get(unit), dead), tuple(names))
+            for unit, names in units.items()]  # fmt: skip
+
+
+def _how(
+    unit: str, names: list[str], rows: list[Row], call: ModuleCall | None, dead: set[str]
+) -> str:
+    """How the path is cut at `unit` (a key of CUT_HOW), from how the pass ran it."""
+    mine = [r for r in rows if r["qualname"] in names]
+    if any(r["has_grad"] for r in mine):
+        return "zero"
+    others = [r for r in rows if r["trainable"] and r["qualname"] not in dead]
+    partial = any(not unit or r["qualname"].startswith(unit + ".") for r in others)
+    if partial:  # some parameters of a module that works otherwise: how each one was read
+        uses = {r["use"] for r in mine}
+        if uses == {"dropped"}:
+            return "unused"
+        return "detached" if uses <= {"detached", "dropped"} else "after"
+    if call is None or not call.called:
+        return "not called"
+    if not call.grad_enabled:
+        return "no_grad"
+    if not call.output_graph:
+        return "inside"
+    return {"detached": "detached", "dropped": "dropped"}.get(call.output_use, "after")
 
 
 def _reachability(rows: list[Row], calls: tuple[ModuleCall, ...]) -> list[Finding]:

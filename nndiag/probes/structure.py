@@ -135,6 +135,9 @@ def _unregistered_leaves(ctx: Context) -> tuple[nn.Module, list[tuple[Row, Tenso
     model, optimizer = trainer.model, trainer.optimizer
     params = {id(p) for p in model.parameters()}
     inputs = {id(t) for t in tensors_in(ctx.inputs)}
+    # A view of an input made to require grad (wav2vec2's feature encoder does, for gradient
+    # checkpointing) is still the input: its storage is the input's.
+    storages = {t.untyped_storage().data_ptr() for t in tensors_in(ctx.inputs)}
     seen: dict[int, tuple[Tensor, Tensor]] = {}  # the first step's: id -> (leaf, its value)
     again: set[int] = set()  # first-step leaves that are in a later step's graph too
     graded: set[int] = set()
@@ -145,6 +148,8 @@ def _unregistered_leaves(ctx: Context) -> tuple[nn.Module, list[tuple[Row, Tenso
             break
         for leaf in _graph_leaves(loss.grad_fn):
             if not leaf.requires_grad or id(leaf) in params | inputs:
+                continue
+            if leaf.untyped_storage().data_ptr() in storages:
                 continue
             if step == 0:
                 seen[id(leaf)] = (leaf, leaf.detach().clone())
