@@ -16,7 +16,6 @@ from torch import nn
 
 from nndiag import __version__, budget, causes
 from nndiag.config import CheckOptions, Distributed
-from nndiag.core.batches import Batch
 from nndiag.core.context import (
     Context,
     Definition,
@@ -26,7 +25,9 @@ from nndiag.core.context import (
     build_context,
 )
 from nndiag.core.contract import out_of_memory_errors, user_call
+from nndiag.core.optimizers import rebuilt
 from nndiag.core.state import preserved_process_state, preserved_rng, seed_everything
+from nndiag.core.steps import StepFn
 from nndiag.core.tensors import describe
 from nndiag.errors import ContractError, OptionError, UsageError, UserExit, describe_exception
 from nndiag.loading import load_spec, model_namespace
@@ -44,14 +45,17 @@ HEAVY_STEPS = 5.0  # plans cheaper than this many training steps are not priced
 
 def check(
     target_or_model: str | os.PathLike[str] | nn.Module,
-    batch: Batch | None = None,
+    batch: Any = None,
     loss_fn: LossFn | None = None,
     probes: Iterable[str] | None = None,
     skip: Iterable[str] | None = None,
     device: str = "auto",
     *,
-    make_batch: Callable[[int], Batch] | None = None,
-    make_loader: Callable[[], Iterable[Batch]] | None = None,
+    make_batch: Callable[[int], Any] | None = None,
+    make_loader: Callable[[], Iterable[Any]] | None = None,
+    loader: Iterable[Any] | None = None,
+    training_step: StepFn | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
     make_optimizer: OptimizerFactory | None = None,
     progress: Progress | None = None,
     settings: Mapping[str, Mapping[str, Any]] | None = None,
@@ -60,14 +64,55 @@ def check(
 ) -> Report:
     """Run nndiag's probes on a target ('model.py', 'model.py:factory', 'pkg.mod:attr') or a module.
 
-    With a module, give a `batch` (inputs, targets), a `make_batch(batch_size)` or `make_loader()`
-    callable, or the synthetic-batch options (`input_shape=(3, 32, 32)`, `num_classes=10`). Other
-    keyword options are CheckOptions' (seed, batch_size, amp, budget, ...) and the aliases of probe
+    With a module, give the data as a `batch`, a `loader` (your DataLoader, iterated as it is),
+    a `make_batch(batch_size)` or `make_loader()` callable, or the synthetic-batch options
+    (`input_shape=(3, 32, 32)`, `num_classes=10`). The loss is `loss_fn(outputs, targets)` on
+    (inputs, targets) batches, or your `training_step(model, batch) -> loss` on batches of any
+    shape. `optimizer` is your optimizer instance: nndiag rebuilds the same class with the same
+    hyperparameters and parameter groups on its copies (yours is never stepped). Other keyword
+    options are CheckOptions' (seed, batch_size, amp, budget, ...) and the aliases of probe
     settings (steps, lr, lr_start, lr_end, range_steps, range_mode, repeats, precision, causal);
     `settings={"activations": {"dead_fraction_max": 0.6}}` sets any probe's setting. The global
     RNG states, default dtype, grad mode, thread count and sys.path are restored on return, and
-    the module is never modified.
+    the module, its optimizer and its loader's data are never modified.
     """
+    sources = [x for x in (batch, make_batch, make_loader, loader) if x is not None]
+    if len(sources) > 1:
+        raise OptionError("give one of batch, make_batch, make_loader or loader")
+    if optimizer is not None and make_optimizer is not None:
+        raise OptionError("give either optimizer (an instance) or make_optimizer, not both")
+    if optimizer is not None and not isinstance(target_or_model, nn.Module):
+        raise OptionError("optimizer= goes with a model object, whose parameters it holds")
+    fixed = batch
+    definition = Definition(
+        make_batch=make_batch or (None if fixed is None else (lambda _n: fixed)),
+        make_loader=make_loader or (None if loader is None else (lambda: loader)),
+        loss_fn=loss_fn,
+        make_optimizer=make_optimizer,
+        training_step=training_step,
+        optimizer_for=None if optimizer is None else rebuilt(optimizer, target_or_model),  # type: ignore[arg-type]
+        optimizer_name="" if optimizer is None else type(optimizer).__name__,
+    )
+    return check_definition(
+        target_or_model, definition, probes=probes, skip=skip, device=device, progress=progress,
+        settings=settings, thresholds=thresholds, **options,
+    )  # fmt: skip
+
+
+def check_definition(
+    target_or_model: str | os.PathLike[str] | nn.Module,
+    definition: Definition,
+    *,
+    probes: Iterable[str] | None = None,
+    skip: Iterable[str] | None = None,
+    device: str = "auto",
+    progress: Progress | None = None,
+    settings: Mapping[str, Mapping[str, Any]] | None = None,
+    thresholds: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Report:
+    """check() on a Definition already assembled (the integrations build theirs from a
+    LightningModule or a Hugging Face Trainer)."""
     general, aliased = _split_options(options)
     opts = CheckOptions(device=device, **general)
     if not isinstance(target_or_model, (str, os.PathLike, nn.Module)):
@@ -75,15 +120,6 @@ def check(
             f"check() takes a target ('model.py', 'pkg.module:attr') or an nn.Module, got "
             f"{type(target_or_model).__name__}"
         )
-    if batch is not None and (make_batch is not None or make_loader is not None):
-        raise OptionError("give either batch, make_batch or make_loader, not several")
-    fixed = batch
-    definition = Definition(
-        make_batch=make_batch or (None if fixed is None else (lambda _n: fixed)),
-        make_loader=make_loader,
-        loss_fn=loss_fn,
-        make_optimizer=make_optimizer,
-    )
     names = select(list(probes or []), list(skip or []))
     if not names:
         raise OptionError("no probe selected: --probe and --skip leave nothing to run")
@@ -163,6 +199,10 @@ def _context(
         make_optimizer=definition.make_optimizer or spec_.make_optimizer,
         factory=spec_.factory,
         init_weights=spec_.init_weights,
+        training_step=definition.training_step or spec_.training_step,
+        optimizer_for=definition.optimizer_for,
+        optimizer_name=definition.optimizer_name,
+        notes=definition.notes,
     )
     return build_context(
         model, opts, target=target, definition=from_file, progress=progress, **sharding
@@ -184,7 +224,7 @@ def run_check(ctx: Context, names: list[str], resolved: Resolved) -> Report:
     started = time.perf_counter()
     specs = planned(names, resolved)
     configs = dict(resolved.configs)
-    notes = list(resolved.notes) + _environment_notes(ctx)
+    notes = list(resolved.notes) + list(ctx.notes) + _environment_notes(ctx)
     plan = _budget(ctx, specs, configs, notes)
     results: list[ProbeResult] = []
     interrupted = False

@@ -28,7 +28,10 @@ from nndiag.errors import TargetError, describe_exception
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_FACTORY = "build_model"
-HOOKS = ("make_batch", "make_loader", "loss_fn", "make_optimizer", "shard_model", "init_weights")
+HOOKS = (
+    "make_batch", "make_loader", "loss_fn", "make_optimizer", "shard_model", "init_weights",
+    "training_step",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class ModelSpec:
     make_optimizer: Callable[[Any], Any] | None = None
     shard_model: Callable[[Any, Any], Any] | None = None
     init_weights: Callable[[Any], Any] | None = None
+    training_step: Callable[[Any, Any], Any] | None = None
 
 
 def split_target(target: str) -> tuple[str, str | None]:

@@ -108,7 +108,7 @@ def test_fp16_scaler_skips_overflowing_steps() -> None:
     trainer = new_trainer(ctx, 1e-3)
     trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**127)  # scaled grads overflow
     before = [p.clone() for p in trainer.model.parameters()]
-    step = trainer.step(*batch)
+    step = trainer.step(batch)
     assert step.applied is False
     assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True))
 

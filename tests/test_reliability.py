@@ -53,18 +53,18 @@ def test_ctrl_c_during_training_stops_with_a_partial_report(
     real_step = Trainer.step
     calls = {"n": 0}
 
-    def interrupted(self, inputs, targets):
+    def interrupted(self, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 5:
             raise KeyboardInterrupt
-        return real_step(self, inputs, targets)
+        return real_step(self, *args, **kwargs)
 
     monkeypatch.setattr(Trainer, "step", interrupted)
     out = tmp_path / "r.json"
     args = ["check", str(SAMPLES / "mlp.py"), "--json", str(out), "--fail-on", "never"]
     result = runner.invoke(app, args)
     assert result.exit_code == 130  # interrupted, even where findings would not fail the run
-    assert result.output.startswith("nndiag: INTERRUPTED, the report is partial")
+    assert result.stdout.startswith("nndiag: INTERRUPTED, the report is partial")
     data = json.loads(out.read_text())
     assert data["interrupted"] is True
     names = [p["name"] for p in data["probes"]]

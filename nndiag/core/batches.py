@@ -31,23 +31,32 @@ MAX_SYNTHETIC_ELEMENTS = 2**28  # 1 GiB of float32 inputs per synthetic batch
 class BatchSource:
     """Fresh batches, and the batch size they are drawn at with where that number came from."""
 
-    draw: Callable[[], Batch]
+    draw: Callable[[], Any]
     batch_size: int
     origin: str  # "--batch-size", "make_batch's default", "make_loader's batch", "default"
     kind: str  # "make_loader", "make_batch" or "synthetic"
+    paired: bool = True  # batches are (inputs, targets); False: as the loader yields them
 
 
 def sliced(source: BatchSource, rank: int, world: int) -> BatchSource:
     """Under torchrun every rank draws the same batch (same seed) and keeps its own slice of
     the examples, so the ranks together see exactly the batch one process would."""
-    return dataclasses.replace(source, draw=lambda: share(source.draw(), rank, world))
+    return dataclasses.replace(
+        source, draw=lambda: share(source.draw(), rank, world, source.paired)
+    )
 
 
-def share(batch: Batch, rank: int, world: int) -> Batch:
-    """Rank `rank`'s slice of the examples: [rank·B/W, (rank+1)·B/W)."""
-    inputs, targets = batch
-    rows = rows_of(inputs, targets)
-    tied = tied_input(inputs, rows)
+def examples(batch: Any, paired: bool) -> int:
+    """How many examples a batch holds: the targets' leading size for (inputs, targets), else
+    the first tensor's."""
+    return rows_of(batch[0], batch[1]) if paired else rows_of(batch)
+
+
+def share(batch: Any, rank: int, world: int, paired: bool = True) -> Any:
+    """Rank `rank`'s slice of the examples: [rank·B/W, (rank+1)·B/W), of every tensor laid out
+    by example."""
+    rows = examples(batch, paired)
+    tied = tied_input(batch, rows)
     if tied:
         raise OptionError(
             f"{tied} is not laid out by example (a graph's edges?): the batch cannot be split "
@@ -59,10 +68,19 @@ def share(batch: Batch, rank: int, world: int) -> Batch:
             f"--batch-size divisible by {world}"
         )
     part = slice(rank * rows // world, (rank + 1) * rows // world)
-    return take_examples(inputs, part, rows), targets[part] if targets.dim() else targets
+    return take_examples(batch, part, rows)
 
 
-def check_batch(value: Any, source: str) -> Batch:
+def check_batch(value: Any, source: str, paired: bool = True) -> Any:
+    """(inputs, targets) for the loss_fn contract; with a training_step, any structure that
+    holds a tensor, as the loader yields it."""
+    if not paired:
+        tensors = tensors_in(value)
+        if not tensors and not hasattr(value, "to"):
+            raise ContractError(f"{source} returned a batch with no tensor: {describe(value)}")
+        if any(t.dim() and t.shape[0] == 0 for t in tensors):
+            raise ContractError(f"{source} returned a batch with zero rows ({describe(value)})")
+        return value
     if not (isinstance(value, (tuple, list)) and len(value) == 2):
         raise ContractError(f"{source} must return (inputs, targets), got {describe(value)}")
     inputs, targets = value
@@ -92,25 +110,28 @@ def default_batch_size(make_batch: Callable[..., Any]) -> int | None:
     return default if is_int and default > 0 else None
 
 
-def from_make_batch(make_batch: Callable[[int], Any], batch_size: int | None) -> BatchSource:
+def from_make_batch(
+    make_batch: Callable[[int], Any], batch_size: int | None, paired: bool = True
+) -> BatchSource:
     default = default_batch_size(make_batch)
     size = batch_size or default or DEFAULT_BATCH_SIZE
     origin = "--batch-size" if batch_size else ("make_batch's default" if default else "default")
     description = f"make_batch({size})"
     return BatchSource(
-        lambda: check_batch(user_call(description, make_batch, size), "make_batch"),
+        lambda: check_batch(user_call(description, make_batch, size), "make_batch", paired),
         size,
         origin,
         "make_batch",
+        paired,
     )
 
 
 _END = object()
 
 
-def from_make_loader(make_loader: Callable[[], Iterable[Any]]) -> BatchSource:
+def from_make_loader(make_loader: Callable[[], Iterable[Any]], paired: bool = True) -> BatchSource:
     """Cycle through make_loader(), calling it again when an epoch ends."""
-    state: dict[str, Iterator[Any]] = {}
+    state: dict[str, Any] = {"drawn": 0}
 
     def restart() -> Iterator[Any]:
         loader = user_call("make_loader()", make_loader)
@@ -122,20 +143,27 @@ def from_make_loader(make_loader: Callable[[], Iterable[Any]]) -> BatchSource:
                 f"{describe(loader)}"
             ) from None
 
-    def draw() -> Batch:
+    def draw() -> Any:
         for _ in range(2):  # one restart: an epoch may end between two draws
             if "it" not in state:
                 state["it"] = restart()
             item = user_call("iterating make_loader()", next, state["it"], _END)
             if item is not _END:
-                return check_batch(item, "make_loader")
+                state["drawn"] += 1
+                return check_batch(item, "make_loader", paired)
             del state["it"]
+        if state["drawn"]:
+            raise ContractError(
+                f"make_loader() yielded {state['drawn']} batch(es), then nothing when called again "
+                "for a new epoch: it returns an exhausted iterator; return a new iterable (a "
+                "DataLoader, a generator function's result) on every call"
+            )
         raise ContractError("make_loader() yielded no batch")
 
     first = draw()
     pending = itertools.chain([first], iter(draw, None))
-    size = int(first[1].shape[0]) if first[1].dim() else 1
-    return BatchSource(lambda: next(pending), size, "make_loader's batch", "make_loader")
+    size = examples(first, paired)
+    return BatchSource(lambda: next(pending), size, "make_loader's batch", "make_loader", paired)
 
 
 @dataclass(frozen=True)

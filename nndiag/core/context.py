@@ -21,7 +21,6 @@ from torch import Tensor, nn
 
 from nndiag.config import CheckOptions, Task
 from nndiag.core.batches import (
-    Batch,
     BatchSource,
     SyntheticSpec,
     from_make_batch,
@@ -38,10 +37,18 @@ from nndiag.core.contract import (
     out_of_memory_errors,
     user_call,
 )
+from nndiag.core.optimizers import OptimizerFor
 from nndiag.core.reduce import LocalReducer, Reducer
 from nndiag.core.state import preserved_rng
-from nndiag.core.tensors import describe, map_tensors, rows_of
-from nndiag.errors import ContractError, OptionError, describe_exception, from_user_code
+from nndiag.core.steps import StepFn, StepRun, is_scalar, loss_step, run_step
+from nndiag.core.tensors import Arguments, describe, map_tensors, rows_of, tensors_in
+from nndiag.errors import (
+    ContractError,
+    OptionError,
+    UsageError,
+    describe_exception,
+    from_user_code,
+)
 
 LossFn = Callable[[Any, Tensor], Tensor]
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -168,9 +175,12 @@ class ModelCopier:
         return fresh.to(self.device)
 
 
-def _on_device(batch: Batch, device: torch.device) -> Batch:
-    inputs, targets = batch
-    return map_tensors(lambda t: t.to(device), inputs), targets.to(device)
+def on_device(batch: Any, device: torch.device) -> Any:
+    """The batch with every tensor on `device`, whatever holds them (an object with a `.to`
+    method, such as a BatchEncoding, is moved by it)."""
+    if not isinstance(batch, Tensor) and callable(getattr(batch, "to", None)) and not tensors_in(batch):
+        return batch.to(device)
+    return map_tensors(lambda t: t.to(device), batch)
 
 
 def _on_meta(model: nn.Module) -> bool:
@@ -183,10 +193,13 @@ class Context:
     model: nn.Module  # the user's object: probes never mutate it, they use fresh_model()
     device: torch.device
     options: CheckOptions
-    batch: Batch  # the fixed batch on `device`, shared by every probe
+    batch: Any  # the fixed batch on `device`, as the loader gave it, shared by every probe
     source: BatchSource  # fresh batches (make_loader / make_batch / synthetic), CPU side
-    loss_fn: LossFn  # (raw outputs, targets) -> scalar
-    make_optimizer: OptimizerFactory | None  # the user's; None means Adam
+    step: StepFn  # (model, batch) -> loss: the user's training_step, or loss_fn on the outputs
+    inputs: Any  # the root module's inputs for the fixed batch (Arguments under a training_step)
+    targets: Tensor | None  # the fixed batch's targets; None under a training_step
+    optimizer_for: OptimizerFor | None  # builds the user's optimizer on a copy; None means Adam
+    optimizer_name: str  # how the report names it ("Adam (nndiag's default)", "SGD")
     task: Task
     copier: ModelCopier
     progress: Progress = field(default_factory=NullProgress)
@@ -194,7 +207,8 @@ class Context:
     reduce: Reducer = field(default_factory=LocalReducer)
     memo: dict[str, Any] = field(default_factory=dict)  # values computed once per check
     partial: dict[str, list[Row]] = field(default_factory=dict)  # rows of the running probe
-    whole: tuple[Batch, BatchSource] | None = None  # under torchrun: the unsliced batch, source
+    whole: tuple[Any, BatchSource] | None = None  # under torchrun: the unsliced batch, source
+    notes: tuple[str, ...] = ()  # from the definition: what of the user's code was (not) used
 
     def fresh_model(self) -> nn.Module:
         return self.copier.copy()
@@ -211,14 +225,35 @@ class Context:
             reduce=LocalReducer(), memo={}, whole=None,
         )  # fmt: skip
 
-    def next_batch(self) -> Batch:
+    def next_batch(self) -> Any:
         return self.to_device(self.source.draw())
 
-    def to_device(self, batch: Batch) -> Batch:
-        return _on_device(batch, self.device)
+    def to_device(self, batch: Any) -> Any:
+        return on_device(batch, self.device)
 
-    def loss(self, outputs: Any, targets: Tensor) -> Tensor:
-        return self.loss_fn(outputs, targets)
+    def run_step(
+        self,
+        model: nn.Module,
+        batch: Any = None,
+        substitute: Callable[[Arguments], Arguments] | None = None,
+    ) -> StepRun:
+        """The training step on `model` (a copy) and a batch (the fixed one by default), with
+        the root module's inputs and outputs captured; `substitute` replaces those inputs."""
+        return run_step(self.step, model, self.batch if batch is None else batch, substitute)
+
+    def inputs_of(self, model: nn.Module, batch: Any) -> Any:
+        """The root module's inputs for another batch: its first element under the loss_fn
+        contract, else what the training step passes (one forward, no gradient)."""
+        if self.source.paired:
+            return batch[0]
+        with torch.no_grad():
+            captured = self.run_step(model, batch).inputs
+        return captured if captured is not None else self.inputs
+
+    @property
+    def paired(self) -> bool:
+        """Batches are (inputs, targets) and the loss is loss_fn(outputs, targets)."""
+        return self.source.paired
 
     def optimizer(self, model: nn.Module, lr: float | None = None) -> torch.optim.Optimizer:
         """The user's optimizer (or Adam at `lr`, default 1e-3) over the trainable parameters.
@@ -227,9 +262,9 @@ class Context:
         by the same factor, so per-group ratios survive (a lower LR for the backbone, say).
         """
         params = [p for p in model.parameters() if p.requires_grad]
-        if self.make_optimizer is None:
+        if self.optimizer_for is None:
             return torch.optim.Adam(params, lr=lr or DEFAULT_LR)
-        optimizer = _user_optimizer(self.make_optimizer, params)
+        optimizer = _user_optimizer(self.optimizer_for, model)
         if lr is not None:
             scale = lr / optimizer.param_groups[0]["lr"]
             for group in optimizer.param_groups:
@@ -241,14 +276,6 @@ class Context:
         return self.partial.setdefault(table, [])
 
     @property
-    def inputs(self) -> Any:
-        return self.batch[0]
-
-    @property
-    def targets(self) -> Tensor:
-        return self.batch[1]
-
-    @property
     def rows(self) -> int:
         return rows_of(self.inputs, self.targets)
 
@@ -257,15 +284,23 @@ class Context:
         return any(p.requires_grad for p in self.model.parameters())
 
 
-def _user_optimizer(
-    make_optimizer: OptimizerFactory, params: list[nn.Parameter]
-) -> torch.optim.Optimizer:
-    optimizer = user_call("make_optimizer(params)", make_optimizer, params)
+def _user_optimizer(optimizer_for: OptimizerFor, model: nn.Module) -> torch.optim.Optimizer:
+    optimizer = user_call("building your optimizer", optimizer_for, model)
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise ContractError(
             f"make_optimizer must return a torch.optim.Optimizer, got {describe(optimizer)}"
         )
     return optimizer
+
+
+def from_params(make_optimizer: OptimizerFactory) -> OptimizerFor:
+    """A model file's make_optimizer(params), over a copy's trainable parameters."""
+
+    def build(model: nn.Module) -> torch.optim.Optimizer:
+        params = [p for p in model.parameters() if p.requires_grad]
+        return user_call("make_optimizer(params)", make_optimizer, params)
+
+    return build
 
 
 @dataclass(frozen=True)
@@ -278,6 +313,10 @@ class Definition:
     make_optimizer: OptimizerFactory | None = None
     factory: Callable[[], nn.Module] | None = None
     init_weights: Callable[[nn.Module], object] | None = None  # for a model built on meta
+    training_step: StepFn | None = None  # (model, batch) -> loss | (loss, outputs)
+    optimizer_for: OptimizerFor | None = None  # builds the optimizer on a copy (integrations)
+    optimizer_name: str = ""  # how the report names that optimizer
+    notes: tuple[str, ...] = ()  # what the report should say about what was (not) used
 
 
 def build_context(
@@ -295,6 +334,8 @@ def build_context(
         raise ContractError(
             f"{type(model).__name__} has no parameters: there is nothing to train or diagnose"
         )
+    if definition.training_step is not None and definition.loss_fn is not None:
+        raise OptionError("give either training_step or loss_fn: the step computes the loss")
     device = resolve_device(options.device)
     reducer = reduce or LocalReducer()
     copier = ModelCopier(
@@ -302,46 +343,118 @@ def build_context(
         reducer.rank,
     )  # fmt: skip
     probe_copy = copier.copy()
-    source = _source(probe_copy, options, definition, device)
+    paired = definition.training_step is None
+    source = _source(probe_copy, options, definition, device, paired)
     fixed = source.draw()
     whole = None
     if reducer.world > 1:
-        whole = (_on_device(fixed, device), source)
-        fixed = share(fixed, reducer.rank, reducer.world)
+        whole = (on_device(fixed, device), source)
+        fixed = share(fixed, reducer.rank, reducer.world, paired)
         source = sliced(source, reducer.rank, reducer.world)
-    inputs, targets = _on_device(fixed, device)
-    outputs = _validate_forward(probe_copy, inputs)
-    if not probe_copy.training:  # the training probes will run it in train mode
-        _validate_forward(probe_copy.train(), inputs, " in train mode")
-    logits = as_logits(outputs)
-    loss = _loss_function(definition.loss_fn)
-    _validate_loss(loss, outputs, logits, targets, user=definition.loss_fn is not None)
-    if definition.make_optimizer is not None:
-        trainable = [p for p in probe_copy.parameters() if p.requires_grad]
-        if trainable:
-            _user_optimizer(definition.make_optimizer, trainable)
+    batch = on_device(fixed, device)
+    step, inputs, targets, calls = _validated_step(probe_copy, batch, definition)
+    optimizer_for = definition.optimizer_for or (
+        from_params(definition.make_optimizer) if definition.make_optimizer else None
+    )
+    if optimizer_for is not None and any(p.requires_grad for p in probe_copy.parameters()):
+        _user_optimizer(optimizer_for, probe_copy)
     task = options.task
     if task is Task.AUTO:
-        task = Task.CLASSIFICATION if is_classification(targets) else Task.REGRESSION
+        classify = is_classification(targets) if targets is not None else bool(calls & CLASS_LOSSES)
+        task = Task.CLASSIFICATION if classify else Task.REGRESSION
     return Context(
         target=target,
         model=model,
         device=device,
         options=options,
-        batch=(inputs, targets),
+        batch=batch,
         source=source,
-        loss_fn=loss,
-        make_optimizer=definition.make_optimizer,
+        step=step,
+        inputs=inputs,
+        targets=targets,
+        optimizer_for=optimizer_for,
+        optimizer_name=_optimizer_name(definition, optimizer_for, probe_copy),
         task=task,
         copier=copier,
         progress=progress or NullProgress(),
         reduce=reducer,
         whole=whole,
+        notes=definition.notes,
     )
 
 
+CLASS_LOSSES = frozenset({"cross_entropy", "nll_loss"})
+
+
+def _validated_step(
+    model: nn.Module, batch: Any, definition: Definition
+) -> tuple[StepFn, Any, Tensor | None, set[str]]:
+    """The step, the root module's inputs, the targets (None under a training_step) and the
+    torch functions the loss called, once the contract has been checked on the fixed batch."""
+    if definition.training_step is None:
+        inputs, targets = batch
+        outputs = _validate_forward(model, inputs)
+        if not model.training:  # the training probes will run it in train mode
+            _validate_forward(model.train(), inputs, " in train mode")
+        loss_fn = _loss_function(definition.loss_fn)
+        calls = _validate_loss(loss_fn, outputs, targets, user=definition.loss_fn is not None)
+        return loss_step(loss_fn), inputs, targets, calls
+    step = definition.training_step
+    run, calls = _validate_training_step(step, model.train(), batch)
+    if run.inputs is None:
+        raise ContractError(
+            "training_step never called the model: the step must compute the loss through "
+            "model(...) (nndiag passes it a copy of your model)"
+        )
+    _validate_forward(model.eval(), run.inputs, " in eval mode")
+    model.train()
+    return step, run.inputs, None, calls
+
+
+def _validate_training_step(step: StepFn, model: nn.Module, batch: Any) -> tuple[StepRun, set[str]]:
+    from nndiag.core.losses import LossObserver
+
+    observer = LossObserver()
+    try:
+        with torch.no_grad(), warnings.catch_warnings(), observer:
+            warnings.simplefilter("ignore", UserWarning)
+            run = run_step(step, model, batch)
+    except out_of_memory_errors() as exc:
+        raise ContractError(
+            f"out of memory in the first training step on {describe(batch)}: lower the batch size"
+        ) from exc
+    except UsageError:
+        raise
+    except Exception as exc:
+        raise ContractError(
+            f"training_step(model, batch) raised {describe_exception(exc)} on {describe(batch)}"
+        ) from exc
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        raise from_user_code("training_step", exc) from exc
+    if not is_scalar(run.loss):
+        raise ContractError(f"training_step must return a scalar loss, got {describe(run.loss)}")
+    return run, observer.calls
+
+
+def _optimizer_name(
+    definition: Definition, optimizer_for: OptimizerFor | None, model: nn.Module
+) -> str:
+    if definition.optimizer_name:
+        return definition.optimizer_name
+    if optimizer_for is None:
+        return "Adam (nndiag's default)"
+    trainable = any(p.requires_grad for p in model.parameters())
+    return type(_user_optimizer(optimizer_for, model)).__name__ if trainable else "none"
+
+
 def _source(
-    model: nn.Module, options: CheckOptions, definition: Definition, device: torch.device
+    model: nn.Module,
+    options: CheckOptions,
+    definition: Definition,
+    device: torch.device,
+    paired: bool,
 ) -> BatchSource:
     has_own = definition.make_loader is not None or definition.make_batch is not None
     if has_own and options.input_shape is not None:
@@ -356,9 +469,13 @@ def _source(
                 "--batch-size cannot resize the batches of make_loader: set the batch size in "
                 "the loader, or drop --batch-size"
             )
-        return from_make_loader(definition.make_loader)
+        return from_make_loader(definition.make_loader, paired)
     if definition.make_batch is not None:
-        return from_make_batch(definition.make_batch, options.batch_size)
+        return from_make_batch(definition.make_batch, options.batch_size, paired)
+    if not paired:
+        raise OptionError(
+            "a training_step needs your batches: give make_loader (or loader=) or make_batch"
+        )
     if options.input_shape is None:
         raise OptionError(
             "the model defines no make_batch/make_loader: pass --input-shape (e.g. 3,32,32), "
@@ -395,12 +512,17 @@ def _validate_forward(model: nn.Module, inputs: Any, mode: str = "") -> Any:
         raise from_user_code("the model's forward", exc) from exc
 
 
-def _validate_loss(loss: LossFn, outputs: Any, logits: Tensor, targets: Tensor, user: bool) -> None:
-    with warnings.catch_warnings():  # broadcasting warnings are the init-loss probe's to report
+def _validate_loss(loss: LossFn, outputs: Any, targets: Tensor, user: bool) -> set[str]:
+    """Call the loss once; the torch functions it called (cross_entropy, mse_loss...)."""
+    from nndiag.core.losses import LossObserver
+
+    observer = LossObserver()
+    with warnings.catch_warnings(), observer:  # broadcasting warnings are init-loss's to report
         warnings.simplefilter("ignore", UserWarning)
         value = user_call("loss_fn" if user else "the default loss", loss, outputs, targets)
-    if not isinstance(value, Tensor) or value.numel() != 1:
+    if not is_scalar(value):
         raise ContractError(
             f"the loss must be a scalar Tensor, got {describe(value)} "
-            f"(outputs {describe(logits)}, targets {describe(targets)})"
+            f"(outputs {describe(outputs)}, targets {describe(targets)})"
         )
+    return observer.calls

@@ -18,7 +18,12 @@ INTEGER_DTYPES = (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8
 
 
 def call_model(model: nn.Module, inputs: Any) -> Any:
-    """A dict is passed as keyword arguments, a tuple/list positionally, anything else as is."""
+    """A dict is passed as keyword arguments, a tuple/list positionally, the Arguments a
+    training step called the model with as they were, anything else as is."""
+    from nndiag.core.tensors import Arguments
+
+    if isinstance(inputs, Arguments):
+        return model(*inputs.args, **inputs.kwargs)
     if isinstance(inputs, dict):
         return model(**inputs)
     if isinstance(inputs, (tuple, list)):
@@ -63,6 +68,28 @@ def as_logits(outputs: Any) -> Tensor:
         f"unsupported model output {describe(outputs)}: return a Tensor, a tuple/list whose first "
         "element is the logits, or a dict / ModelOutput with 'logits'"
     )
+
+
+def primary_output(outputs: Any) -> Tensor | None:
+    """The model's main output, for probes that compare or differentiate it: its logits where it
+    has them (as_logits), else its first floating-point tensor (an embedding, a dict without
+    'logits' that a user loss reads); None when it holds no float tensor."""
+    from nndiag.core.tensors import first_float
+
+    try:
+        return as_logits(outputs)
+    except ContractError:
+        return first_float(outputs)
+
+
+def output_tensor(outputs: Any) -> Tensor:
+    """primary_output, for the probes that cannot work without one."""
+    found = primary_output(outputs)
+    if found is None:
+        raise ContractError(
+            f"the model's output {describe(outputs)} holds no floating-point tensor to measure"
+        )
+    return found
 
 
 def is_classification(targets: Tensor) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from nndiag.core.contract import as_logits, call_model
+from nndiag.core.contract import call_model, output_tensor
 from nndiag.core.tensors import named_tensors, replace_tensor
 
 
@@ -48,7 +48,7 @@ def same_draws(seed: int) -> Iterator[None]:
 
 def _output(model: nn.Module, inputs: Any, seed: int) -> Tensor:
     with same_draws(seed), torch.no_grad():
-        return as_logits(call_model(model, inputs)).detach().double()
+        return output_tensor(call_model(model, inputs)).detach().double()
 
 
 def input_that_moves_output(model: nn.Module, inputs: Any, rtol: float, seed: int) -> str | None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,7 +12,6 @@ import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from nndiag.core.contract import as_logits, call_model
 from nndiag.core.reduce import LocalReducer, Reducer, mean
 
 LOG_SOFTMAX_LOSSES = frozenset({"cross_entropy", "log_softmax"})
@@ -27,18 +28,45 @@ BINARY_OPS = frozenset({
 })  # fmt: skip
 
 
+# Functions that apply (log-)softmax to their input, or expect log-probabilities: what they read
+# must not be probabilities already.
+SOFTMAX_READERS = frozenset({"cross_entropy", "log_softmax", "nll_loss"})
+# Losses whose (input, target) arguments tell the chance baseline and the accuracy.
+CLASS_LOSS_CALLS = frozenset({"cross_entropy", "nll_loss"})
+TARGET_LOSS_CALLS = CLASS_LOSS_CALLS | MSE_LOSSES | frozenset(
+    {"binary_cross_entropy", "binary_cross_entropy_with_logits"}
+)
+
+
+@dataclass(frozen=True)
+class LossCall:
+    """The first call of a loss function: its input and target (detached), and ignore_index."""
+
+    name: str
+    input: Tensor
+    target: Tensor
+    ignore_index: int = -100
+
+
 @dataclass
 class LossObserver(TorchFunctionMode):
-    """Records the torch functions a loss calls and the calls that broadcast two shapes."""
+    """Records the torch functions a loss calls, the calls that broadcast two shapes, and the
+    first loss call's input and target. Under a training step the model's own forward is not
+    the loss: `paused` is set around the root module's forward (watching(model))."""
 
     calls: set[str] = field(default_factory=set)
     broadcasts: list[str] = field(default_factory=list)
+    loss_call: LossCall | None = None
+    softmax_reads: dict[str, Tensor] = field(default_factory=dict)  # first input per function
+    paused: bool = False
 
     def __post_init__(self) -> None:
         super().__init__()
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         out = func(*args, **(kwargs or {}))
+        if self.paused:
+            return out
         name = getattr(func, "__name__", "")
         self.calls.add(name)
         pair = [a for a in args[:2] if isinstance(a, Tensor) and a.dim() > 0]
@@ -46,12 +74,39 @@ class LossObserver(TorchFunctionMode):
             grew = isinstance(out, Tensor) and out.numel() > max(pair[0].numel(), pair[1].numel())
             if name in ELEMENTWISE_LOSSES or (name in BINARY_OPS and grew):
                 self.broadcasts.append(f"{name}({list(pair[0].shape)}, {list(pair[1].shape)})")
+        if name in SOFTMAX_READERS and args and isinstance(args[0], Tensor):
+            self.softmax_reads.setdefault(name, args[0].detach())
+        if name in TARGET_LOSS_CALLS and self.loss_call is None and len(pair) == 2:
+            ignore = (kwargs or {}).get("ignore_index", -100)
+            self.loss_call = LossCall(name, pair[0].detach(), pair[1].detach(), int(ignore))
         return out
 
     @property
     def loss_calls(self) -> list[str]:
         suffixes = ("_loss", "softmax", "cross_entropy", "entropy_with_logits")
         return sorted(n for n in self.calls if n.endswith(suffixes))
+
+    @contextmanager
+    def watching(self, model: nn.Module) -> Iterator[LossObserver]:
+        """Observe a whole training step but the root module's forward (the model's softmax is
+        not the loss's): paused from its forward pre-hook to its forward hook."""
+
+        def enter(_module: nn.Module, _args: Any) -> None:
+            self.paused = True
+
+        def leave(_module: nn.Module, _args: Any, _output: Any) -> None:
+            self.paused = False
+
+        handles = [
+            model.register_forward_pre_hook(enter, prepend=True),
+            model.register_forward_hook(leave),
+        ]
+        try:
+            with self:
+                yield self
+        finally:
+            for handle in handles:
+                handle.remove()
 
 
 @dataclass(frozen=True)
@@ -67,15 +122,19 @@ class Baseline:
         return math.isfinite(self.value) and self.value > 0
 
 
-def chance_baseline(
-    calls: set[str], logits: Tensor, targets: Tensor, reduce: Reducer | None = None
-) -> Baseline:
-    """Under torchrun, `reduce` makes the target variance the whole batch's, not a rank's slice."""
-    if calls & CE_LOSSES and logits.dim() >= 1:
-        return Baseline(math.log(logits.shape[-1]), "ln C (cross-entropy)")
-    if calls & MSE_LOSSES and targets.numel() > 1:
+def chance_baseline(observer: LossObserver, reduce: Reducer | None = None) -> Baseline:
+    """From the loss call the step made: ln C for cross-entropy or NLL over C classes (the
+    input's class axis, dim 1, or its only axis), the target variance for MSE. Under torchrun
+    `reduce` makes the variance the whole batch's, not a rank's slice."""
+    call = observer.loss_call
+    if call is None:
+        return Baseline(math.nan, "unknown")
+    if call.name == "cross_entropy" and call.input.dim() >= 1:
+        classes = call.input.shape[1] if call.input.dim() >= 2 else call.input.shape[0]
+        return Baseline(math.log(classes), "ln C (cross-entropy)")
+    if call.name in MSE_LOSSES and call.target.numel() > 1:
         reduce = reduce or LocalReducer()
-        y = targets.double().flatten()
+        y = call.target.double().flatten()
         sums = reduce.sum(torch.stack([y.sum(), y.pow(2).sum(), torch.tensor(float(y.numel()))]))
         total, squares, count = sums.tolist()
         variance = (squares - total * total / count) / (count - 1)  # unbiased, as Tensor.var
@@ -83,40 +142,28 @@ def chance_baseline(
     return Baseline(math.nan, "unknown")
 
 
-def class_axis(logits: Tensor, targets: Tensor) -> int | None:
-    """The axis of the logits that holds the classes of integer targets: the last ((batch, ...,
-    classes), as language models), or 1 ((batch, classes, H, W), as cross_entropy takes dense
-    outputs); None when the shapes do not pair up."""
-    if targets.is_floating_point() or logits.dim() == 0:
-        return None
-    if logits.shape[:-1] == targets.shape:
-        return logits.dim() - 1
-    dense = logits.dim() == targets.dim() + 1 and logits.dim() > 2
-    if dense and logits.shape[:1] + logits.shape[2:] == targets.shape:
-        return 1
-    return None
-
-
-def accuracy(logits: Tensor, targets: Tensor, ignore_index: int) -> float:
-    """Share of targets whose class is the argmax (labels equal to ignore_index skipped); NaN
-    when the outputs are not class scores for these targets."""
-    axis = class_axis(logits, targets)
-    if axis is None:
+def accuracy(call: LossCall | None) -> float:
+    """Share of a classification loss call's targets whose class is the argmax of its input
+    (labels equal to its ignore_index skipped); NaN for other losses."""
+    if call is None or call.name not in CLASS_LOSS_CALLS:
         return math.nan
-    keep = targets != ignore_index
+    logits, targets = call.input, call.target
+    if targets.is_floating_point():
+        return math.nan
+    axis = 1 if logits.dim() >= 2 else 0
+    if logits.dim() != targets.dim() + 1:
+        return math.nan
+    keep = targets != call.ignore_index
     if not bool(keep.any()):
         return math.nan
-    hits = logits.detach().argmax(dim=axis) == targets
+    hits = logits.argmax(dim=axis) == targets
     return float(hits[keep].float().mean())
 
 
-def loss_and_baseline(
-    model: nn.Module, inputs: Any, targets: Tensor, loss_fn: Any, reduce: Reducer
-) -> tuple[float, Baseline]:
-    """A model's loss on a batch (no gradient) and the chance baseline of that loss, observed;
-    both over the whole batch when the ranks of a torchrun each hold a slice."""
-    with torch.no_grad():
-        outputs = call_model(model, inputs)
-        with LossObserver() as observer:
-            loss = mean(reduce, float(loss_fn(outputs, targets)))
-    return loss, chance_baseline(observer.calls, as_logits(outputs), targets, reduce)
+def observed_step(ctx: Any, model: nn.Module, batch: Any = None) -> tuple[float, LossObserver]:
+    """The step's loss (no gradient; the whole batch's mean under torchrun) and what its loss
+    called."""
+    observer = LossObserver()
+    with torch.no_grad(), observer.watching(model):
+        run = ctx.run_step(model, batch)
+    return mean(ctx.reduce, float(run.loss.detach().float().reshape(()))), observer

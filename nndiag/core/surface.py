@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from nndiag.core.context import Context
-from nndiag.core.contract import as_logits, call_model, eval_mode_backward
+from nndiag.core.contract import call_model, eval_mode_backward, output_tensor
 from nndiag.core.hooks import ForwardHook, execution_order, forward_hooks
 from nndiag.core.tensors import (
     first_float,
@@ -62,9 +62,9 @@ class Surface:
     def __call__(self, x: Tensor) -> Tensor:
         with eval_mode_backward(self.model):  # the copy is measured in eval mode
             if self.entry is None:
-                return as_logits(call_model(self.model, replace_tensor(self.inputs, self.index, x)))
+                return output_tensor(call_model(self.model, replace_tensor(self.inputs, self.index, x)))
             with forward_hooks({self.entry: _substitute_output(x)}):
-                return as_logits(call_model(self.model, self.inputs))
+                return output_tensor(call_model(self.model, self.inputs))
 
 
 def _substitute_output(x: Tensor) -> ForwardHook:
@@ -117,7 +117,7 @@ def calibrated_copy(ctx: Context, model: nn.Module | None, batches: int) -> nn.M
         with torch.no_grad():
             call_model(model, ctx.inputs)
             for _ in range(batches - 1):
-                call_model(model, ctx.next_batch()[0])
+                call_model(model, ctx.inputs_of(model, ctx.next_batch()))
     for module in model.modules():
         if hasattr(module, "inplace"):
             setattr(module, "inplace", False)  # noqa: B010  (in place would overwrite a block's output)

@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
 
+@dataclass(frozen=True)
+class Arguments:
+    """The positional and keyword arguments of a forward call (as a training step made it)."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
 def map_tensors(fn: Callable[[Tensor], Any], obj: Any) -> Any:
-    """Apply fn to every tensor inside a Tensor / tuple / list / dict input structure."""
+    """Apply fn to every tensor inside a structure: a Tensor, tuple/list/namedtuple, dict or
+    other mapping (a ModelOutput, a BatchEncoding), a dataclass, forward Arguments."""
     if isinstance(obj, Tensor):
         return fn(obj)
-    if isinstance(obj, dict):
+    if isinstance(obj, Arguments):
+        return Arguments(map_tensors(fn, obj.args), map_tensors(fn, obj.kwargs))
+    if isinstance(obj, Mapping):
         items = {k: map_tensors(fn, v) for k, v in obj.items()}
         if type(obj) is dict:
             return items
@@ -24,16 +37,19 @@ def map_tensors(fn: Callable[[Tensor], Any], obj: Any) -> Any:
         if hasattr(obj, "_fields"):  # a namedtuple takes its fields as arguments
             return type(obj)(*values)
         return type(obj)(values)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        changes = {f.name: map_tensors(fn, getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
+        return dataclasses.replace(obj, **changes)
     return obj
 
 
-def _same_mapping(obj: dict[Any, Any], items: dict[Any, Any]) -> Any:
-    """A dict subclass (a Hugging Face ModelOutput, an OrderedDict) of the same type, so that
-    its users can still index it as they did (`outputs[1]`, `outputs.logits`)."""
+def _same_mapping(obj: Mapping[Any, Any], items: dict[Any, Any]) -> Any:
+    """A mapping of the same type (a Hugging Face ModelOutput, an OrderedDict, a BatchEncoding),
+    so that its users can still read it as they did (`outputs[1]`, `outputs.logits`)."""
     try:
         new = copy.copy(obj)
         for key, value in items.items():
-            new[key] = value
+            new[key] = value  # type: ignore[index]
         return new
     except Exception:  # a mapping that cannot be copied: its items as a plain dict
         return items
@@ -49,7 +65,14 @@ def named_tensors(obj: Any, prefix: str) -> list[tuple[str, Tensor]]:
     """('inputs.input_ids', t) pairs, in structure order."""
     if isinstance(obj, Tensor):
         return [(prefix, obj)]
-    if isinstance(obj, dict):
+    if isinstance(obj, Arguments):
+        if not obj.kwargs and len(obj.args) == 1:
+            return named_tensors(obj.args[0], prefix)
+        return named_tensors(obj.args, prefix) + named_tensors(obj.kwargs, prefix)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+        return named_tensors(fields, prefix)
+    if isinstance(obj, Mapping):
         return [pair for k, v in obj.items() for pair in named_tensors(v, f"{prefix}.{k}")]
     if isinstance(obj, (tuple, list)):
         return [pair for i, v in enumerate(obj) for pair in named_tensors(v, f"{prefix}[{i}]")]
@@ -92,16 +115,24 @@ def describe(obj: Any) -> str:
     """Shapes and dtypes of a nested structure, e.g. 'Tensor[16, 3, 32, 32] float32'."""
     if isinstance(obj, Tensor):
         return f"Tensor[{', '.join(map(str, obj.shape))}] {str(obj.dtype).removeprefix('torch.')}"
-    if isinstance(obj, dict):
+    if isinstance(obj, Arguments):
+        if not obj.kwargs and len(obj.args) == 1:
+            return describe(obj.args[0])
+        return describe(obj.args) + (describe(obj.kwargs) if obj.kwargs else "")
+    if isinstance(obj, Mapping):
         return "{" + ", ".join(f"{k}: {describe(v)}" for k, v in obj.items()) + "}"
     if isinstance(obj, (tuple, list)):
         return "(" + ", ".join(describe(v) for v in obj) + ")"
     return type(obj).__name__
 
 
-def rows_of(batch_inputs: Any, targets: Tensor) -> int:
-    """Examples in a batch: the targets' leading dimension (1 for a 0-d target)."""
-    return int(targets.shape[0]) if targets.dim() else 1
+def rows_of(batch_inputs: Any, targets: Tensor | None = None) -> int:
+    """Examples in a batch: the targets' leading dimension (1 for a 0-d target); without
+    targets, the first input tensor's."""
+    if targets is not None:
+        return int(targets.shape[0]) if targets.dim() else 1
+    first = next((t for t in tensors_in(batch_inputs) if t.dim()), None)
+    return int(first.shape[0]) if first is not None else 1
 
 
 def take_examples(obj: Any, index: Any, rows: int) -> Any:
@@ -118,11 +149,10 @@ def tied_input(inputs: Any, rows: int) -> str:
     return ""
 
 
-def first_examples(inputs: Any, targets: Tensor, count: int) -> tuple[Any, Tensor, int]:
-    """The batch's first `count` examples, and how many that is: the whole batch when it has no
-    more, or when its inputs are tied (a graph is one example of many nodes)."""
-    rows = rows_of(inputs, targets)
-    if count >= rows or tied_input(inputs, rows):
-        return inputs, targets, rows
-    part = slice(0, count)
-    return take_examples(inputs, part, rows), targets[part] if targets.dim() else targets, count
+def first_examples(batch: Any, rows: int, count: int) -> tuple[Any, int]:
+    """The batch's first `count` examples (every tensor laid out by example is cut), and how many
+    that is: the whole batch when it has no more, or when its inputs are tied (a graph is one
+    example of many nodes)."""
+    if count >= rows or tied_input(batch, rows):
+        return batch, rows
+    return take_examples(batch, slice(0, count), rows), count

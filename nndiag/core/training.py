@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,10 +15,13 @@ from torch import Tensor, nn
 
 from nndiag.config import Amp
 from nndiag.core.context import Context
-from nndiag.core.contract import as_logits, call_model
 from nndiag.core.reduce import mean
 from nndiag.core.state import preserved_rng
+from nndiag.core.steps import StepRun
+from nndiag.core.tensors import Arguments
 from nndiag.errors import ContractError
+
+Substitute = Callable[[Arguments], Arguments]
 
 AMP_DTYPES = {Amp.BF16: torch.bfloat16, Amp.FP16: torch.float16}
 # Optimizer steps on the fixed batch before a "zero at init" verdict is confirmed. One step moves
@@ -30,7 +34,7 @@ CONFIRMATION_SEED = 7919  # added to the check's seed: the confirmation run's ow
 @dataclass(frozen=True)
 class Step:
     loss: float
-    logits: Tensor  # detached
+    outputs: Any  # the root module's outputs in this step (not detached: read, do not keep)
     applied: bool  # False when the fp16 GradScaler skipped the update (inf/NaN gradients)
 
 
@@ -53,34 +57,33 @@ class Trainer:
             return nullcontext()
         return torch.autocast(device_type=self.ctx.device.type, dtype=AMP_DTYPES[self.amp])
 
-    def step(self, inputs: Any, targets: Tensor) -> Step:
+    def step(self, batch: Any, substitute: Substitute | None = None) -> Step:
+        """One optimizer step on `batch` through the training step (with the root module's
+        inputs replaced by `substitute`, for a zeroed-input baseline)."""
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast():
-            outputs = call_model(self.model, inputs)
-            loss = self.ctx.loss(outputs, targets)
+            run = self.ctx.run_step(self.model, batch, substitute)
+        loss = run.loss.reshape(())
         value = mean(self.ctx.reduce, float(loss.detach()))  # the same on every rank
-        logits = as_logits(outputs).detach()
         if not math.isfinite(value) or not loss.requires_grad:
-            return Step(value, logits, applied=False)
+            return Step(value, run.outputs, applied=False)
         if self.scaler is None:
             loss.backward()
             self.ctx.reduce.average_gradients(self.model)
             self.optimizer.step()
-            return Step(value, logits, applied=True)
+            return Step(value, run.outputs, applied=True)
         scale = self.scaler.get_scale()
         self.scaler.scale(loss).backward()
         self.ctx.reduce.average_gradients(self.model)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         # GradScaler lowers its scale exactly when it found inf/NaN and skipped optimizer.step().
-        return Step(value, logits, applied=self.scaler.get_scale() >= scale)
+        return Step(value, run.outputs, applied=self.scaler.get_scale() >= scale)
 
-    def evaluate(self, inputs: Any, targets: Tensor) -> tuple[float, Tensor]:
-        """The loss and logits without an update (the measurement after the last step)."""
+    def evaluate(self, batch: Any, substitute: Substitute | None = None) -> StepRun:
+        """The step without an update (the measurement after the last step)."""
         with torch.no_grad(), self.autocast():
-            outputs = call_model(self.model, inputs)
-            loss = mean(self.ctx.reduce, float(self.ctx.loss(outputs, targets)))
-            return loss, as_logits(outputs).detach()
+            return self.ctx.run_step(self.model, batch, substitute)
 
 
 def new_trainer(ctx: Context, lr: float | None) -> Trainer:
@@ -135,7 +138,7 @@ def after_steps(ctx: Context) -> Confirmation:
         times = []
         for _ in range(CONFIRMATION_STEPS):
             started = time.perf_counter()
-            trainer.step(*ctx.batch)
+            trainer.step(ctx.batch)
             _synchronize(ctx.device)
             times.append(time.perf_counter() - started)
             flowed |= _nonzero_gradients(names)

@@ -79,11 +79,11 @@ class Measurement:
 
 
 def measure(ctx: Context, config: Config) -> Measurement:
+    model = ctx.fresh_model().train()  # as training runs: BatchNorm uses batch statistics
     batches = [ctx.inputs]
     while len(batches) * ctx.rows < config.dead_examples and len(batches) < config.max_batches:
-        batches.append(ctx.next_batch()[0])
-    # Train mode, as training runs: BatchNorm normalises with batch statistics.
-    rows = _site_rows(ctx, ctx.fresh_model().train(), batches, config)
+        batches.append(ctx.inputs_of(model, ctx.next_batch()))
+    rows = _site_rows(ctx, model, batches, config)
     if _beyond(rows, config):
         # Confirmed by training: still dead (saturated) on the same examples a few steps later?
         # (Nothing trains when every parameter is frozen: the units stay as they are.)

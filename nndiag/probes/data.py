@@ -64,6 +64,11 @@ class Measurement:
     target_values: int  # target elements counted (ignored labels excluded)
     target_elements: int = 0  # every target element, ignored labels included
     ignore_index: int = -100
+    has_targets: bool = True  # False under a training_step: the targets are inside the step
+
+    @property
+    def input_rows(self) -> tuple[Row, ...]:
+        return self.rows[:-1] if self.has_targets else self.rows
 
 
 def _stats(name: str, t: Tensor, keep: Tensor | None) -> Row:
@@ -100,9 +105,11 @@ def measure(ctx: Context, config: Config) -> Measurement:
     from nndiag.core.tensors import named_tensors
 
     classification = ctx.task is Task.CLASSIFICATION
-    targets = ctx.targets
-    keep = (targets != ctx.options.ignore_index) if classification else None
     rows = [_stats(n, t, None) for n, t in named_tensors(ctx.inputs, "inputs")]
+    targets = ctx.targets
+    if targets is None:  # a training_step computes its loss from the batch itself
+        return Measurement(tuple(rows), (), classification, 0, 0, ctx.options.ignore_index, False)
+    keep = (targets != ctx.options.ignore_index) if classification else None
     rows.append(_stats("targets", targets, keep))
     classes: tuple[Row, ...] = ()
     if classification:
@@ -167,7 +174,7 @@ def diagnose(m: Measurement, config: Config) -> list[Finding]:
 def _off_scale(m: Measurement, config: Config) -> list[Row]:
     return [
         row
-        for row in m.rows[:-1]
+        for row in m.input_rows
         if row["dtype"].startswith(("float", "bfloat"))
         and math.isfinite(row["rms"])
         and not config.input_rms_min <= row["rms"] <= config.input_rms_max
@@ -179,6 +186,8 @@ def _majority(m: Measurement) -> Row | None:
 
 
 def _degenerate(m: Measurement, config: Config) -> str:
+    if not m.has_targets:
+        return ""
     target = m.rows[-1]
     if m.classification:
         top = _majority(m)
@@ -212,13 +221,16 @@ def present(m: Measurement, config: Config) -> Presentation:
     highlights += [
         Highlight(i, "rms", Severity.WARNING) for i, r in enumerate(m.rows) if r["tensor"] in off
     ]
-    inputs = ", ".join(_describe(r) for r in m.rows[:-1])
+    inputs = ", ".join(_describe(r) for r in m.input_rows)
     metrics: dict[str, object] = {"classification": m.classification}
-    if m.classification:
+    if not m.has_targets:
+        targets = "targets inside your training_step (not described)"
+    elif m.classification:
         top = _majority(m)
         majority = top["fraction"] if top else 0.0
         metrics.update(classes_present=len(m.classes), majority_fraction=majority)
-        targets = f"{len(m.classes)} classes present, largest {majority:.0%}"
+        plural = "class" if len(m.classes) == 1 else "classes"
+        targets = f"{len(m.classes)} {plural} present, largest {majority:.0%}"
     else:
         t = m.rows[-1]
         targets = f"targets mean {t['mean']:.3g}, std {t['std']:.3g}"

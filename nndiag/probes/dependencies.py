@@ -156,15 +156,22 @@ def _causal_input(ctx: Context, config: Config) -> tuple[int | None, str]:
 
     if config.causal is False:
         return None, "causal = false"
-    index = shifted_input(ctx.inputs, ctx.targets, config, ctx.options.ignore_index)
+    index = (
+        shifted_input(ctx.inputs, ctx.targets, config, ctx.options.ignore_index)
+        if ctx.targets is not None
+        else None
+    )
     if index is not None:
         return index, "targets are an input shifted by one position"
+    sequences = [i for i, t in enumerate(tensors_in(ctx.inputs)) if t.dim() >= 2]
     if config.causal:
-        sequences = [i for i, t in enumerate(tensors_in(ctx.inputs)) if t.dim() >= 2]
         if sequences:
             return sequences[0], "causal = true"
         return None, "causal = true, but no input has a position axis"
-    return None, "targets are not an input shifted by one position (set causal = true to check)"
+    tokens = [i for i in sequences if not tensors_in(ctx.inputs)[i].is_floating_point()]
+    if not tokens:
+        return None, ""  # no token sequence: nothing a reader would expect to be checked
+    return None, "the targets are not the tokens shifted by one position (--causal checks anyway)"
 
 
 def _example_mask(x: Tensor, i: int) -> Tensor:
@@ -225,7 +232,7 @@ def _causality(
     of example b up to t_b must not move."""
     import torch
 
-    from nndiag.core.contract import as_logits, call_model
+    from nndiag.core.contract import call_model, output_tensor
     from nndiag.core.dependence import same_draws
     from nndiag.core.leaks import first_changed
     from nndiag.core.tensors import replace_tensor, tensors_in
@@ -236,7 +243,7 @@ def _causality(
     # Every forward from the same RNG state: randomness left on in eval mode (a dropout call
     # with training=True) draws the same masks and cannot pass for a leak.
     with torch.no_grad(), same_draws(seed):
-        base = as_logits(call_model(model, ctx.inputs)).double()
+        base = output_tensor(call_model(model, ctx.inputs)).double()
     if base.dim() < 2 or base.shape[:2] != x.shape[:2]:
         return (), "", reason + "; but the output has no position axis matching the input's"
     if mixed:
@@ -248,7 +255,7 @@ def _causality(
     for group in groups:
         changed = replace_tensor(ctx.inputs, index, _future_changed(x, group, generator))
         with torch.no_grad(), same_draws(seed):
-            moved = as_logits(call_model(model, changed)).double()
+            moved = output_tensor(call_model(model, changed)).double()
         for b, t in group:
             before, after = base[b, : t + 1], moved[b, : t + 1]
             scale = float(before.abs().max()) + 1e-30
@@ -338,7 +345,7 @@ def present(m: Measurement, config: Config) -> Presentation:
     if m.causal_checked:
         leak = max((r["change"] for r in m.positions), default=0.0)
         parts.append(f"causal leak {leak:.2g}" + (f" at {m.leak_at}" if m.leak_at else " (causal)"))
-    else:
+    elif m.causal_reason:
         parts.append(f"causality not checked: {m.causal_reason}")
     if m.examples < 2:
         parts[0] = "batch mixing not checked: one example"

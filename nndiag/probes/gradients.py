@@ -187,7 +187,7 @@ class _Pass:
 def _forward_backward(ctx: Context) -> _Pass:
     """In train mode, as training runs (an eval-mode cache or running statistics must not
     decide what gets a gradient)."""
-    from nndiag.core.contract import call_model, eval_mode_backward
+    from nndiag.core.contract import eval_mode_backward
     from nndiag.core.hooks import call_records, entry_order, execution_order, forward_hooks
 
     model = ctx.fresh_model().train()
@@ -206,7 +206,7 @@ def _forward_backward(ctx: Context) -> _Pass:
             hooks,
             call_records(model) as calls,
         ):
-            loss = ctx.loss(call_model(model, ctx.inputs), ctx.targets)
+            loss = ctx.run_step(model).loss.reshape(())
         if loss.requires_grad:
             loss.backward()
     ctx.reduce.average_gradients(model)  # under DDP: the whole batch's gradient

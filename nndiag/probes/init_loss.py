@@ -73,8 +73,8 @@ class Measurement:
     logit_std: float
     finite_outputs: bool
     first_nonfinite: str  # module name, or "" when the outputs are finite
-    probabilities: bool  # non-negative, summing to 1 over the class axis, into a (log-)softmax loss
-    probabilities_to_nll: bool  # probabilities into nll_loss with no log taken in between
+    probabilities: bool  # cross_entropy reads probabilities (non-negative, summing to 1 over C)
+    probabilities_to_nll: bool  # nll_loss reads probabilities where log-probabilities belong
     unit_interval: bool  # every output in [0, 1]
     loss_calls: tuple[str, ...]
     broadcasts: tuple[str, ...]
@@ -86,15 +86,17 @@ class Measurement:
     head_convention: str  # its fan-out initialisation convention, or ""
 
 
-def _observe(ctx: Context, model: nn.Module) -> tuple[Any, Any, list[str], list[str]]:
-    """One eval-free forward of the loss with the first non-finite module output recorded."""
+def _observe(ctx: Context, model: nn.Module) -> tuple[float, Any, Any, str, list[str]]:
+    """One training step without gradient, watched: its loss (the whole batch's under
+    torchrun), what the loss called (outside the model's own forward), the root module's
+    outputs, the first module with a non-finite output, and any broadcasting warnings."""
     import warnings
 
     import torch
 
-    from nndiag.core.contract import call_model
     from nndiag.core.hooks import forward_hooks, module_names
     from nndiag.core.losses import LossObserver
+    from nndiag.core.reduce import mean
     from nndiag.core.tensors import tensors_in
 
     names = module_names(model)
@@ -106,32 +108,39 @@ def _observe(ctx: Context, model: nn.Module) -> tuple[Any, Any, list[str], list[
             first.append(names[module])
 
     observer = LossObserver()
-    with forward_hooks(dict.fromkeys(model.modules(), record)), torch.no_grad():
-        outputs = call_model(model, ctx.inputs)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            with observer:
-                loss = ctx.loss(outputs, ctx.targets)
+    with (
+        forward_hooks(dict.fromkeys(model.modules(), record)),
+        torch.no_grad(),
+        warnings.catch_warnings(record=True) as caught,
+        observer.watching(model),
+    ):
+        warnings.simplefilter("always")
+        run = ctx.run_step(model)
+    loss = mean(ctx.reduce, float(run.loss.detach().float().reshape(())))
     broadcast_warnings = [str(w.message) for w in caught if "broadcast" in str(w.message)]
-    return outputs, (loss, observer), first, broadcast_warnings
+    return loss, observer, run.outputs, first[0] if first else "", broadcast_warnings
 
 
 def measure(ctx: Context, config: Config) -> Measurement:
     import torch
 
-    from nndiag.core.contract import as_logits
-    from nndiag.core.losses import LOG_SOFTMAX_LOSSES, chance_baseline
-    from nndiag.core.reduce import mean
-
-    model = ctx.fresh_model()
-    outputs, (loss_tensor, observer), first, warned = _observe(ctx, model)
-    loss = mean(ctx.reduce, float(loss_tensor.detach()))  # the whole batch's, under torchrun
-    logits = as_logits(outputs).detach().float()
-    baseline = chance_baseline(observer.calls, logits, ctx.targets, ctx.reduce)
-    finite = bool(torch.isfinite(logits).all())
-    probabilities = _are_probabilities(logits, ctx.targets, config.probability_sum_atol)
+    from nndiag.core.contract import primary_output
+    from nndiag.core.losses import chance_baseline
     from nndiag.core.reduce import all_true
 
+    model = ctx.fresh_model()
+    loss, observer, outputs, first, warned = _observe(ctx, model)
+    call = observer.loss_call
+    # What the loss scores: the input of its loss call (the logits cross_entropy reads), else
+    # the model's main output.
+    scored = call.input if call is not None else primary_output(outputs)
+    logits = scored.detach().float() if scored is not None else torch.zeros(0)
+    baseline = chance_baseline(observer, ctx.reduce)
+    finite = bool(torch.isfinite(logits).all())
+    squashed = {
+        name for name, read in observer.softmax_reads.items()
+        if _are_probabilities(read.float(), config.probability_sum_atol, name == "log_softmax")
+    }  # fmt: skip
     head, convention = _output_layer(model, ctx)
     ignores = all_true(ctx.reduce, _ignores_input(model, ctx, config.same_output_rtol))
     after = None
@@ -141,24 +150,23 @@ def measure(ctx: Context, config: Config) -> Measurement:
         after = all_true(
             ctx.reduce, _ignores_input(after_steps(ctx).model, ctx, config.same_output_rtol)
         )
+    classes = logits.shape[1] if logits.dim() >= 2 else (logits.shape[0] if logits.dim() else 1)
     return Measurement(
         loss=loss,
         baseline=baseline.value,
         baseline_kind=baseline.kind,
-        classes=int(logits.shape[-1]) if logits.dim() else 1,
-        logit_mean=float(logits.mean()) if finite else math.nan,
+        classes=int(classes),
+        logit_mean=float(logits.mean()) if finite and logits.numel() else math.nan,
         logit_std=float(logits.std()) if finite and logits.numel() > 1 else 0.0,
         finite_outputs=finite,
-        first_nonfinite=first[0] if first else "",
-        probabilities=probabilities and bool(observer.calls & LOG_SOFTMAX_LOSSES),
-        probabilities_to_nll=probabilities
-        and "nll_loss" in observer.calls
-        and not observer.calls & LOG_CALLS,
-        unit_interval=bool(((logits >= 0) & (logits <= 1)).all()),
+        first_nonfinite=first,
+        probabilities=bool(squashed & {"cross_entropy", "log_softmax"}),
+        probabilities_to_nll="nll_loss" in squashed,
+        unit_interval=bool(logits.numel()) and bool(((logits >= 0) & (logits <= 1)).all()),
         loss_calls=tuple(observer.loss_calls),
         broadcasts=tuple(observer.broadcasts[:3] or warned[:1]),
         output_shape=tuple(logits.shape),
-        target_shape=tuple(ctx.targets.shape),
+        target_shape=tuple(call.target.shape) if call is not None else (),
         ignores_input=ignores,
         ignores_after_steps=after,
         head=head,
@@ -166,29 +174,19 @@ def measure(ctx: Context, config: Config) -> Measurement:
     )
 
 
-LOG_CALLS = frozenset({"log", "log_", "log_softmax", "log2", "log10", "log1p"})
-
-
-def _are_probabilities(logits: Tensor, targets: Tensor, atol: float) -> bool:
-    """Non-negative and summing to 1 over the class axis: the last, or dim 1 of a dense
-    (batch, classes, H, W) output with integer targets, as cross_entropy reads it."""
+def _are_probabilities(logits: Tensor, atol: float, last_axis: bool = False) -> bool:
+    """Non-negative and summing to 1 over the class axis: dim 1 of (N, C, ...) as cross_entropy
+    and nll_loss read it (the only axis of a 1-D input), or the last axis, where log_softmax is
+    usually applied."""
     import torch
 
-    from nndiag.core.losses import class_axis
-
-    if logits.dim() == 0:
+    if logits.dim() == 0 or not bool((logits >= 0).all()):
         return False
-    axes = {logits.dim() - 1}
-    axis = class_axis(logits, targets)
-    if axis is not None:
-        axes.add(axis)
-    for axis in sorted(axes):
-        if logits.shape[axis] < 2 or not bool((logits >= 0).all()):
-            continue
-        sums = logits.sum(dim=axis)
-        if torch.allclose(sums, torch.ones_like(sums), atol=atol):
-            return True
-    return False
+    axis = logits.dim() - 1 if last_axis or logits.dim() == 1 else 1
+    if logits.shape[axis] < 2:
+        return False
+    sums = logits.sum(dim=axis)
+    return torch.allclose(sums, torch.ones_like(sums), atol=atol)
 
 
 def _output_layer(model: nn.Module, ctx: Context) -> tuple[str, str]:
@@ -326,9 +324,9 @@ def _loss_bugs(m: Measurement) -> list[Finding]:
             finding(
                 Code.DOUBLE_SOFTMAX,
                 NAME,
-                "outputs are probabilities (non-negative, summing to 1 over the classes) and the "
-                f"loss is nll_loss, which expects log-probabilities: the loss at init is "
-                f"{m.loss:.3g} (negative or near -1/C where log-probabilities give about ln C)",
+                "nll_loss reads probabilities (non-negative, summing to 1 over the classes), where "
+                f"it expects log-probabilities: the loss at init is {m.loss:.3g} (about -1/C, "
+                "where log-probabilities give about ln C)",
                 evidence={"loss_calls": ["nll_loss"], "loss": m.loss},
                 hint="Take log_softmax in the model (not softmax) before NLLLoss, or return logits "
                 "and use cross_entropy.",

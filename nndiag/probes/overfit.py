@@ -26,6 +26,8 @@ from nndiag.report import Plot, Row, Table
 
 if TYPE_CHECKING:
     from nndiag.core.context import Context
+    from nndiag.core.tensors import Arguments
+    from nndiag.core.training import Substitute
 
 NAME = "overfit"
 
@@ -150,26 +152,26 @@ def measure(ctx: Context, config: Config) -> Measurement:
 
     lr, source = _learning_rate(ctx, config)
     per_rank = -(-config.examples // ctx.reduce.world)  # under torchrun
-    inputs, targets, count = first_examples(ctx.inputs, ctx.targets, per_rank)
+    batch, count = first_examples(ctx.batch, ctx.rows, per_rank)
     known = ctx.provided.get(InitLoss)
     if known is None:
-        from nndiag.core.losses import loss_and_baseline
+        from nndiag.core.losses import chance_baseline, observed_step
 
-        initial, chance = loss_and_baseline(
-            ctx.fresh_model(), inputs, targets, ctx.loss, ctx.reduce
-        )
-        baseline = chance.value
+        initial, observer = observed_step(ctx, ctx.fresh_model(), batch)
+        baseline = chance_baseline(observer, ctx.reduce).value
     else:
         initial, baseline = known.loss, known.baseline
     reference = min(initial, baseline) if math.isfinite(baseline) else initial
     threshold = config.pass_loss_fraction * reference
     classify = ctx.task is Task.CLASSIFICATION
-    run = _train(ctx, inputs, targets, lr, threshold, config, classify, "overfit one batch")
+    run = _train(ctx, batch, None, lr, threshold, config, classify, "overfit one batch")
     zeroed = None
     if run.passed_at is None and not config.budgeted:
-        zero = map_tensors(torch.zeros_like, inputs)
+        def zero(call: Arguments) -> Arguments:  # the root module's inputs, zeroed
+            return map_tensors(torch.zeros_like, call)
+
         plain = dataclasses.replace(config, max_extension=1.0, steps=len(run.rows) - 1)
-        zeroed = _train(ctx, zero, targets, lr, -math.inf, plain, classify, "overfit zeroed inputs")
+        zeroed = _train(ctx, batch, zero, lr, -math.inf, plain, classify, "overfit zeroed inputs")
     return Measurement(
         run, zeroed, threshold, lr, source, count * ctx.reduce.world, classify, config
     )
@@ -180,11 +182,11 @@ def _learning_rate(ctx: Context, config: Config) -> tuple[float | None, str]:
         suggested = ctx.provided.get(SuggestedLR)
         if suggested is not None and suggested.lr is not None:
             return suggested.lr, "suggested"
-        fallback = None if ctx.make_optimizer else config.default_lr
+        fallback = None if ctx.optimizer_for else config.default_lr
         return fallback, "suggested (none: default)"
     if isinstance(config.lr, float):
         return config.lr, "--lr"
-    return (None, "optimizer") if ctx.make_optimizer else (config.default_lr, "default")
+    return (None, "optimizer") if ctx.optimizer_for else (config.default_lr, "default")
 
 
 def _still_falling(losses: list[float], config: Config) -> bool:
@@ -206,16 +208,17 @@ def _within_reach(losses: list[float], threshold: float, steps_left: int) -> boo
 
 def _train(
     ctx: Context,
-    inputs: Any,
-    targets: Any,
+    batch: Any,
+    substitute: Substitute | None,
     lr: float | None,
     threshold: float,
     config: Config,
     classify: bool,
     description: str,
 ) -> Run:
-    from nndiag.core.losses import accuracy
+    from nndiag.core.losses import LossObserver, accuracy
     from nndiag.core.reduce import mean
+    from nndiag.core.steps import float_loss
     from nndiag.core.training import new_trainer
 
     trainer = new_trainer(ctx, lr)
@@ -225,15 +228,16 @@ def _train(
     step = 0
     with ctx.progress.track(description, cap) as advance:
         while True:
-            if step == budget:  # judge the run, measuring after the last update
-                loss, logits = trainer.evaluate(inputs, targets)
-            else:
-                result = trainer.step(inputs, targets)
-                loss, logits = result.loss, result.logits
+            # The loss call's input and target give the accuracy, whatever the step looks like.
+            with LossObserver().watching(trainer.model) as observer:
+                if step == budget:  # judge the run, measuring after the last update
+                    loss = mean(ctx.reduce, float_loss(trainer.evaluate(batch, substitute)))
+                else:
+                    loss = trainer.step(batch, substitute).loss
             measured = classify and (
                 loss <= threshold or step % config.accuracy_every == 0 or step == budget
             )
-            acc = accuracy(logits, targets, ctx.options.ignore_index) if measured else math.nan
+            acc = accuracy(observer.loss_call) if measured else math.nan
             acc = mean(ctx.reduce, acc)  # each rank holds an equal slice of the examples
             rows.append({"step": step, "loss": loss, "accuracy": acc})
             if not math.isfinite(loss):

@@ -113,7 +113,6 @@ def _run(
     import torch
     from torch import nn
 
-    from nndiag.core.contract import call_model
     from nndiag.core.hooks import forward_hooks, module_names
     from nndiag.core.precision import Lowered
     from nndiag.core.tensors import first_examples
@@ -121,7 +120,7 @@ def _run(
     torch.manual_seed(ctx.options.seed)
     model = ctx.fresh_model().train()
     # BatchNorm needs two examples
-    inputs, targets, _ = first_examples(ctx.inputs, ctx.targets, max(2, config.max_examples))
+    batch, _ = first_examples(ctx.batch, ctx.rows, max(2, config.max_examples))
     for module in model.modules():
         if isinstance(module, nn.modules.dropout._DropoutNd):
             module.eval()
@@ -155,7 +154,7 @@ def _run(
     elif dtype is not None:
         forward = torch.autocast(ctx.device.type, dtype=dtype)
     with forward_hooks(dict.fromkeys(model.modules(), record)), forward:
-        loss = ctx.loss(call_model(model, inputs), targets)
+        loss = ctx.run_step(model, batch).loss.reshape(())
     value = float(loss.detach().float())
     if loss.requires_grad and math.isfinite(value):
         with mode if mode is not None else contextlib.nullcontext():

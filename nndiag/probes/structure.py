@@ -89,7 +89,7 @@ def _summaries(model: nn.Module, store: list[tuple[str, float, float]]) -> Any:
 def measure(ctx: Context, config: Config) -> Measurement:
     import torch
 
-    from nndiag.core.contract import as_logits, call_model
+    from nndiag.core.contract import call_model, output_tensor
 
     model = ctx.fresh_model().eval()
     state = torch.get_rng_state()
@@ -97,14 +97,14 @@ def measure(ctx: Context, config: Config) -> Measurement:
     outputs = []
     for store in runs:
         with _summaries(model, store), torch.no_grad():
-            outputs.append(as_logits(call_model(model, ctx.inputs)).detach().double())
+            outputs.append(output_tensor(call_model(model, ctx.inputs)).detach().double())
     difference = _relative(outputs[0], outputs[1])
     first, rng_driven = "", None
     if difference > config.forward_rtol:
         first = _first_differing(runs[0], runs[1], config.forward_rtol)
         torch.set_rng_state(state)
         with torch.no_grad():
-            again = as_logits(call_model(model, ctx.inputs)).detach().double()
+            again = output_tensor(call_model(model, ctx.inputs)).detach().double()
         rng_driven = _relative(outputs[0], again) <= config.forward_rtol
     trained, leaves = _unregistered_leaves(ctx)
     params = {id(p) for p in trained.parameters()}
@@ -127,23 +127,22 @@ def _unregistered_leaves(ctx: Context) -> tuple[nn.Module, list[tuple[Row, Tenso
     moves is trained by something: neither is reported."""
     import torch
 
-    from nndiag.core.contract import call_model
     from nndiag.core.tensors import tensors_in
     from nndiag.core.training import CONFIRMATION_STEPS, new_trainer
 
     trainer = new_trainer(ctx, None)
     model, optimizer = trainer.model, trainer.optimizer
     params = {id(p) for p in model.parameters()}
-    inputs = {id(t) for t in tensors_in(ctx.inputs)}
+    inputs = {id(t) for t in tensors_in(ctx.batch)}
     # A view of an input made to require grad (wav2vec2's feature encoder does, for gradient
     # checkpointing) is still the input: its storage is the input's.
-    storages = {t.untyped_storage().data_ptr() for t in tensors_in(ctx.inputs)}
+    storages = {t.untyped_storage().data_ptr() for t in tensors_in(ctx.batch)}
     seen: dict[int, tuple[Tensor, Tensor]] = {}  # the first step's: id -> (leaf, its value)
     again: set[int] = set()  # first-step leaves that are in a later step's graph too
     graded: set[int] = set()
     for step in range(CONFIRMATION_STEPS):
         optimizer.zero_grad(set_to_none=True)
-        loss = ctx.loss(call_model(model, ctx.inputs), ctx.targets)
+        loss = ctx.run_step(model).loss.reshape(())
         if not loss.requires_grad:
             break
         for leaf in _graph_leaves(loss.grad_fn):

@@ -32,7 +32,7 @@ from nndiag.probes.jacobian.sequences import (
 
 
 def _subset(ctx: Context, config: Config) -> Any:
-    return first_examples(ctx.inputs, ctx.targets, config.max_examples)[0]
+    return first_examples(ctx.inputs, ctx.rows, config.max_examples)[0]
 
 
 def _surface_of(

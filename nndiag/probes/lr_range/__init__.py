@@ -241,7 +241,7 @@ def measure(ctx: Context, config: Config) -> Measurement:
         placement=placement,
         batch_size=ctx.source.batch_size,
         batch_origin=ctx.source.origin,
-        optimizer=type(optimizer).__name__ + ("" if ctx.make_optimizer else " (nndiag's default)"),
+        optimizer=ctx.optimizer_name,
         group_lrs=tuple(g["lr"] for g in optimizer.param_groups),
         lo=lo,
         hi=hi,
@@ -270,11 +270,10 @@ def _chance(ctx: Context) -> float | None:
 
     known = ctx.provided.get(InitLoss)
     if known is None:
-        from nndiag.core.losses import loss_and_baseline
+        from nndiag.core.losses import chance_baseline, observed_step
 
-        _, baseline = loss_and_baseline(
-            ctx.fresh_model(), ctx.inputs, ctx.targets, ctx.loss, ctx.reduce
-        )
+        _, observer = observed_step(ctx, ctx.fresh_model())
+        baseline = chance_baseline(observer, ctx.reduce)
         return baseline.value if baseline.known else None
     return known.baseline if known.baseline > 0 else None
 

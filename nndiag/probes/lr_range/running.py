@@ -6,10 +6,10 @@ import math
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
-from nndiag.core.batches import Batch
 from nndiag.core.context import Context
 from nndiag.core.tensors import tensors_in
 from nndiag.core.training import Trainer, check_drivable, new_trainer
@@ -33,7 +33,7 @@ def schedule(i: int, steps: int, start: float, end: float, linear: bool) -> floa
 def run_range(
     ctx: Context,
     lrs: Sequence[float],
-    draw: Callable[[int], Batch],
+    draw: Callable[[int], Any],
     diverge_factor: float,
     beta: float,
     max_skipped: int,
@@ -56,7 +56,7 @@ def run_range(
         while i < len(lrs):
             for group, ratio in zip(trainer.optimizer.param_groups, ratios, strict=True):
                 group["lr"] = lrs[i] * ratio
-            step = trainer.step(*ctx.to_device(draw(i)))
+            step = trainer.step(ctx.to_device(draw(i)))
             if not math.isfinite(step.loss):
                 stopped, nonfinite = f"non-finite loss at lr {lrs[i]:.3g}", lrs[i]
                 break
@@ -77,11 +77,11 @@ def run_range(
     return Curve(tuple(kept_lrs), tuple(losses), stopped, nonfinite)
 
 
-def batch_pool(ctx: Context, count: int) -> list[Batch]:
+def batch_pool(ctx: Context, count: int) -> list[Any]:
     """`count` fresh batches (fewer when they are large; then they are cycled), kept on the CPU
     side so that every candidate of the sweep trains on the same data in the same order."""
     first = ctx.source.draw()
-    size = sum(t.numel() * t.element_size() for t in [*tensors_in(first[0]), first[1]])
+    size = sum(t.numel() * t.element_size() for t in tensors_in(first))
     keep = max(1, min(count, BATCH_POOL_BYTES // max(1, size)))
     return [first, *(ctx.source.draw() for _ in range(keep - 1))]
 
@@ -108,13 +108,13 @@ class Trial:
         return statistics.median(tail)
 
     def train(
-        self, ctx: Context, pool: list[Batch], steps: int, advance: Callable[[int], None]
+        self, ctx: Context, pool: list[Any], steps: int, advance: Callable[[int], None]
     ) -> None:
         """`steps` more steps, continuing through the pool where the last call stopped."""
         if self.trainer is None:
             return
         for _ in range(steps):
-            loss = self.trainer.step(*ctx.to_device(pool[self.steps % len(pool)])).loss
+            loss = self.trainer.step(ctx.to_device(pool[self.steps % len(pool)])).loss
             self.losses.append(loss)
             advance(1)
             if not math.isfinite(loss):
