@@ -260,6 +260,12 @@ def run_probe(s: ProbeSpec[Any, Any], ctx: Context, config: Any) -> ProbeResult:
     if s.trains and not ctx.trainable:
         reason = "every parameter has requires_grad=False: nothing to train"
         return ProbeResult(s.name, Status.SKIPPED, error=reason, headline=f"skipped: {reason}")
+    if s.feeds_inputs and ctx.inputs is None:
+        reason = (
+            "your training_step never calls the model itself (only its submodules), so there "
+            "are no model inputs to feed it; call model(...) in the step to enable this probe"
+        )
+        return ProbeResult(s.name, Status.SKIPPED, error=reason, headline=f"skipped: {reason}")
     if not s.sharded:
         ctx = ctx.replica()
     try:

@@ -196,7 +196,8 @@ class Context:
     batch: Any  # the fixed batch on `device`, as the loader gave it, shared by every probe
     source: BatchSource  # fresh batches (make_loader / make_batch / synthetic), CPU side
     step: StepFn  # (model, batch) -> loss: the user's training_step, or loss_fn on the outputs
-    inputs: Any  # the root module's inputs for the fixed batch (Arguments under a training_step)
+    inputs: Any  # the root module's inputs for the fixed batch (Arguments under a training_step;
+    # None when the step never calls the model itself: the probes that feed it inputs are off)
     targets: Tensor | None  # the fixed batch's targets; None under a training_step
     optimizer_for: OptimizerFor | None  # builds the user's optimizer on a copy; None means Adam
     optimizer_name: str  # how the report names it ("Adam (nndiag's default)", "SGD")
@@ -241,14 +242,17 @@ class Context:
         the root module's inputs and outputs captured; `substitute` replaces those inputs."""
         return run_step(self.step, model, self.batch if batch is None else batch, substitute)
 
-    def inputs_of(self, model: nn.Module, batch: Any) -> Any:
-        """The root module's inputs for another batch: its first element under the loss_fn
-        contract, else what the training step passes (one forward, no gradient)."""
-        if self.source.paired:
-            return batch[0]
+    def forward(self, model: nn.Module, batch: Any = None) -> Any:
+        """One forward (no gradient) of `model` on a batch (the fixed one by default), for the
+        probes that watch it with hooks: the model on its inputs, or, under a training step
+        that does not call the model itself (it calls its submodules), the step: its loss."""
         with torch.no_grad():
-            captured = self.run_step(model, batch).inputs
-        return captured if captured is not None else self.inputs
+            if self.paired:
+                return call_model(model, (self.batch if batch is None else batch)[0])
+            if batch is None and self.inputs is not None:
+                return call_model(model, self.inputs)
+            run = self.run_step(model, self.batch if batch is None else batch)
+            return run.outputs if run.inputs is not None else run.loss
 
     @property
     def paired(self) -> bool:
@@ -277,7 +281,7 @@ class Context:
 
     @property
     def rows(self) -> int:
-        return rows_of(self.inputs, self.targets)
+        return rows_of(self.batch if self.inputs is None else self.inputs, self.targets)
 
     @property
     def trainable(self) -> bool:
@@ -401,13 +405,9 @@ def _validated_step(
         return loss_step(loss_fn), inputs, targets, calls
     step = definition.training_step
     run, calls = _validate_training_step(step, model.train(), batch)
-    if run.inputs is None:
-        raise ContractError(
-            "training_step never called the model: the step must compute the loss through "
-            "model(...) (nndiag passes it a copy of your model)"
-        )
-    _validate_forward(model.eval(), run.inputs, " in eval mode")
-    model.train()
+    if run.inputs is not None:
+        _validate_forward(model.eval(), run.inputs, " in eval mode")
+        model.train()
     return step, run.inputs, None, calls
 
 

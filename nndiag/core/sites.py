@@ -9,7 +9,7 @@ the tanh inside the GELU approximation is not a tanh site). A unit is a channel 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -130,15 +130,14 @@ def module_stack(model: nn.Module, recorder: ActivationRecorder) -> Iterator[Non
 
 
 def record_sites(
-    model: nn.Module, batches: list[Any], tanh_band: float, sigmoid_band: float
+    model: nn.Module, forwards: Sequence[Callable[[], Any]], tanh_band: float, sigmoid_band: float
 ) -> dict[str, SiteStats]:
-    """Every site's statistics over the forwards of all `batches` (a unit is dead only if it is
-    zero on every example of every batch)."""
-    from nndiag.core.contract import call_model
+    """Every site's statistics over all the `forwards` (each runs the model on one batch): a
+    unit is dead only if it is zero on every example of every batch."""
     from nndiag.core.hooks import module_names
 
     recorder = ActivationRecorder(module_names(model), tanh_band, sigmoid_band)
     with module_stack(model, recorder), torch.no_grad(), recorder:
-        for inputs in batches:
-            call_model(model, inputs)
+        for forward in forwards:
+            forward()
     return recorder.sites

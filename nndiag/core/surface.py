@@ -114,10 +114,9 @@ def calibrated_copy(ctx: Context, model: nn.Module | None, batches: int) -> nn.M
             norm.momentum = None  # cumulative average over the calibration batches
     if norms:
         model.train()
-        with torch.no_grad():
-            call_model(model, ctx.inputs)
-            for _ in range(batches - 1):
-                call_model(model, ctx.inputs_of(model, ctx.next_batch()))
+        ctx.forward(model)
+        for _ in range(batches - 1):
+            ctx.forward(model, ctx.next_batch())
     for module in model.modules():
         if hasattr(module, "inplace"):
             setattr(module, "inplace", False)  # noqa: B010  (in place would overwrite a block's output)

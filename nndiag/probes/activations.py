@@ -8,6 +8,7 @@ ranks under torchrun. See docs/probes/activations.md.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -79,11 +80,11 @@ class Measurement:
 
 
 def measure(ctx: Context, config: Config) -> Measurement:
-    model = ctx.fresh_model().train()  # as training runs: BatchNorm uses batch statistics
-    batches = [ctx.inputs]
+    batches: list[Any] = [None]  # the fixed batch, then fresh ones
     while len(batches) * ctx.rows < config.dead_examples and len(batches) < config.max_batches:
-        batches.append(ctx.inputs_of(model, ctx.next_batch()))
-    rows = _site_rows(ctx, model, batches, config)
+        batches.append(ctx.next_batch())
+    # Train mode, as training runs: BatchNorm normalises with batch statistics.
+    rows = _site_rows(ctx, ctx.fresh_model().train(), batches, config)
     if _beyond(rows, config):
         # Confirmed by training: still dead (saturated) on the same examples a few steps later?
         # (Nothing trains when every parameter is frozen: the units stay as they are.)
@@ -119,7 +120,8 @@ def _site_rows(ctx: Context, model: Any, batches: list[Any], config: Config) -> 
 
     from nndiag.core.sites import record_sites
 
-    sites = record_sites(model, batches, config.tanh_saturation, config.sigmoid_saturation)
+    forwards = [functools.partial(ctx.forward, model, b) for b in batches]
+    sites = record_sites(model, forwards, config.tanh_saturation, config.sigmoid_saturation)
     stats = list(sites.values())
     if stats:  # one collective for the sums, one for the alive masks
         sums = ctx.reduce.sum(torch.tensor(

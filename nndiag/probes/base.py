@@ -66,6 +66,9 @@ class ProbeSpec(Generic[C, M]):
     diagnose: Callable[[M, C], list[Finding]]
     present: Callable[[M, C], Presentation]
     trains: bool = False  # trains a copy: skipped when every parameter is frozen
+    # Calls the model on its inputs (perturbs or differentiates them): skipped when a training
+    # step never calls the model itself, only its submodules.
+    feeds_inputs: bool = False
     # Under torchrun: True runs on sharded copies and each rank's slice of the batch, making its
     # statistics global with collectives that every rank calls alike; False runs on an unsharded
     # replica of the whole batch on every rank (Context.replica), with no collectives.

@@ -105,7 +105,9 @@ def measure(ctx: Context, config: Config) -> Measurement:
     from nndiag.core.tensors import named_tensors
 
     classification = ctx.task is Task.CLASSIFICATION
-    rows = [_stats(n, t, None) for n, t in named_tensors(ctx.inputs, "inputs")]
+    seen = ctx.inputs if ctx.inputs is not None else ctx.batch  # what reaches the model
+    name = "inputs" if ctx.inputs is not None else "batch"
+    rows = [_stats(n, t, None) for n, t in named_tensors(seen, name)]
     targets = ctx.targets
     if targets is None:  # a training_step computes its loss from the batch itself
         return Measurement(tuple(rows), (), classification, 0, 0, ctx.options.ignore_index, False)

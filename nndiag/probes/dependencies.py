@@ -361,6 +361,7 @@ def present(m: Measurement, config: Config) -> Presentation:
 
 SPEC = ProbeSpec(
     name=NAME,
+    feeds_inputs=True,
     summary="batch mixing across examples, causal leaks across positions for next-token models",
     config=Config,
     measure=measure,

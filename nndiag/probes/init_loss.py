@@ -193,12 +193,11 @@ def _output_layer(model: nn.Module, ctx: Context) -> tuple[str, str]:
     """The last layer with a weight matrix to run, and its fan-out convention (if any)."""
     import torch
 
-    from nndiag.core.contract import call_model
     from nndiag.core.hooks import execution_order, module_names
     from nndiag.core.inits import fan_out_convention
 
-    with execution_order(model) as order, torch.no_grad():
-        call_model(model, ctx.inputs)
+    with execution_order(model) as order:
+        ctx.forward(model)
     from nndiag.distributed import local
 
     for module in reversed(order):
@@ -219,8 +218,8 @@ def _ignores_input(model: nn.Module, ctx: Context, rtol: float) -> bool:
     state for every forward so that dropout cannot pass for a dependence."""
     from nndiag.core.dependence import any_input_varies, input_that_moves_output
 
-    if not any_input_varies(ctx.inputs):
-        return False  # nothing to vary (one constant token): no evidence either way
+    if ctx.inputs is None or not any_input_varies(ctx.inputs):
+        return False  # nothing to vary (one constant token, no inputs seen): no evidence
     model.train()
     return input_that_moves_output(model, ctx.inputs, rtol, ctx.options.seed + 1) is None
 

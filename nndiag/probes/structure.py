@@ -89,22 +89,21 @@ def _summaries(model: nn.Module, store: list[tuple[str, float, float]]) -> Any:
 def measure(ctx: Context, config: Config) -> Measurement:
     import torch
 
-    from nndiag.core.contract import call_model, output_tensor
+    from nndiag.core.contract import output_tensor
 
     model = ctx.fresh_model().eval()
     state = torch.get_rng_state()
     runs: list[list[tuple[str, float, float]]] = [[], []]
     outputs = []
     for store in runs:
-        with _summaries(model, store), torch.no_grad():
-            outputs.append(output_tensor(call_model(model, ctx.inputs)).detach().double())
+        with _summaries(model, store):
+            outputs.append(output_tensor(ctx.forward(model)).detach().double())
     difference = _relative(outputs[0], outputs[1])
     first, rng_driven = "", None
     if difference > config.forward_rtol:
         first = _first_differing(runs[0], runs[1], config.forward_rtol)
         torch.set_rng_state(state)
-        with torch.no_grad():
-            again = output_tensor(call_model(model, ctx.inputs)).detach().double()
+        again = output_tensor(ctx.forward(model)).detach().double()
         rng_driven = _relative(outputs[0], again) <= config.forward_rtol
     trained, leaves = _unregistered_leaves(ctx)
     params = {id(p) for p in trained.parameters()}

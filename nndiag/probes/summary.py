@@ -37,7 +37,6 @@ class Measurement:
 def measure(ctx: Context, config: Config) -> Measurement:
     import torch
 
-    from nndiag.core.contract import call_model
     from nndiag.core.hooks import forward_hooks, module_names
     from nndiag.core.tensors import tensors_in
 
@@ -50,7 +49,7 @@ def measure(ctx: Context, config: Config) -> Measurement:
         shapes.setdefault(module, shown)
 
     with forward_hooks(dict.fromkeys(model.modules(), record)), torch.no_grad():
-        call_model(model, ctx.inputs)
+        ctx.forward(model)
 
     names = module_names(model)
     rows = []

@@ -244,6 +244,7 @@ def cost(config: Config) -> float:
 
 SPEC = ProbeSpec(
     name=NAME,
+    feeds_inputs=True,
     summary="input-output Jacobian: per-block gains, Frobenius and spectral norms, nonlinearity, "
     "memory through time",
     config=Config,
