@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nndiag.probes.base import ProbeSpec
+from nndiag.report import duration_text
 
 DEFAULT_FLOOR_S = 120.0
 DEFAULT_STEPS = 55.0
@@ -79,14 +80,8 @@ def plan(
 
 
 def describe(p: Plan) -> str:
-    budget = "no budget" if p.budget_s == float("inf") else f"budget {_duration(p.budget_s)}"
-    text = f"estimated {_duration(p.estimate_s)} from one training step of {p.step_s * 1e3:.3g} ms; {budget}"
+    budget = "no budget" if p.budget_s == float("inf") else f"budget {duration_text(p.budget_s)}"
+    text = f"estimated {duration_text(p.estimate_s)} from one training step of {p.step_s * 1e3:.3g} ms; {budget}"
     if p.cuts:
-        text += f"; cut to about {_duration(p.planned_s)}"
+        text += f"; cut to about {duration_text(p.planned_s)}"
     return text
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.1f} s"
-    return f"{seconds / 60:.1f} min"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from html import escape
 from pathlib import Path
+from typing import Any
 
 from nndiag.report import Plot, Report, Table
 
@@ -145,35 +146,40 @@ def svg_chart(table: Table, plot: Plot, title: str, width: int = 480, height: in
     return "\n".join(parts)
 
 
+def figure(probe: str, table: Table) -> Any:
+    """A matplotlib Figure of a plotted table (not a pyplot one: it works under any backend,
+    inline in a notebook, and saves without a display). Needs matplotlib (optional)."""
+    from matplotlib.figure import Figure
+
+    plot = table.plot
+    if plot is None:
+        raise ValueError(f"{probe}'s table {table.name!r} has no plot")
+    points = finite_points(table, plot)
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    ax.plot([p[0] for p in points], [p[1] for p in points], marker=".", linewidth=1)
+    for label, value in plot.marks:
+        ax.axvline(value, linestyle="--", linewidth=1, color="grey")
+        ax.annotate(label, (value, 1), xycoords=("data", "axes fraction"), rotation=90,
+                    va="top", ha="right", fontsize=8)  # fmt: skip
+    ax.set_xscale("log" if plot.log_x else "linear")
+    ax.set_yscale("log" if plot.log_y else "linear")
+    ax.set_xlabel(plot.x)
+    ax.set_ylabel(plot.y)
+    ax.set_title(f"{probe}: {table.name}")
+    fig.tight_layout()
+    return fig
+
+
 def write_pngs(report: Report, directory: Path) -> list[Path]:
     """One PNG per plotted table; needs matplotlib (an optional dependency)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for result in report.results:
         for table in result.tables:
             if table.plot is None:
                 continue
-            plot = table.plot
-            points = finite_points(table, plot)
-            fig, ax = plt.subplots(figsize=(6, 4))
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker=".", linewidth=1)
-            for label, value in plot.marks:
-                ax.axvline(value, linestyle="--", linewidth=1, color="grey")
-                ax.annotate(label, (value, 1), xycoords=("data", "axes fraction"), rotation=90,
-                            va="top", ha="right", fontsize=8)  # fmt: skip
-            ax.set_xscale("log" if plot.log_x else "linear")
-            ax.set_yscale("log" if plot.log_y else "linear")
-            ax.set_xlabel(plot.x)
-            ax.set_ylabel(plot.y)
-            ax.set_title(f"{result.name}: {table.name}")
             path = directory / f"{result.name}-{table.name}.png"
-            fig.tight_layout()
-            fig.savefig(path, dpi=100)
-            plt.close(fig)
+            figure(result.name, table).savefig(path, dpi=100)
             written.append(path)
     return written

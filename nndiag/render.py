@@ -21,7 +21,7 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from nndiag.condense import cell_text, view
-from nndiag.findings import Finding, Severity
+from nndiag.findings import Finding
 from nndiag.plot import sparkline, text_chart
 from nndiag.report import ProbeResult, Report, Status, Table
 
@@ -36,40 +36,12 @@ STATUS_STYLE = {
 ALL = "all"
 
 
-def _size(parameters: int) -> str:
-    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if parameters >= scale:
-            return f"{parameters / scale:.3g}{unit}"
-    return str(parameters)
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.1f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
-
-
 def verdict(report: Report, strict: bool = False) -> tuple[str, str]:
     """The first line of every report, and its style."""
-    counted = [f for f in report.findings if strict or f.caused_by is None]
-    errors = sum(f.severity is Severity.ERROR for f in counted)
-    warnings = sum(f.severity is Severity.WARNING for f in counted)
-    m = report.model
-    about = f"{m.model_class}, {_size(m.parameters)} parameters · {_duration(report.seconds)}"
-    if report.interrupted:
-        return f"nndiag: INTERRUPTED, the report is partial · {about}", "bold red"
-    problems = []
-    if errors:
-        problems.append(f"{errors} error{'s' * (errors != 1)}")
-    if warnings:
-        problems.append(f"{warnings} warning{'s' * (warnings != 1)}")
-    unfinished = len(report.unfinished)
-    if unfinished:
-        problems.append(f"{unfinished} probe{'s' * (unfinished != 1)} did not finish")
-    if problems:
-        return (
-            f"nndiag: {', '.join(problems)} · {about}",
-            "bold red" if errors or unfinished else "yellow",
-        )
-    return f"nndiag: ready to train · {about}", "bold green"
+    text = report.verdict(strict)
+    if report.interrupted or " error" in text or "did not finish" in text:
+        return text, "bold red"
+    return text, "yellow" if " warning" in text else "bold green"
 
 
 def _finding_row(f: Finding, indent: bool) -> tuple[Text, Text]:
@@ -212,6 +184,33 @@ def details_view(results: Iterable[ProbeResult]) -> RenderableType:
     return Group(*parts)
 
 
+def report_view(
+    report: Report, *, quiet: bool = False, details: str | None = None, strict: bool = False
+) -> RenderableType:
+    """The verdict, the findings and one line per probe; with `details` ('all' or a probe
+    name) their tables too; with quiet, only the verdict and the findings."""
+    text, style = verdict(report, strict)
+    parts: list[RenderableType] = [Text(text, style=style)]
+    m = report.model
+    if not quiet:
+        batch = f" · batch {m.batch_size} ({m.batch_origin})" if m.batch_size else ""
+        parts.append(Text(m.target, style="dim"))
+        parts.append(Text(f"{m.input_shapes}{batch} · {m.device} · seed {m.seed}", style="dim"))
+    parts += [Text(""), findings_view(report)]
+    if quiet:
+        return Group(*parts)
+    parts += [Text(""), probes_view(report)]
+    if report.notes:
+        parts.append(Text(""))
+        parts += [Text(f"note: {note}", style="dim") for note in report.notes]
+    if details:
+        chosen = [r for r in report.results if details == ALL or r.name == details]
+        parts.append(details_view(chosen))
+    else:
+        parts.append(Text("Tables: --details [PROBE]; exports: --json, --csv, --html", style="dim"))
+    return Group(*parts)
+
+
 def render_report(
     report: Report,
     console: Console,
@@ -220,32 +219,4 @@ def render_report(
     details: str | None = None,
     strict: bool = False,
 ) -> None:
-    """The verdict, the findings and one line per probe; with `details` ('all' or a probe
-    name) their tables too; with quiet, only the verdict and the findings."""
-    text, style = verdict(report, strict)
-    console.print(Text(text, style=style))
-    m = report.model
-    if not quiet:
-        batch = f" · batch {m.batch_size} ({m.batch_origin})" if m.batch_size else ""
-        console.print(Text(m.target, style="dim"))
-        console.print(Text(f"{m.input_shapes}{batch} · {m.device} · seed {m.seed}", style="dim"))
-    console.print()
-    console.print(findings_view(report))
-    if quiet:
-        return
-    console.print()
-    console.print(probes_view(report))
-    if report.notes:
-        console.print()
-        for note in report.notes:
-            console.print(Text(f"note: {note}", style="dim"))
-    if details:
-        chosen = [r for r in report.results if details == ALL or r.name == details]
-        console.print(details_view(chosen))
-    else:
-        console.print(
-            Text(
-                "Tables: --details [PROBE]; exports: --json, --csv, --html",
-                style="dim",
-            )
-        )
+    console.print(report_view(report, quiet=quiet, details=details, strict=strict))

@@ -116,6 +116,74 @@ class Report:
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # probe -> its config
     timed_out: bool = False
 
+    # ---- the verdict and a notebook's display ---------------------------------------------------
+
+    def verdict(self, strict: bool = False) -> str:
+        """The report's first line: 'nndiag: ready to train · Net, 5.83k parameters · 1.2 s',
+        or what is wrong (errors and warnings counted at their roots, unless strict)."""
+        counted = [f for f in self.findings if strict or f.caused_by is None]
+        errors = sum(f.severity is Severity.ERROR for f in counted)
+        warnings = sum(f.severity is Severity.WARNING for f in counted)
+        m = self.model
+        about = (
+            f"{m.model_class}, {size_text(m.parameters)} parameters · {duration_text(self.seconds)}"
+        )
+        if self.interrupted:
+            return f"nndiag: INTERRUPTED, the report is partial · {about}"
+        problems = []
+        if errors:
+            problems.append(f"{errors} error{'s' * (errors != 1)}")
+        if warnings:
+            problems.append(f"{warnings} warning{'s' * (warnings != 1)}")
+        unfinished = len(self.unfinished)
+        if unfinished:
+            problems.append(f"{unfinished} probe{'s' * (unfinished != 1)} did not finish")
+        if problems:
+            return f"nndiag: {', '.join(problems)} · {about}"
+        return f"nndiag: ready to train · {about}"
+
+    def __str__(self) -> str:
+        return self.verdict()
+
+    def __rich__(self) -> Any:
+        from nndiag.render import report_view
+
+        return report_view(self)
+
+    def _repr_html_(self) -> str:
+        from nndiag.html import page
+
+        return page(self)
+
+    def show(self, details: str | None = None) -> None:
+        """Print the report as the CLI does (details: 'all' or a probe name for its tables)."""
+        from rich.console import Console
+
+        from nndiag.render import report_view
+
+        Console().print(report_view(self, details=details))
+
+    @property
+    def suggested_lr(self) -> float | None:
+        """The LR range test's suggestion (None when it did not run or made none)."""
+        try:
+            value = self.result("lr-range").metrics.get("suggested_lr")
+        except KeyError:
+            return None
+        return float(value) if isinstance(value, (int, float)) else None
+
+    def plot(self, probe: str, table: str | None = None) -> Any:
+        """A matplotlib Figure of a probe's curve (its first plotted table, or `table`)."""
+        from nndiag.plot import figure
+
+        result = self.result(probe)
+        plotted = [t for t in result.tables if t.plot is not None and table in (None, t.name)]
+        if not plotted:
+            raise KeyError(
+                f"probe {probe!r} has no plotted table" + (f" {table!r}" if table else "")
+            )
+        return figure(probe, plotted[0])
+
     @property
     def findings(self) -> list[Finding]:
         """All findings, worst first, in probe order within one severity; root causes before the
@@ -225,6 +293,18 @@ class Report:
                      "caused_by"],
         )  # fmt: skip
         return frames
+
+
+def size_text(parameters: int) -> str:
+    """12345678 -> '12.3M'."""
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if parameters >= scale:
+            return f"{parameters / scale:.3g}{unit}"
+    return str(parameters)
+
+
+def duration_text(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
 def _result_dict(r: ProbeResult) -> dict[str, Any]:

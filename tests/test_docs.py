@@ -82,13 +82,15 @@ def readme_model() -> str:
 @pytest.mark.parametrize("doc", DOC_FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_doc_examples_run(doc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """In a scratch folder with the samples and the README's my_model.py, in document order:
-    named blocks are written to their file, other Python blocks run (and their test_ functions
-    are called), and every `nndiag` command must exit 0 or 1 (2 would be a broken example)."""
+    named blocks are written to their file, other Python blocks run in one namespace per page
+    (and their test_ functions are called), and every `nndiag` command must exit 0 or 1 (2
+    would be a broken example)."""
     shutil.copytree(ROOT / "sample_models", tmp_path / "sample_models")
     (tmp_path / "my_model.py").write_text(readme_model())
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
     ran = 0
+    namespace: dict[str, object] = {"__name__": "doc_example"}  # a page reads like a notebook
     for lang, body in FENCE.findall(doc.read_text()):
         first = body.splitlines()[0] if body else ""
         named = NAMED.match(first)
@@ -97,7 +99,6 @@ def test_doc_examples_run(doc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
             (tmp_path / named.group(1)).write_text(body)
         # A named module is only written; a named pytest file, like an unnamed block, runs.
         if lang == "python" and (not named or Path(named.group(1)).name.startswith("test_")):
-            namespace: dict[str, object] = {"__name__": "doc_example"}
             exec(compile(body, f"{doc.name} example", "exec"), namespace)
             fixtures = {"nndiag_check": checker()}
             for name, fn in list(namespace.items()):

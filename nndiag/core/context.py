@@ -178,7 +178,11 @@ class ModelCopier:
 def on_device(batch: Any, device: torch.device) -> Any:
     """The batch with every tensor on `device`, whatever holds them (an object with a `.to`
     method, such as a BatchEncoding, is moved by it)."""
-    if not isinstance(batch, Tensor) and callable(getattr(batch, "to", None)) and not tensors_in(batch):
+    if (
+        not isinstance(batch, Tensor)
+        and callable(getattr(batch, "to", None))
+        and not tensors_in(batch)
+    ):
         return batch.to(device)
     return map_tensors(lambda t: t.to(device), batch)
 

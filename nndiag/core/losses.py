@@ -33,8 +33,10 @@ BINARY_OPS = frozenset({
 SOFTMAX_READERS = frozenset({"cross_entropy", "log_softmax", "nll_loss"})
 # Losses whose (input, target) arguments tell the chance baseline and the accuracy.
 CLASS_LOSS_CALLS = frozenset({"cross_entropy", "nll_loss"})
-TARGET_LOSS_CALLS = CLASS_LOSS_CALLS | MSE_LOSSES | frozenset(
-    {"binary_cross_entropy", "binary_cross_entropy_with_logits"}
+TARGET_LOSS_CALLS = (
+    CLASS_LOSS_CALLS
+    | MSE_LOSSES
+    | frozenset({"binary_cross_entropy", "binary_cross_entropy_with_logits"})
 )
 
 
@@ -65,20 +67,23 @@ class LossObserver(TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         out = func(*args, **(kwargs or {}))
-        if self.paused:
-            return out
         name = getattr(func, "__name__", "")
-        self.calls.add(name)
         pair = [a for a in args[:2] if isinstance(a, Tensor) and a.dim() > 0]
-        if len(pair) == 2 and pair[0].shape != pair[1].shape:
-            grew = isinstance(out, Tensor) and out.numel() > max(pair[0].numel(), pair[1].numel())
-            if name in ELEMENTWISE_LOSSES or (name in BINARY_OPS and grew):
-                self.broadcasts.append(f"{name}({list(pair[0].shape)}, {list(pair[1].shape)})")
+        # A model may compute its own loss in forward (Hugging Face models given labels): loss
+        # calls count even there.
         if name in SOFTMAX_READERS and args and isinstance(args[0], Tensor):
             self.softmax_reads.setdefault(name, args[0].detach())
         if name in TARGET_LOSS_CALLS and self.loss_call is None and len(pair) == 2:
             ignore = (kwargs or {}).get("ignore_index", -100)
             self.loss_call = LossCall(name, pair[0].detach(), pair[1].detach(), int(ignore))
+            self.calls.add(name)
+        if self.paused:
+            return out
+        self.calls.add(name)
+        if len(pair) == 2 and pair[0].shape != pair[1].shape:
+            grew = isinstance(out, Tensor) and out.numel() > max(pair[0].numel(), pair[1].numel())
+            if name in ELEMENTWISE_LOSSES or (name in BINARY_OPS and grew):
+                self.broadcasts.append(f"{name}({list(pair[0].shape)}, {list(pair[1].shape)})")
         return out
 
     @property

@@ -4,6 +4,7 @@ never stepped itself. Lightning's configure_optimizers results are read the same
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +31,12 @@ def rebuilt(optimizer: torch.optim.Optimizer, model: nn.Module) -> OptimizerFor:
             )
         settings = {k: v for k, v in group.items() if k != "params"}
         groups.append(([names[id(p)] for p in group["params"]], settings))
-    kind, defaults = type(optimizer), dict(optimizer.defaults)
+    kind = type(optimizer)
+    # Each group keeps every setting it has; the constructor gets only the ones it takes (AdamW's
+    # defaults hold a key its __init__ does not accept).
+    accepted = inspect.signature(kind.__init__).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+    defaults = {k: v for k, v in optimizer.defaults.items() if takes_any or k in accepted}
 
     def build(copy: nn.Module) -> torch.optim.Optimizer:
         params = dict(copy.named_parameters(remove_duplicate=False))

@@ -62,7 +62,9 @@ class Surface:
     def __call__(self, x: Tensor) -> Tensor:
         with eval_mode_backward(self.model):  # the copy is measured in eval mode
             if self.entry is None:
-                return output_tensor(call_model(self.model, replace_tensor(self.inputs, self.index, x)))
+                return output_tensor(
+                    call_model(self.model, replace_tensor(self.inputs, self.index, x))
+                )
             with forward_hooks({self.entry: _substitute_output(x)}):
                 return output_tensor(call_model(self.model, self.inputs))
 

@@ -38,7 +38,9 @@ def map_tensors(fn: Callable[[Tensor], Any], obj: Any) -> Any:
             return type(obj)(*values)
         return type(obj)(values)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        changes = {f.name: map_tensors(fn, getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
+        changes = {
+            f.name: map_tensors(fn, getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init
+        }
         return dataclasses.replace(obj, **changes)
     return obj
 

@@ -5,7 +5,6 @@ stops the run on findings at or above `fail_on`. Optional extras: `pip install n
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from nndiag.report import Report
@@ -38,17 +37,19 @@ def verdict(report: Report, fail_on: str, strict: bool) -> None:
         raise CheckFailed(report, fail_on, strict)
 
 
-def pairs(
-    loader: Iterable[Any], to_pair: Callable[[Any], tuple[Any, Any]]
-) -> Callable[[], Iterator[tuple[Any, Any]]]:
-    """A make_loader over a framework's loader, each batch turned into (inputs, targets)."""
+def precision_options(precision: str) -> dict[str, Any]:
+    """A Trainer's precision ("16-mixed", "bf16-mixed", "32-true") as nndiag's options: the
+    training probes train under that autocast, and the precision probe's findings are errors for
+    that format only."""
+    if precision.startswith("bf16"):
+        return {"amp": "bf16", "precision": "bf16"}
+    if precision.startswith("16"):
+        return {"amp": "fp16", "precision": "fp16"}
+    return {}
 
-    def make_loader() -> Iterator[tuple[Any, Any]]:
-        return (to_pair(batch) for batch in loader)
 
-    return make_loader
-
-
-def first_two(batch: Any) -> tuple[Any, Any]:
-    """(inputs, targets) from a (inputs, targets, ...) batch, as most loaders yield."""
-    return batch[0], batch[1]
+def summary(report: Report) -> str:
+    """What a callback prints when the check passes (or before it stops the run): the verdict
+    and the findings at warning and above with their hints and consequences."""
+    text = report.findings_text("warning")
+    return report.verdict() + ("\n" + text if text else "")

@@ -108,11 +108,16 @@ def measure(ctx: Context, config: Config) -> Measurement:
     seen = ctx.inputs if ctx.inputs is not None else ctx.batch  # what reaches the model
     name = "inputs" if ctx.inputs is not None else "batch"
     rows = [_stats(n, t, None) for n, t in named_tensors(seen, name)]
-    targets = ctx.targets
-    if targets is None:  # a training_step computes its loss from the batch itself
-        return Measurement(tuple(rows), (), classification, 0, 0, ctx.options.ignore_index, False)
-    keep = (targets != ctx.options.ignore_index) if classification else None
-    rows.append(_stats("targets", targets, keep))
+    targets, ignore, label = ctx.targets, ctx.options.ignore_index, "targets"
+    if targets is None:  # a training step: the targets as its loss reads them
+        from nndiag.core.losses import observed_step
+
+        call = observed_step(ctx, ctx.fresh_model())[1].loss_call
+        if call is None:
+            return Measurement(tuple(rows), (), classification, 0, 0, ignore, False)
+        targets, ignore, label = call.target, call.ignore_index, f"targets ({call.name}'s)"
+    keep = (targets != ignore) if classification else None
+    rows.append(_stats(label, targets, keep))
     classes: tuple[Row, ...] = ()
     if classification:
         labels = targets[keep].flatten().long().cpu() if keep is not None else targets
@@ -124,9 +129,7 @@ def measure(ctx: Context, config: Config) -> Measurement:
             if n > 0
         )
     counted = int(keep.sum()) if keep is not None else targets.numel()
-    return Measurement(
-        tuple(rows), classes, classification, counted, targets.numel(), ctx.options.ignore_index
-    )
+    return Measurement(tuple(rows), classes, classification, counted, targets.numel(), ignore)
 
 
 def diagnose(m: Measurement, config: Config) -> list[Finding]:
@@ -226,7 +229,7 @@ def present(m: Measurement, config: Config) -> Presentation:
     inputs = ", ".join(_describe(r) for r in m.input_rows)
     metrics: dict[str, object] = {"classification": m.classification}
     if not m.has_targets:
-        targets = "targets inside your training_step (not described)"
+        targets = "targets: your training_step's loss reads none it names"
     elif m.classification:
         top = _majority(m)
         majority = top["fraction"] if top else 0.0

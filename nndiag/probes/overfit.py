@@ -167,6 +167,7 @@ def measure(ctx: Context, config: Config) -> Measurement:
     run = _train(ctx, batch, None, lr, threshold, config, classify, "overfit one batch")
     zeroed = None
     if run.passed_at is None and not config.budgeted:
+
         def zero(call: Arguments) -> Arguments:  # the root module's inputs, zeroed
             return map_tensors(torch.zeros_like, call)
 
