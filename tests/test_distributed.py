@@ -297,12 +297,14 @@ def test_distributed_without_torchrun_is_a_usage_error() -> None:
     assert "torchrun" in result.output
 
 
-def test_twenty_two_rank_runs_end_cleanly(tmp_path: Path) -> None:
-    """Twenty runs, two at a time (a loaded machine makes exit races likelier), half healthy
+def test_twelve_two_rank_runs_end_cleanly(tmp_path: Path) -> None:
+    """Twelve runs, two at a time (a loaded machine makes exit races likelier), half healthy
     (exit 0) and half sick (exit 1, where torchrun sends SIGTERM to the ranks still running when
-    the first one leaves): every run has its expected code and no rank dies of a signal."""
+    the first one leaves): every run has its expected code and no rank dies of a signal. The
+    race it guards against hit about 1 run in 7: twelve runs catch it 84% of the time, and every
+    CI run adds twelve more."""
     healthy, sick = model_file(tmp_path), model_file(tmp_path, sick=True)
-    for _ in range(10):
+    for _ in range(6):
         pair = [
             start(target, "ddp", None, "--probe", "init-loss", "--quiet")
             for target in (healthy, sick)

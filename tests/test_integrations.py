@@ -7,6 +7,7 @@ the report names their own optimizer. And the pytest fixture."""
 from __future__ import annotations
 
 import io
+import math
 import warnings
 
 import lightning as L
@@ -254,6 +255,35 @@ def test_plain_loop_training_step_with_a_bug() -> None:
     )
     [root] = [f for f in report.findings if f.caused_by is None]
     assert root.code == "double-softmax" and "nll_loss" in root.message
+
+
+class TwoHeads(nn.Module):
+    """A dict output with no 'logits' key: only the user's loss knows which head to read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(8, 32), nn.ReLU())
+        self.scores, self.aux = nn.Linear(32, 3), nn.Linear(32, 1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self.body(x)
+        return {"scores": self.scores(h), "aux": self.aux(h)}
+
+
+def test_dict_outputs_without_logits_are_read_by_the_users_loss() -> None:
+    def loss_fn(out: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(out["scores"], y) + 0.0 * out["aux"].pow(2).mean()
+
+    data = Dicts()
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(data.x, data.y), batch_size=16
+    )
+    report = nndiag.check(TwoHeads(), loader=loader, loss_fn=loss_fn, budget=0,
+                          probes=["init-loss", "gradients", "activations", "overfit"])  # fmt: skip
+    assert not report.unfinished, [(r.name, r.error) for r in report.unfinished]
+    assert report.failing("warning") == []
+    # The chance baseline comes from the loss call itself, not from a guess at the logits.
+    assert report.result("init-loss").metrics["baseline"] == pytest.approx(math.log(3), rel=1e-6)
 
 
 def test_report_displays_in_a_notebook() -> None:

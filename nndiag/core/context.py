@@ -212,7 +212,7 @@ class Context:
     reduce: Reducer = field(default_factory=LocalReducer)
     memo: dict[str, Any] = field(default_factory=dict)  # values computed once per check
     partial: dict[str, list[Row]] = field(default_factory=dict)  # rows of the running probe
-    whole: tuple[Any, BatchSource] | None = None  # under torchrun: the unsliced batch, source
+    whole: Whole | None = None  # under torchrun: the unsliced batch, as one process sees it
     notes: tuple[str, ...] = ()  # from the definition: what of the user's code was (not) used
 
     def fresh_model(self) -> nn.Module:
@@ -224,10 +224,11 @@ class Context:
         every rank computes the single-process result and none waits on another."""
         if self.whole is None:
             return self
-        batch, source = self.whole
+        w = self.whole
         return dataclasses.replace(
-            self, batch=batch, source=source, copier=dataclasses.replace(self.copier, prepare=None),
-            reduce=LocalReducer(), memo={}, whole=None,
+            self, batch=w.batch, source=w.source, inputs=w.inputs, targets=w.targets,
+            copier=dataclasses.replace(self.copier, prepare=None), reduce=LocalReducer(), memo={},
+            whole=None,
         )  # fmt: skip
 
     def next_batch(self) -> Any:
@@ -356,7 +357,7 @@ def build_context(
     fixed = source.draw()
     whole = None
     if reducer.world > 1:
-        whole = (on_device(fixed, device), source)
+        whole = _whole(probe_copy, on_device(fixed, device), source, definition)
         fixed = share(fixed, reducer.rank, reducer.world, paired)
         source = sliced(source, reducer.rank, reducer.world)
     batch = on_device(fixed, device)
@@ -392,6 +393,25 @@ def build_context(
 
 
 CLASS_LOSSES = frozenset({"cross_entropy", "nll_loss"})
+
+
+@dataclass(frozen=True)
+class Whole:
+    """The unsliced batch under torchrun, with its root inputs and targets: what the replicated
+    probes see, so that every rank computes the single-process result."""
+
+    batch: Any
+    source: BatchSource
+    inputs: Any
+    targets: Tensor | None
+
+
+def _whole(model: nn.Module, batch: Any, source: BatchSource, definition: Definition) -> Whole:
+    if definition.training_step is None:
+        inputs, targets = batch
+        return Whole(batch, source, inputs, targets)
+    with torch.no_grad(), preserved_rng():
+        return Whole(batch, source, run_step(definition.training_step, model, batch).inputs, None)
 
 
 def _validated_step(

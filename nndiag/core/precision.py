@@ -86,6 +86,11 @@ class Lowered(TorchDispatchMode):
 
     def _round(self, t: Any) -> Any:
         if isinstance(t, Tensor) and t.is_floating_point() and t.dtype != self.dtype:
+            if t.numel() and bool((t.abs() == torch.finfo(t.dtype).max).any()):
+                # A mask sentinel: code that reads tensor.dtype picks finfo(float32).min here,
+                # where under real autocast it would read the format's own and stay finite.
+                edge = torch.finfo(self.dtype).max
+                t = torch.where(t.abs() == torch.finfo(t.dtype).max, t.sign() * edge, t)
             return t.to(self.dtype).to(t.dtype)
         return t
 

@@ -65,15 +65,20 @@ class Surface:
                 return output_tensor(
                     call_model(self.model, replace_tensor(self.inputs, self.index, x))
                 )
-            with forward_hooks({self.entry: _substitute_output(x)}):
+            with forward_hooks({self.entry: _substitute_output(x)}):  # one forward: a new hook
                 return output_tensor(call_model(self.model, self.inputs))
 
 
 def _substitute_output(x: Tensor) -> ForwardHook:
-    """Replace the first float tensor of the entry's output (the one x0 was read from) by x;
-    the rest of the output (a pooled output, an attention map) is left as it is."""
+    """Replace the first float tensor of the entry's first output in a forward (the one x0 was
+    read from) by x; the rest of the output (a pooled output, an attention map), and later calls
+    of the same module (a decoder embedding its previous tokens), are left as they are."""
+    calls = [0]
 
     def hook(_module: nn.Module, _inputs: Any, output: Any) -> Any:
+        calls[0] += 1
+        if calls[0] > 1:
+            return None
         index = next(i for i, t in enumerate(tensors_in(output)) if t.is_floating_point())
         # A copy, not x itself: a model may scale its embedding output in place (CTRL does).
         return replace_tensor(output, index, x.clone())

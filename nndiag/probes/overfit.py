@@ -142,6 +142,7 @@ class Measurement:
     examples: int
     classify: bool
     config: Config
+    calmer: Run | None = None  # at a tenth of nndiag's default LR, when the loss rose there
 
 
 def measure(ctx: Context, config: Config) -> Measurement:
@@ -165,6 +166,10 @@ def measure(ctx: Context, config: Config) -> Measurement:
     threshold = config.pass_loss_fraction * reference
     classify = ctx.task is Task.CLASSIFICATION
     run = _train(ctx, batch, None, lr, threshold, config, classify, "overfit one batch")
+    calmer = None
+    if source == "default" and lr is not None and _rose_or_diverged(run):
+        # Our default rate, not yours: confirm the failure at a calmer one before blaming the model.
+        calmer = _train(ctx, batch, None, lr / 10, threshold, config, classify, "overfit, lr / 10")
     zeroed = None
     if run.passed_at is None and not config.budgeted:
 
@@ -174,7 +179,13 @@ def measure(ctx: Context, config: Config) -> Measurement:
         plain = dataclasses.replace(config, max_extension=1.0, steps=len(run.rows) - 1)
         zeroed = _train(ctx, batch, zero, lr, -math.inf, plain, classify, "overfit zeroed inputs")
     return Measurement(
-        run, zeroed, threshold, lr, source, count * ctx.reduce.world, classify, config
+        run, zeroed, threshold, lr, source, count * ctx.reduce.world, classify, config, calmer
+    )
+
+
+def _rose_or_diverged(run: Run) -> bool:
+    return run.nonfinite_at is not None or (
+        run.passed_at is None and run.losses[-1] > run.losses[0]
     )
 
 
@@ -345,6 +356,26 @@ def _message(m: Measurement) -> str:
 def _failure(m: Measurement, kind: str, config: Config) -> Finding:
     message = _message(m)
     learns = _inputs_help(m, config)
+    calm = m.calmer
+    if kind in STUCK and calm is not None and m.lr is not None:
+        recovered = calm.passed_at is not None or calm.final_loss < 0.9 * calm.losses[0]
+        if recovered:
+            outcome = (
+                "memorises it"
+                if calm.passed_at is not None
+                else (f"learns ({calm.losses[0]:.3g} -> {calm.final_loss:.3g})")
+            )
+            return finding(
+                Code.OVERFIT_FAILED,
+                NAME,
+                f"{message}; the loss {kind} at lr {m.lr:.2g} (nndiag's default for Adam), and "
+                f"at {m.lr / 10:.2g} the model {outcome}: the default rate is too high for this "
+                "model, not a fault of the model",
+                evidence={"verdict": kind, "calmer_lr": m.lr / 10},
+                severity=Severity.INFO,
+                hint="Train at a lower rate (the lr-range probe suggests one).",
+            )
+        message += f"; at lr {m.lr / 10:.2g} it does not learn either"
     if kind in STUCK or learns is False:
         if m.zeroed is not None:
             message += f"; zeroed inputs reach {m.zeroed.final_loss:.3g}: the model gains nothing from them"

@@ -134,15 +134,20 @@ def _time(metrics: dict[str, Any], config: Config) -> list[Finding]:
     growth, horizon = metrics["earliest_over_last"], metrics["memory_horizon"]
     steps = metrics["sequence_length"]
     if math.isfinite(growth) and growth > config.temporal_growth_max:
+        later = metrics.get("earliest_over_last_after_steps", math.nan)
+        confirmed = not math.isfinite(later) or later > config.temporal_growth_max
         return [
             finding(
                 Code.EXPLODING_GRADIENTS,
                 NAME,
                 f"through time: the last output is {growth:.3g}x more sensitive to the first of "
                 f"{steps} steps than to the last: the recurrence amplifies (threshold "
-                f"{config.temporal_growth_max:g}){radius_text}",
+                f"{config.temporal_growth_max:g}){radius_text}"
+                + (f"; {later:.3g}x after a few training steps" if math.isfinite(later) else "")
+                + ("" if confirmed else ": it settles as training starts"),
                 where=["time steps"],
-                evidence=evidence,
+                evidence={**evidence, "earliest_over_last_after_steps": later},
+                severity=None if confirmed else Severity.INFO,
             )
         ]
     if metrics["recurrent"] and horizon < config.short_horizon_fraction * steps:

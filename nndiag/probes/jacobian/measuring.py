@@ -140,6 +140,19 @@ def _gain_after_steps(ctx: Context, config: Config) -> float:
     return norms[0] / norms[-1] if len(norms) >= 2 else math.nan
 
 
+def _growth_after_steps(ctx: Context, config: Config, axis: int) -> float:
+    """The temporal growth on the confirmation copy: an amplification that is real survives a
+    few steps; an artefact of the init does not."""
+    from nndiag.core.training import after_steps
+
+    s, _ = _surface_of(ctx, config, after_steps(ctx).model)
+    generator = torch.Generator().manual_seed(ctx.options.seed)
+    norms_sq = temporal_sensitivity_sq(
+        s, axis, config.hutchinson_probes, generator, lambda _n: None
+    )
+    return relative_to_last(norms_sq)[0]
+
+
 def _nonlinearity_after_steps(ctx: Context, config: Config) -> float:
     from nndiag.core.training import after_steps
 
@@ -165,6 +178,8 @@ def _temporal(
     metrics["memory_horizon"] = memory_horizon(sensitivity, config.horizon_fraction)
     metrics["sequence_length"] = steps
     metrics["earliest_over_last"] = sensitivity[0]
+    if sensitivity[0] > config.temporal_growth_max and ctx.trainable:
+        metrics["earliest_over_last_after_steps"] = _growth_after_steps(ctx, config, axis)
     metrics["recurrent"] = any(isinstance(m, nn.RNNBase) for m in s.model.modules())
     return [
         {"step": t, "steps_back": steps - 1 - t, "sensitivity": v}
