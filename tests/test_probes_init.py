@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -184,6 +185,67 @@ def test_no_gradient_names_detached_and_unused_modules() -> None:
     assert "unused" in found[0].message  # named as never called
 
 
+class Pooled(nn.Module):
+    """A pooler whose output is read and then left out (`kind` says how), or whose path to the
+    loss is really cut: only a cut on a path the loss depends on in the forward cripples it."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.body, self.pooler, self.head = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 4)
+
+    def forward(self, x):
+        h = self.body(x)
+        pooled = self.pooler(h)
+        if self.kind == "tanh then dropped":  # BERT's pooler on a task that does not use it
+            torch.tanh(pooled)
+        elif self.kind == "cut further on":
+            h = h + (pooled * 2).detach()
+        return self.head(h)
+
+
+class Window(nn.Module):
+    """Compresses windows of `rate` positions; shorter inputs give an empty (zeros) output, as
+    DeepSeek-V4's compressor does on a sequence shorter than its window. `detach` cuts it."""
+
+    def __init__(self, detach: bool) -> None:
+        super().__init__()
+        self.detach, self.proj = detach, nn.Linear(8, 8)
+
+    def forward(self, x):
+        kv = self.proj(x)
+        if self.detach:
+            return kv.detach()
+        return kv.new_zeros(kv.shape)  # the input is shorter than a window
+
+
+class Windowed(nn.Module):
+    def __init__(self, detach: bool) -> None:
+        super().__init__()
+        self.window, self.head = Window(detach), nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.head(x + self.window(x))
+
+
+@pytest.mark.parametrize(
+    ("model", "where", "how", "severity"),
+    [
+        (lambda: Pooled("tanh then dropped"), "pooler", "dropped", "info"),
+        (lambda: Pooled("cut further on"), "pooler", "after", "error"),
+        (lambda: Windowed(False), "window", "discarded", "info"),
+        (lambda: Windowed(True), "window", "inside", "error"),
+    ],
+)
+def test_no_gradient_is_an_error_only_if_the_loss_depends_on_the_cut_path(
+    model: Any, where: str, how: str, severity: str
+) -> None:
+    result = run("gradients", model(), class_batch())
+    [found] = [f for f in result.findings if f.code == "no-gradient"]
+    assert list(found.where) == [where] and found.severity.value == severity
+    assert found.evidence["cuts"] == {where: how}
+
+
 def test_frozen_share() -> None:
     model = mlp()
     model[0].requires_grad_(False)
@@ -219,6 +281,28 @@ def test_raw_randn_init_is_flagged_and_default_is_not() -> None:
     assert "init-scale" in codes(result)
     row = next(r for r in result.table("parameters").rows if r["parameter"] == "2.weight")
     assert row["init_gain"] == pytest.approx(model[2].weight.std().item() * 16, rel=1e-5)
+
+
+class SpatialGate(nn.Module):
+    """gMLP's spatial gating unit: u * (W v + b) with W near zero; b = 1 makes it the identity
+    at init (Liu et al. 2021), b = 0 makes it shrink the signal a millionfold."""
+
+    def __init__(self, bias: float) -> None:
+        super().__init__()
+        self.inp, self.gate, self.out = nn.Linear(8, 32), nn.Linear(16, 16), nn.Linear(16, 4)
+        with torch.no_grad():
+            self.gate.weight.normal_(0, 1e-6)
+            self.gate.bias.fill_(bias)
+
+    def forward(self, x):
+        u, v = self.inp(x).chunk(2, dim=-1)
+        return self.out(u * self.gate(v))
+
+
+@pytest.mark.parametrize(("bias", "flagged"), [(1.0, False), (0.0, True)])
+def test_a_gate_carried_by_its_bias_is_not_a_small_init(bias: float, flagged: bool) -> None:
+    result = run("gradients", SpatialGate(bias), class_batch())
+    assert ("init-scale" in codes(result)) is flagged
 
 
 # ---- activations -------------------------------------------------------------------------------

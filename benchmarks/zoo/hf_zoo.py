@@ -21,7 +21,7 @@ from nndiag.synthetic import markov_tokens, teacher
 from zoo.base import Arch, Excluded, dense_cross_entropy, token_cross_entropy
 
 VOCAB = 99
-TOKENS = 96  # ids drawn below this: the last ids stay free for pad/bos/eos
+TOKENS = 92  # ids drawn below this: the ids above are the special tokens'
 LENGTH = 16
 SIDE = 32
 CLASSES = 5
@@ -128,10 +128,13 @@ def shrink_config(config: Any) -> Any:
             small = _shrunk_value(name, value)
             if small != value:
                 changed[name] = small
-    for name in SPECIAL_TOKENS:  # special ids must stay inside the small vocabulary
+    # Special ids move to the top of the small vocabulary, above every drawn token (FSMT's pad
+    # is 1: drawn in the middle of a sequence it is a padding mask there); equal ids stay equal.
+    slots: dict[int, int] = {}
+    for name in SPECIAL_TOKENS:
         value = values.get(name)
-        if isinstance(value, int) and value >= VOCAB:
-            changed[name] = VOCAB - 1 - SPECIAL_TOKENS.index(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            changed[name] = slots.setdefault(value, VOCAB - 1 - len(slots))
     kwargs = {k: v for k, v in values.items() if k not in ("id2label", "label2id", *DROPPED)}
     kwargs.update(changed)
     kwargs["num_labels"] = LABELS

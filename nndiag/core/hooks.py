@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -163,3 +164,65 @@ def call_records(model: nn.Module) -> Iterator[Calls]:
         for module, (grad_enabled, floats) in first.items():
             graph = any(t.requires_grad for t in floats)
             calls[module] = Call(grad_enabled, graph, uses.of(floats))
+
+
+# Tensors made from another one's shape, dtype and device only: their values depend on nothing.
+CONSTRUCTORS = frozenset({
+    "new_zeros", "new_ones", "new_empty", "new_full", "new_tensor", "zeros_like", "ones_like",
+    "empty_like", "full_like", "rand_like", "randn_like", "randint_like",
+})  # fmt: skip
+
+
+class Reach(TorchFunctionMode):
+    """Forward provenance, op by op: which marked tensors (module outputs, parameters) each
+    tensor was computed from. Kept by weak reference, so a freed tensor's reused id is never
+    mistaken for it. Indices count: a top-k's indices derive from its scores (a selection is a
+    dependence), and so does a detached copy (the gradient is cut, the value is not)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._from: dict[int, tuple[weakref.ref[torch.Tensor], frozenset[int]]] = {}
+
+    def mark(self, t: torch.Tensor, sources: frozenset[int]) -> None:
+        self._from[id(t)] = (weakref.ref(t), sources | self.sources(t))
+
+    def sources(self, t: torch.Tensor) -> frozenset[int]:
+        entry = self._from.get(id(t))
+        return entry[1] if entry is not None and entry[0]() is t else frozenset()
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        name = getattr(func, "__name__", "")
+        if name in CONSTRUCTORS:
+            return out
+        read = [t for t in tree_flatten((args, kwargs or {}))[0] if isinstance(t, torch.Tensor)]
+        found = frozenset().union(*(self.sources(t) for t in read))
+        if found:
+            written = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+            if read and (name.endswith("_") or name == "__setitem__"):  # in place: the target
+                written.append(read[0])
+            for t in written:
+                self.mark(t, found)
+        return out
+
+
+@contextmanager
+def reach_from(
+    outputs_of: Iterable[nn.Module], parameters_of: Iterable[nn.Module]
+) -> Iterator[Reach]:
+    """Mark every output of `outputs_of` (each call), and the parameters of `parameters_of`,
+    with the module's id, and trace what derives from them during the block:
+    `reach.sources(loss)` says which of them the loss depends on in the forward."""
+    from nndiag.core.tensors import tensors_in
+
+    reach = Reach()
+    for module in parameters_of:
+        for p in module.parameters():
+            reach.mark(p, frozenset({id(module)}))
+
+    def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
+        for t in tensors_in(output):
+            reach.mark(t, frozenset({id(module)}))
+
+    with forward_hooks(dict.fromkeys(outputs_of, hook)), reach:
+        yield reach

@@ -22,6 +22,7 @@ Verdicts (docs/probes/gradients.md):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from dataclasses import dataclass
@@ -128,6 +129,7 @@ class Measurement:
     calls: tuple[ModuleCall, ...] = ()
     vanishing_after_steps: float | None = None  # the profile's ratios on the confirmation copy
     exploding_after_steps: float | None = None
+    unreached: tuple[str, ...] = ()  # modules whose output is used, yet the loss never reads
 
 
 # ---- measuring -----------------------------------------------------------------------------------
@@ -149,15 +151,16 @@ def _is_affine(module: nn.Module, pname: str, param: Tensor) -> bool:
     return not isinstance(module, skip)
 
 
-def _signal_hook(gains: dict[Any, tuple[float, float]]) -> Any:
-    """mean((W·x)²) and mean(x²) of a layer's first call, the bias taken out of the output:
-    means of squares, so that ranks holding equal slices of the batch can average them."""
+def _signal_hook(gains: dict[Any, tuple[float, float, float]]) -> Any:
+    """mean((W·x)²), mean(x²) and mean((W·x + b)²) of a layer's first call: means of squares,
+    so that ranks holding equal slices of the batch can average them."""
     import torch
 
     def hook(module: Any, args: Any, output: Any) -> None:
         if module in gains or not args or not isinstance(output, torch.Tensor):
             return
         x, y = args[0], output.detach().float()
+        whole = float(y.pow(2).mean())
         bias = getattr(module, "bias", None)
         if isinstance(bias, torch.Tensor) and bias.numel() in (
             y.shape[-1],
@@ -167,7 +170,7 @@ def _signal_hook(gains: dict[Any, tuple[float, float]]) -> Any:
             shape[-1 if bias.numel() == y.shape[-1] else 1] = bias.numel()
             y = y - bias.detach().float().reshape(shape)
         square_in = float(x.detach().float().pow(2).mean()) if isinstance(x, torch.Tensor) else 0
-        gains[module] = (float(y.pow(2).mean()), square_in)
+        gains[module] = (float(y.pow(2).mean()), square_in, whole)
 
     return hook
 
@@ -180,7 +183,7 @@ class _Pass:
     loss: float
     order: list[nn.Module]  # modules by first return (leaves in data-flow order)
     entered: list[nn.Module]  # modules by first entry
-    gains: dict[nn.Module, float]  # measured rms(W·x)/rms(x) of affine layers
+    gains: dict[nn.Module, tuple[float, float]]  # rms(W·x)/rms(x), rms(W·x + b)/rms(x)
     calls: Calls  # how each module's first call ran (grad mode, graph), how parameters were read
 
 
@@ -197,7 +200,7 @@ def _forward_backward(ctx: Context) -> _Pass:
         for m in model.modules()
         if any(_is_affine(m, n, p) for n, p in m.named_parameters(recurse=False))
     ]
-    squares: dict[nn.Module, tuple[float, float]] = {}
+    squares: dict[nn.Module, tuple[float, float, float]] = {}
     hooks = forward_hooks(dict.fromkeys(affine, _signal_hook(squares)))
     with eval_mode_backward(model):
         with (
@@ -213,8 +216,11 @@ def _forward_backward(ctx: Context) -> _Pass:
     return _Pass(model, float(loss.detach()), order, entered, _gains(ctx, squares), calls)
 
 
-def _gains(ctx: Context, squares: dict[nn.Module, tuple[float, float]]) -> dict[nn.Module, float]:
-    """rms(W·x)/rms(x) per layer, over the whole batch (one collective under torchrun)."""
+def _gains(
+    ctx: Context, squares: dict[nn.Module, tuple[float, float, float]]
+) -> dict[nn.Module, tuple[float, float]]:
+    """rms(W·x)/rms(x) and rms(W·x + b)/rms(x) per layer, over the whole batch (one collective
+    under torchrun)."""
     import torch
 
     if not squares:
@@ -222,9 +228,12 @@ def _gains(ctx: Context, squares: dict[nn.Module, tuple[float, float]]) -> dict[
     means = ctx.reduce.sum(torch.tensor(list(squares.values()), dtype=torch.float64))
     means /= ctx.reduce.world
     return {
-        module: math.sqrt(out / into) if into > 0 else math.nan
-        for module, (out, into) in zip(squares, means.tolist(), strict=True)
+        module: (math.sqrt(out / into), math.sqrt(whole / into)) if into > 0 else NO_GAIN
+        for module, (out, into, whole) in zip(squares, means.tolist(), strict=True)
     }
+
+
+NO_GAIN = (math.nan, math.nan)
 
 
 def measure(ctx: Context, config: Config) -> Measurement:
@@ -253,7 +262,8 @@ def measure(ctx: Context, config: Config) -> Measurement:
                 qualname=f"{qualified[module]}.{pname}".lstrip("."),
                 called=module in position,
                 use=run.calls.parameter_use(param),
-                signal_gain=run.gains.get(module, math.nan) if affine else math.nan,
+                signal_gain=run.gains.get(module, NO_GAIN)[0] if affine else math.nan,
+                output_gain=run.gains.get(module, NO_GAIN)[1] if affine else math.nan,
                 feeds_norm=module in normed,
                 init_match=""
                 if param.requires_grad
@@ -281,13 +291,33 @@ def measure(ctx: Context, config: Config) -> Measurement:
         else ModuleCall(name, False, False, False, "")
         for name, module in model.named_modules()
     )
+    suspects = [c for c in cuts(rows, calls) if c.how in ("after", "inside")]
     return Measurement(
         tuple(rows),
         run.loss,
         calls,
         after.get("vanishing_ratio"),
         after.get("exploding_ratio"),
+        _unreached(ctx, suspects) if suspects else (),
     )
+
+
+def _unreached(ctx: Context, suspects: list[Cut]) -> tuple[str, ...]:
+    """Of the cuts that would cripple training, those where nothing reaches the loss in a
+    forward: from the module's output, for an output some op read (a pooler read by its own
+    tanh, then dropped); from its parameters, for a module whose output carries no graph (a
+    window longer than the sequence: the output is a zeros tensor). A path cut by .detach() or
+    no_grad still reaches the loss in the forward: that one is a real cut."""
+    from nndiag.core.hooks import reach_from
+
+    model = ctx.fresh_model().train()
+    modules = dict(model.named_modules())
+    outputs = [modules[c.module] for c in suspects if c.how == "after"]
+    parameters = [modules[c.module] for c in suspects if c.how == "inside"]
+    with reach_from(outputs, parameters) as reach:
+        loss = ctx.run_step(model).loss
+    sources = reach.sources(loss)
+    return tuple(c.module for c in suspects if id(modules[c.module]) not in sources)
 
 
 def _after_steps(ctx: Context, rows: list[Row]) -> list[Row]:
@@ -428,7 +458,7 @@ def profile_metrics(rows: list[Row], config: Config) -> dict[str, Any]:
 
 def diagnose(m: Measurement, config: Config) -> list[Finding]:
     rows = list(m.rows)
-    findings = _nonfinite(rows) + _reachability(rows, m.calls) + _frozen(rows, config)
+    findings = _nonfinite(rows) + _reachability(m) + _frozen(rows, config)
     findings += _depth(profile_metrics(rows, config), m, config)
     findings += _init_scale(rows, config)
     return findings
@@ -477,6 +507,8 @@ CUT_HOW = {
     "after": "{m}'s output is used, but the path from it to the loss is cut further on",
     "not called": "{m} is never called in forward",
     "dropped": "{m}'s output is computed and never used",
+    "discarded": "{m}'s output does not depend on these parameters here (computed, then left "
+    "out inside its forward: an empty slice, a window longer than the sequence)",
     "unused": "{m} never reads these parameters in its forward",
     "zero": "{m} gets an exactly zero gradient (its path to the loss is multiplied by zero, "
     "dead downstream or gated shut) and still does after a few training steps",
@@ -493,9 +525,12 @@ def _ancestors(path: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(len(parts), -1, -1)]
 
 
-def cuts(rows: list[Row], calls: tuple[ModuleCall, ...]) -> list[Cut]:
+def cuts(
+    rows: list[Row], calls: tuple[ModuleCall, ...], unreached: tuple[str, ...] = ()
+) -> list[Cut]:
     """Group the parameters without gradient by the outermost module all of whose trainable
-    parameters are without gradient: the place to look (a detached backbone, not its layers)."""
+    parameters are without gradient: the place to look (a detached backbone, not its layers).
+    `unreached` units are 'dropped' or 'discarded': nothing of them reaches the loss."""
     dead = {r["qualname"] for r in _dead(rows)}
     trainable = [r["qualname"] for r in rows if r["trainable"]]
     by_name = {c.name: c for c in calls}
@@ -507,8 +542,12 @@ def cuts(rows: list[Row], calls: tuple[ModuleCall, ...]) -> list[Cut]:
             if under and all(t in dead for t in under):
                 unit = ancestor
         units.setdefault(unit, []).append(name)
-    return [Cut(unit, _how(unit, names, rows, by_name.get(unit), dead), tuple(names))
-            for unit, names in units.items()]  # fmt: skip
+    found = [Cut(unit, _how(unit, names, rows, by_name.get(unit), dead), tuple(names))
+             for unit, names in units.items()]  # fmt: skip
+    dropped = {"after": "dropped", "inside": "discarded"}
+    return [
+        dataclasses.replace(c, how=dropped[c.how]) if c.module in unreached else c for c in found
+    ]
 
 
 def _how(
@@ -534,11 +573,12 @@ def _how(
     return {"detached": "detached", "dropped": "dropped"}.get(call.output_use, "after")
 
 
-def _reachability(rows: list[Row], calls: tuple[ModuleCall, ...]) -> list[Finding]:
+def _reachability(m: Measurement) -> list[Finding]:
     findings = []
+    rows = list(m.rows)
     dead, gated = _dead(rows), _gated(rows)
     if dead:
-        found = cuts(rows, calls)
+        found = cuts(rows, m.calls, m.unreached)
         places = "; ".join(
             CUT_HOW[c.how].format(m=c.module or "the whole model")
             + f" ({len(c.parameters)} tensor(s))"
@@ -699,6 +739,9 @@ def _off_scale(rows: list[Row], config: Config) -> list[Row]:
         too_small = (
             r["init_gain"] < config.init_gain_min
             and r["signal_gain"] < config.signal_gain_min
+            # A bias that carries the output is a gate by design (gMLP's spatial gate: W ≈ 0,
+            # b = 1, the identity at init), not a layer that shrinks its signal.
+            and not r["output_gain"] >= config.signal_gain_min
             and r["parameter"] != output_layer  # a small last layer is recommended
         )
         if too_big or too_small:
