@@ -670,26 +670,37 @@ def diff(
         Path,
         typer.Argument(metavar="NEW.json", help="The report to compare (e.g. a pull request)."),
     ],
-    tolerance: Annotated[
-        float, typer.Option(min=0.0, help="Relative change of a statistic that counts as moved.")
-    ] = 0.25,
+    min_move: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Smallest move of a statistic shown, in decades (0.3 = 2x; fractions: 10 points "
+            "per decade).",
+        ),
+    ] = 0.3,
+    limit: Annotated[int, typer.Option(min=0, help="At most this many moved statistics.")] = 10,
     output_format: Annotated[
         DiffFormat, typer.Option("--format", help="text, or markdown for a pull-request comment.")
     ] = DiffFormat.TEXT,
     fail_on: FailOnOpt = FailOn.ERROR,
+    fail_on_moved: Annotated[
+        bool, typer.Option(help="Also exit 1 when a statistic moved (off by default).")
+    ] = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Compare two reports: new and resolved findings, statistics that moved. Exit 1 when a new
-    finding reaches --fail-on or a statistic moved beyond the tolerance."""
+    """Compare two reports. Exit 1 on regressions only: a new root finding at or above --fail-on,
+    or a finding whose severity rose; resolved findings and moved statistics are listed."""
     from nndiag.diff import compare, markdown, text
     from nndiag.errors import UsageError
 
     try:
-        result = compare(_read_report(old), _read_report(new), tolerance)
+        result = compare(_read_report(old), _read_report(new), min_move)
     except UsageError as exc:
         _fail(str(exc), debug, exc)
-    typer.echo(markdown(result) if output_format is DiffFormat.MARKDOWN else text(result))
-    raise typer.Exit(EXIT_FINDINGS if result.fails(fail_on.value) else EXIT_OK)
+    render = markdown if output_format is DiffFormat.MARKDOWN else text
+    typer.echo(render(result, limit))
+    failed = result.fails(fail_on.value, fail_on_moved)
+    raise typer.Exit(EXIT_FINDINGS if failed else EXIT_OK)
 
 
 CodeArg = Annotated[
