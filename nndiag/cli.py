@@ -89,6 +89,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    # Help as wide as the terminal (COLUMNS honoured); click caps it at 80 otherwise.
+    context_settings={"max_content_width": 240},
 )
 
 
@@ -103,15 +105,33 @@ TargetArg = Annotated[
     typer.Argument(metavar="TARGET", show_default=False,
                    help="model.py, model.py:factory, or package.module:attr (default: the config's target)."),
 ]  # fmt: skip
+
+
+def _probe_names(values: list[str] | None) -> list[ProbeName] | None:
+    """Probe names as the enum, or one line with the nearest name (typer's own message for a
+    bad choice lists them all and guesses none)."""
+    from nndiag.settings import nearest
+
+    for value in values or []:
+        if value not in probe_names():
+            hint = nearest(value, probe_names())
+            guess = f"did you mean {hint!r}? " if hint else ""
+            raise typer.BadParameter(f"unknown probe {value!r} ({guess}probes: {_PROBES})")
+    return [ProbeName(v) for v in values] if values is not None else None
+
+
 ProbesOpt = Annotated[
-    list[ProbeName] | None,
+    list[str] | None,
     typer.Option(
-        "--probe", "-p", metavar="NAME", help=f"Run only this probe (repeatable): {_PROBES}."
+        "--probe", "-p", metavar="NAME", callback=_probe_names,
+        help=f"Run only this probe (repeatable): {_PROBES}.",
     ),
-]
+]  # fmt: skip
 SkipOpt = Annotated[
-    list[ProbeName] | None,
-    typer.Option("--skip", metavar="NAME", help="Skip this probe (repeatable)."),
+    list[str] | None,
+    typer.Option(
+        "--skip", metavar="NAME", callback=_probe_names, help="Skip this probe (repeatable)."
+    ),
 ]
 DeviceOpt = Annotated[
     str, typer.Option(help="auto, cpu, cuda, cuda:N or mps (auto: cuda if available).")
@@ -153,7 +173,12 @@ StrictOpt = Annotated[
 ]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", metavar="PROBE.KEY=VALUE",
                    help="Set a probe's setting, e.g. activations.dead_fraction_max=0.6 (repeatable).")]  # fmt: skip
-JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the whole report as JSON.")]
+JsonOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--json", help="Write the whole report as JSON ('-': to stdout, the report to stderr)."
+    ),
+]
 CsvOpt = Annotated[
     Path | None, typer.Option("--csv", help="Write one CSV per table into this folder.")
 ]
@@ -338,8 +363,8 @@ def check(
             raise UsageError("no TARGET given, and no `target` in the nndiag configuration")
         request = Request(
             target=target,
-            probes=[p.value for p in probe or []],
-            skip=[p.value for p in skip or []],
+            probes=[ProbeName(p).value for p in probe or []],
+            skip=[ProbeName(p).value for p in skip or []],
             options=_options(ctx, locals()),
             settings=_settings(ctx, found, settings or [], locals()),
             legacy=dict(found.legacy) if found else {},
@@ -521,6 +546,9 @@ def _check_here(request: Request, err: Any, quiet: bool) -> Any:
     )
 
 
+STDOUT = Path("-")
+
+
 @dataclass(frozen=True)
 class Outputs:
     """Where a rendered report goes besides the terminal; shared by `check` and `report`."""
@@ -537,7 +565,7 @@ class Outputs:
         from nndiag.export import ensure_writable
 
         for path in (self.json_path, self.junit_path, self.html_path, self.svg_path):
-            if path:
+            if path and path != STDOUT:
                 ensure_writable(path, directory=False)
         for folder in (self.csv_dir, self.plot_dir):
             if folder:
@@ -549,8 +577,12 @@ class Outputs:
         from nndiag.findings import Severity
         from nndiag.render import render_report
 
-        render_report(report, out, quiet=show.quiet, details=show.details, strict=show.strict)
-        if self.json_path:
+        piped = self.json_path == STDOUT  # stdout carries the JSON alone, for jq and pipes
+        console = err if piped else out
+        render_report(report, console, quiet=show.quiet, details=show.details, strict=show.strict)
+        if piped:
+            typer.echo(report.to_json())
+        elif self.json_path:
             write_json(report, self.json_path)
         if self.csv_dir:
             write_csv(report, self.csv_dir)

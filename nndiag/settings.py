@@ -85,7 +85,7 @@ LEGACY: dict[str, tuple[str, str] | None] = {
 
 def nearest(word: str, candidates: Iterable[str]) -> str | None:
     """The valid name a typo most likely meant: a close spelling, else one it abbreviates."""
-    options = list(candidates)
+    options = [str(o) for o in candidates]  # enum keys (finding codes) by their names
     found = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     if found:
         return found[0]

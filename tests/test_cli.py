@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -45,6 +46,29 @@ def test_help_does_not_import_torch_or_pandas(args: list[str]) -> None:
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "HEAVY:\n" in out.stdout, out.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["explain", "dead-unit"], "unknown finding code 'dead-unit' (did you mean 'dead-units'?)"),
+        (["check", CHAR_LM, "--probe", "gradient"], "unknown probe 'gradient' (did you mean 'gradients'?"),
+        (["check", CHAR_LM, "--skip", "lr_range"], "unknown probe 'lr_range' (did you mean 'lr-range'?"),
+    ],
+)  # fmt: skip
+def test_typos_get_one_line_with_the_nearest_name(args: list[str], message: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "<Code." not in result.stderr
+
+
+@pytest.mark.parametrize("columns", [70, 120])
+def test_help_is_as_wide_as_columns(columns: int) -> None:
+    env = {**os.environ, "COLUMNS": str(columns)}
+    out = subprocess.run([sys.executable, "-m", "nndiag", "check", "--help"], env=env,
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    widest = max(len(line) for line in out.splitlines())
+    assert columns - 10 < widest <= columns
 
 
 def test_import_nndiag_is_light() -> None:
@@ -289,6 +313,29 @@ def test_json_and_csv_exports(tmp_path: Path) -> None:
     assert {"lr", "loss", "trend"} <= set(curve.columns) and len(curve) > 10
     blocks = pd.read_csv(out_csv / "jacobian-blocks.csv")
     assert {"block", "grad_norm", "gain"} <= set(blocks.columns)
+
+
+def test_exports_follow_the_umask_and_create_missing_folders(tmp_path: Path) -> None:
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        json_path, csv_dir = tmp_path / "new" / "r.json", tmp_path / "csv"
+        result = runner.invoke(app, ["check", CHAR_LM, "-p", "data", "--json", str(json_path),
+                                     "--csv", str(csv_dir), "--junit", str(tmp_path / "j.xml")])  # fmt: skip
+    finally:
+        os.umask(previous)
+    assert result.exit_code == 0, result.output
+    for path in (json_path, tmp_path / "j.xml", *csv_dir.iterdir()):
+        assert path.stat().st_mode & 0o777 == 0o644, path
+
+
+def test_json_dash_goes_to_stdout_alone(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["check", CHAR_LM, "-p", "data", "--json", "-"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["probes"][0]["name"] == "data"
+    assert "nndiag:" in result.stderr  # the verdict is still shown, on stderr
+    assert not (tmp_path / "-").exists() and not Path("-").exists()
 
 
 def test_unwritable_export_fails_before_probes(tmp_path: Path) -> None:

@@ -21,12 +21,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nndiag.synthetic import markov_tokens, teacher, teacher_classification
-from zoo.base import Arch, Batch, Excluded, logits_of, token_cross_entropy
+from zoo.base import Arch, Batch, Excluded, logits_of, token_cross_entropy, use_stand_in_torchvision
 
 VOCAB, LENGTH, WIDTH = 48, 16, 32
 
 
 def _needs(package: str) -> Any:
+    use_stand_in_torchvision()  # vit-pytorch imports torchvision's transforms at import time
     try:
         return importlib.import_module(package)
     except ImportError as exc:
