@@ -5,8 +5,12 @@ The API raises the same classes, so a test can catch exactly the kind of mistake
 
 from __future__ import annotations
 
+import sysconfig
 import traceback
 from pathlib import Path
+
+# The standard library's folder: bdb.py (a forgotten breakpoint()) is not the user's line.
+_STDLIB = Path(sysconfig.get_paths()["stdlib"]).as_posix() + "/"
 
 
 class UsageError(Exception):
@@ -35,7 +39,7 @@ class UserExit(ContractError):
 
 def _is_library(filename: str) -> bool:
     path = filename.replace("\\", "/")
-    return "/nndiag/" in path or "/site-packages/" in path or path.startswith("<")
+    return "/nndiag/" in path or "/site-packages/" in path or path.startswith(("<", _STDLIB))
 
 
 def user_frame(exc: BaseException) -> str:

@@ -63,6 +63,8 @@ def load_spec(target: str) -> ModelSpec:
         module = _import_file(Path(source))
     elif Path(source).is_file():
         raise TargetError(f"{source} is not a Python file: give a .py file or package.module:attr")
+    elif Path(source).is_dir():
+        raise TargetError(f"{source} is a folder: give the model file in it (model.py)")
     elif attr is None:
         raise TargetError(f"module target {target!r} needs ':attr' naming the model factory")
     else:

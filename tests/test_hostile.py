@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,11 @@ EXIT_2 = {
     "make_optimizer raises": (
         "def build_model():\n    return Net()\ndef make_optimizer(params):\n    raise ValueError('bad')\n",
         "make_optimizer(params) raised ValueError: bad",
+    ),
+    "make_optimizer returns LBFGS": (
+        "def build_model():\n    return Net()\n"
+        "def make_optimizer(params):\n    return torch.optim.LBFGS(params)\n",
+        "LBFGS needs a closure",
     ),
     "make_optimizer returns a list": (
         "def build_model():\n    return Net()\ndef make_optimizer(params):\n    return list(params)\n",
@@ -410,3 +416,45 @@ def test_fuzzed_model_files_never_pass_by_accident(
     if result.exit_code == 0:
         assert all(p["status"] in ("ok", "skipped") for p in data["probes"]), data["probes"]
         assert not [f for f in data["findings"] if f["severity"] == "error"]
+
+
+def test_a_folder_target_asks_for_the_file_in_it(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["check", str(tmp_path)])
+    assert result.exit_code == 2 and "is a folder: give the model file in it" in result.stderr
+
+
+def test_errors_point_at_the_users_line_not_the_standard_library(tmp_path: Path) -> None:
+    """A forgotten breakpoint() ends in bdb.py (BdbQuit) when stdin is closed; any exception
+    raised inside the standard library names the user's line that called it."""
+    import json
+
+    from nndiag.errors import describe_exception
+
+    user = tmp_path / "model.py"
+    user.write_text("import json\n\n\ndef forward():\n    return json.loads('{')\n")
+    namespace: dict[str, object] = {}
+    exec(compile(user.read_text(), str(user), "exec"), namespace)
+    with pytest.raises(json.JSONDecodeError) as caught:
+        namespace["forward"]()  # type: ignore[operator]
+    assert describe_exception(caught.value).endswith("(at model.py:5)")
+
+
+def test_complex_parameters_are_measured_by_magnitude() -> None:
+    class Complex(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.randn(8, 3, dtype=torch.cfloat) * 0.3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return (x.to(torch.cfloat) @ self.w).abs()
+
+    model = Complex()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when a complex value is cast to real
+        report = nndiag.check(model, input_shape=(8,), num_classes=3, budget=0,
+                              probes=["gradients", "precision", "init-loss"])  # fmt: skip
+    assert not report.unfinished, [(r.name, r.error) for r in report.unfinished]
+    [row] = report.result("gradients").table("parameters").rows
+    assert row["weight_norm"] == pytest.approx(
+        float(torch.linalg.vector_norm(model.w.detach())), rel=1e-6
+    )

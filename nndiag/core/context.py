@@ -299,6 +299,9 @@ def _user_optimizer(optimizer_for: OptimizerFor, model: nn.Module) -> torch.opti
         raise ContractError(
             f"make_optimizer must return a torch.optim.Optimizer, got {describe(optimizer)}"
         )
+    from nndiag.core.training import check_drivable
+
+    check_drivable(optimizer)  # before any probe: LBFGS is a one-line error, not a failed probe
     return optimizer
 
 

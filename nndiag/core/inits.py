@@ -8,6 +8,8 @@ import math
 
 from torch import Tensor, nn
 
+from nndiag.core.tensors import magnitude64
+
 # A measured std within this factor of a convention's matches it (one tensor's std of 100+
 # values has a sampling spread of a few percent).
 CONVENTION_RTOL = 0.15
@@ -57,7 +59,7 @@ def untrained_signature(module: nn.Module, param: Tensor, init_range: float | No
     small to tell): norms at 1 and 0, PyTorch's uniform(±1/√fan_in) for Linear/Conv weights and
     biases, normal(0, σ) for Hugging Face's σ = initializer_range (0.02) and for 1 (embeddings),
     He and Glorot."""
-    x = param.detach().double().flatten()
+    x = magnitude64(param).flatten()
     if x.numel() < 16:
         return ""
     if bool((x == 1).all()):

@@ -158,3 +158,10 @@ def first_examples(batch: Any, rows: int, count: int) -> tuple[Any, int]:
     if count >= rows or tied_input(batch, rows):
         return batch, rows
     return take_examples(batch, slice(0, count), rows), count
+
+
+def magnitude64(t: Tensor) -> Tensor:
+    """A tensor's values in float64 for statistics, detached; complex values by their modulus
+    (a norm of |z| is the complex norm; the real part alone would drop half the tensor)."""
+    t = t.detach()
+    return (t.abs() if t.is_complex() else t).double()

@@ -167,10 +167,11 @@ def _checksums(names: list[tuple[str, nn.Parameter]]) -> Tensor:
     """(sum, sum of squares) per parameter in float64: a step that moves a tensor changes them."""
     from nndiag.distributed import local
 
-    rows = [
-        torch.stack([local(p).detach().double().sum(), local(p).detach().double().pow(2).sum()])
-        for _, p in names
-    ]
+    rows = []
+    for _, p in names:
+        t = local(p).detach()
+        t = torch.view_as_real(t) if t.is_complex() else t  # both parts: a step may move either
+        rows.append(torch.stack([t.double().sum(), t.double().pow(2).sum()]))
     return torch.stack(rows).cpu() if rows else torch.zeros(0, 2, dtype=torch.float64)
 
 

@@ -325,6 +325,7 @@ def _after_steps(ctx: Context, rows: list[Row]) -> list[Row]:
     sums under torchrun)."""
     import torch
 
+    from nndiag.core.tensors import magnitude64
     from nndiag.core.training import after_steps
     from nndiag.distributed import local
 
@@ -334,8 +335,8 @@ def _after_steps(ctx: Context, rows: list[Row]) -> list[Row]:
         p = stepped.get(row["qualname"])
         grad = None if p is None else p.grad
         sums.append([
-            float(local(grad).detach().double().pow(2).sum()) if grad is not None else 0.0,
-            float(local(p).detach().double().pow(2).sum()) if p is not None else 0.0,
+            float(magnitude64(local(grad)).pow(2).sum()) if grad is not None else 0.0,
+            float(magnitude64(local(p)).pow(2).sum()) if p is not None else 0.0,
         ])  # fmt: skip
     totals = ctx.reduce.shard_sum(torch.tensor(sums, dtype=torch.float64)).tolist()
     return [
@@ -366,11 +367,12 @@ def _param_row(module_name: str, module: nn.Module, pname: str, param: Tensor) -
     """A parameter's row, with the sums its statistics come from: under FSDP2 each rank holds a
     shard of the parameter and of its gradient, and _reduce_sums adds the ranks' sums up."""
     from nndiag.core.inits import fan_in
+    from nndiag.core.tensors import magnitude64
     from nndiag.distributed import local
 
     grad = param.grad
-    values = local(param).detach().double()
-    gradient = local(grad).detach().double() if grad is not None else None
+    values = magnitude64(local(param))
+    gradient = magnitude64(local(grad)) if grad is not None else None
     in_profile = _is_affine(module, pname, param)
     return {
         "parameter": f"{module_name}.{pname}",

@@ -215,9 +215,13 @@ def _compare(grads: list[Any], reference: list[Any], nonzero: int) -> tuple[bool
     flushed = sum(int(((g == 0) & (r != 0)).sum()) for g, r in pairs) / max(1, nonzero)
     if not all(bool(torch.isfinite(g).all()) for g, _ in pairs):
         return False, math.nan, flushed
-    dot = sum(float(torch.dot(g.flatten().double(), r.flatten().double())) for g, r in pairs)
-    norm = math.sqrt(sum(float(g.double().square().sum()) for g, _ in pairs))
-    norm32 = math.sqrt(sum(float(r.double().square().sum()) for _, r in pairs))
+
+    def flat(t: torch.Tensor) -> torch.Tensor:  # a complex gradient as its (real, imaginary) pairs
+        return (torch.view_as_real(t) if t.is_complex() else t).flatten().double()
+
+    dot = sum(float(torch.dot(flat(g), flat(r))) for g, r in pairs)
+    norm = math.sqrt(sum(float(flat(g).square().sum()) for g, _ in pairs))
+    norm32 = math.sqrt(sum(float(flat(r).square().sum()) for _, r in pairs))
     cosine = dot / (norm * norm32) if norm and norm32 else math.nan
     return True, cosine, flushed
 

@@ -10,6 +10,7 @@ from torch import nn
 
 from nndiag.core.hooks import module_names
 from nndiag.core.surface import Surface
+from nndiag.core.tensors import magnitude64
 from nndiag.probes.jacobian.estimators import Advance, unobserved
 from nndiag.report import Row
 
@@ -25,7 +26,7 @@ def recurrent_radii(model: nn.Module) -> list[Row]:
         for pname, weight in module.named_parameters():
             if not pname.startswith("weight_hh"):
                 continue
-            w = weight.detach().double()
+            w = magnitude64(weight)
             if w.shape[0] != gates * w.shape[1]:
                 continue  # projected LSTM (proj_size): no square blocks
             radius = max(
