@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
+from typer.testing import CliRunner, Result
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_models"
@@ -11,6 +13,18 @@ GOLDENS = Path(__file__).resolve().parent / "goldens"
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+class StrictRunner(CliRunner):
+    """CliRunner for which a crash is not an exit code: Typer turns an uncaught exception into
+    exit 1, which a "sick model exits 1" assertion would accept. Only SystemExit (every exit
+    code the CLI chooses) comes back as a Result; anything else is raised in the test."""
+
+    def invoke(self, *args: Any, **kwargs: Any) -> Result:
+        result = super().invoke(*args, **kwargs)
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return result
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

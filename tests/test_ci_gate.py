@@ -8,7 +8,6 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
-from typer.testing import CliRunner
 
 import nndiag
 from nndiag.cli import app
@@ -16,10 +15,10 @@ from nndiag.codes import page
 from nndiag.findings import Code
 from nndiag.probes.data import Config as DataConfig
 
-from conftest import SAMPLES
+from conftest import SAMPLES, StrictRunner
 from probing import replace_measure
 
-runner = CliRunner()
+runner = StrictRunner()
 FAST = ["--skip", "overfit", "--skip", "lr-range"]
 
 

@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 import nndiag
 from nndiag.cli import PIPED_WIDTH, app
 
-from conftest import SAMPLES
+from conftest import SAMPLES, StrictRunner
 
-runner = CliRunner()
+runner = StrictRunner()
 CHAR_LM = str(SAMPLES / "char_lm.py")
 
 
@@ -362,3 +361,18 @@ def test_piped_output_is_wide_enough_for_the_tables(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("COLUMNS", "90")  # the user's choice wins
     result = runner.invoke(app, ["check", CHAR_LM, "--probe", "gradients", "--details"])
     assert max(len(line) for line in result.output.splitlines()) <= 90
+
+
+def test_a_crash_is_not_an_exit_code(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Typer reports an uncaught exception as exit 1; the suite's runner raises it instead, so
+    "a sick model exits 1" can never pass on a crash."""
+    import nndiag.diff
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(nndiag.diff, "compare", broken)
+    report = tmp_path / "r.json"
+    report.write_text(nndiag.check(CHAR_LM, probes=["summary"]).to_json())
+    with pytest.raises(RuntimeError, match="boom"):
+        runner.invoke(app, ["diff", str(report), str(report)])

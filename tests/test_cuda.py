@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 from test_state_safety import Everything, assert_same, snapshot
-from typer.testing import CliRunner
 
 import nndiag
 from nndiag.api import run_probe
@@ -13,11 +12,11 @@ from nndiag.cli import app
 from nndiag.config import Amp
 from nndiag.probes import BUILTIN, spec
 
-from conftest import SAMPLES
+from conftest import SAMPLES, StrictRunner
 from models import class_batch, lm_batch, tiny_gpt2
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-runner = CliRunner()
+runner = StrictRunner()
 
 
 @pytest.mark.parametrize(

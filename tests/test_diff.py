@@ -6,7 +6,6 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 import nndiag
 from nndiag.causes import link
@@ -15,9 +14,9 @@ from nndiag.diff import compare, markdown, text
 from nndiag.findings import Code, Severity, finding
 from nndiag.report import ModelInfo, ProbeResult, Report, Status, Table
 
-from conftest import SAMPLES
+from conftest import SAMPLES, StrictRunner
 
-runner = CliRunner()
+runner = StrictRunner()
 PROBES = ["init-loss", "gradients", "activations"]
 
 

@@ -17,7 +17,7 @@ import pytest
 
 import nndiag
 
-from conftest import ROOT
+from conftest import ROOT, StrictRunner
 
 MODEL = """
 import torch
@@ -250,13 +250,12 @@ def test_meta_copies_are_prepared_before_they_are_placed() -> None:
 
 
 def test_a_meta_model_without_init_weights_is_a_usage_error(tmp_path: Path) -> None:
-    from typer.testing import CliRunner
 
     from nndiag.cli import app
 
     target = model_file(tmp_path, meta=True)
     target.write_text(target.read_text().replace("def init_weights", "def _unused"))
-    result = CliRunner().invoke(app, ["check", str(target), "--probe", "summary"])
+    result = StrictRunner().invoke(app, ["check", str(target), "--probe", "summary"])
     assert result.exit_code == 2
     assert "meta device" in result.output and "init_weights" in result.output
     assert "Traceback" not in result.output
@@ -286,11 +285,10 @@ def test_sick_samples_fail_alike_on_two_ranks(
 
 
 def test_distributed_without_torchrun_is_a_usage_error() -> None:
-    from typer.testing import CliRunner
 
     from nndiag.cli import app
 
-    result = CliRunner().invoke(
+    result = StrictRunner().invoke(
         app, ["check", str(ROOT / "sample_models" / "mlp.py"), "--distributed", "ddp"]
     )
     assert result.exit_code == 2

@@ -11,7 +11,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from nndiag import docgen
 from nndiag.cli import app
@@ -20,7 +19,7 @@ from nndiag.findings import CATALOG
 from nndiag.integrations.pytest_plugin import checker
 from nndiag.probes import BUILTIN, spec
 
-from conftest import ROOT
+from conftest import ROOT, StrictRunner
 
 DOCS = ROOT / "docs"
 
@@ -88,7 +87,7 @@ def test_doc_examples_run(doc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
     shutil.copytree(ROOT / "sample_models", tmp_path / "sample_models")
     (tmp_path / "my_model.py").write_text(readme_model())
     monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
+    runner = StrictRunner()
     ran = 0
     namespace: dict[str, object] = {"__name__": "doc_example"}  # a page reads like a notebook
     for lang, body in FENCE.findall(doc.read_text()):

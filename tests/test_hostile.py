@@ -12,15 +12,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 import nndiag
 from nndiag.cli import app
 from nndiag.errors import ContractError, OptionError, TargetError, UserExit
 
-from conftest import ROOT, SAMPLES
+from conftest import ROOT, SAMPLES, StrictRunner
 
-runner = CliRunner()
+runner = StrictRunner()
 FAST = ["--probe", "summary", "--probe", "init-loss", "--probe", "gradients"]
 
 HEADER = textwrap.dedent("""

@@ -13,7 +13,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_state_safety import assert_same, snapshot
 from torch import nn
-from typer.testing import CliRunner
 
 import nndiag
 from nndiag.cli import app
@@ -21,11 +20,11 @@ from nndiag.core.training import Trainer
 from nndiag.probes import BUILTIN
 from nndiag.report import Status
 
-from conftest import SAMPLES
+from conftest import SAMPLES, StrictRunner
 from models import class_batch, mlp
 from probing import replace_measure
 
-runner = CliRunner()
+runner = StrictRunner()
 
 
 def test_out_of_memory_fails_one_probe_and_the_report_is_still_exported(
