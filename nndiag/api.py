@@ -340,19 +340,34 @@ def _budget(
         return None
     from nndiag.core.training import after_steps
 
+    limit = budget.parse(ctx.options.budget)
     try:
         step = after_steps(ctx).seconds
+        reference = budget.reference_step_s(_step_flops(ctx)) if limit == budget.Budget() else 0.0
     except (UserExit, KeyboardInterrupt):
         raise
     except Exception as exc:
         notes.append(f"no time estimate: one training step failed ({describe_exception(exc)})")
         return None
-    plan = budget.plan(specs, configs, step, ctx.options.budget)
+    plan = budget.plan(specs, configs, step, limit, reference)
     if plan.cuts or plan.estimate_s >= budget.WORTH_SAYING_S:
         text = budget.describe(plan)
         notes.append(text)
         ctx.progress.message(f"nndiag: {text}")
     return plan
+
+
+def _step_flops(ctx: Context) -> float:
+    """The floating-point work of one training step (forward and backward), counted, not timed:
+    what sizes the default budget the same way on every machine."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = ctx.fresh_model().train()
+    with FlopCounterMode(display=False) as counter:
+        loss = ctx.run_step(model).loss
+        if loss.requires_grad:
+            loss.reshape(()).backward()
+    return float(counter.get_total_flops())
 
 
 def _environment_notes(ctx: Context) -> list[str]:

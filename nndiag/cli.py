@@ -165,8 +165,9 @@ PrecisionOpt = Annotated[
 CausalOpt = Annotated[bool | None, typer.Option("--causal/--no-causal", show_default=False,
                       help="dependencies: check causality (default: when targets are shifted inputs).")]  # fmt: skip
 AmpOpt = Annotated[Amp, typer.Option(help="Mixed precision for the training probes.")]
-BudgetOpt = Annotated[float | None, typer.Option(min=0.0, show_default=False,
-                      help="Seconds for the whole check; 0: no limit [default: at least 2 min].")]  # fmt: skip
+BudgetOpt = Annotated[str | None, typer.Option(show_default=False, metavar="90s|200steps",
+                      help="The whole check's cost in training steps (200steps) or seconds (90s); "
+                           "0: no limit [default: in steps, the same on every machine].")]  # fmt: skip
 ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="torch threads during the check.")]
 StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Consequences of a root cause count toward --fail-on.")

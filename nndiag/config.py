@@ -100,7 +100,7 @@ class CheckOptions:
     vocab_size: int | None = None
     ignore_index: int = -100  # target value skipped by the loss (PyTorch and Hugging Face)
     amp: Amp = Amp.NONE  # mixed precision of the training probes
-    budget: float | None = None  # seconds for the whole check; None: automatic; 0: unlimited
+    budget: float | str | None = None  # 90 / "90s" seconds, "200steps"; None: default; 0: none
     strict: bool = False  # consequences of a root cause count toward --fail-on too
     threads: int | None = None  # torch threads during the check (None: torch's default)
     distributed: Distributed = Distributed.NONE
@@ -111,8 +111,9 @@ class CheckOptions:
             value = getattr(self, name)
             if value is not None:
                 _check_int(name, value, 2 if name in ("num_classes", "vocab_size") else 1)
-        if self.budget is not None and not (math.isfinite(self.budget) and self.budget >= 0):
-            raise OptionError(f"invalid budget {self.budget!r}: seconds >= 0 (0: no limit)")
+        from nndiag.budget import parse
+
+        parse(self.budget)  # a bad budget fails here, before anything is built
         for name, kind in (("task", Task), ("amp", Amp), ("distributed", Distributed)):
             try:
                 object.__setattr__(self, name, kind(getattr(self, name)))

@@ -126,6 +126,7 @@ def test_hostile_file_raises_a_usage_error_subclass_from_the_api(tmp_path: Path,
     [
         (["--lr-start", "1", "--lr-end", "0.1"], "start_lr 1 must be above 0 and below end_lr 0.1"),
         (["--lr", "inf"], "invalid --lr 'inf'"),
+        (["--budget", "10min"], "invalid budget '10min': seconds (90s) or steps (200steps)"),
         (["--seed", str(2**70)], "invalid --seed"),
         (["--input-shape", "4"], "--input-shape describes synthetic batches"),
         (
