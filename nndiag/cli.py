@@ -748,8 +748,10 @@ def explain(code: CodeArg = None) -> None:
 
     from nndiag import codes
     from nndiag.findings import CATALOG
+    from nndiag.probes import catalog
 
     console = Console()
+    known_codes = CATALOG if code in CATALOG else catalog()  # plugins load only when needed
     if code is None:
         from rich.table import Table
 
@@ -757,20 +759,24 @@ def explain(code: CodeArg = None) -> None:
         table.add_column("code", no_wrap=True)
         for column in ("severity", "raised by", "the disease"):
             table.add_column(column)
-        for known, info in CATALOG.items():
+        for known, info in known_codes.items():
             table.add_row(str(known), info.severity.value, ", ".join(info.probes), info.title)
         console.print(table)
         console.print("nndiag explain CODE shows one code's page.")
         return
-    if code not in CATALOG:
+    if code not in known_codes:
         from nndiag.settings import nearest
 
-        hint = nearest(code, CATALOG)
+        hint = nearest(code, known_codes)
         _fail(f"unknown finding code {code!r}" + (f" (did you mean {hint!r}?)" if hint else "") +
               "; run `nndiag explain` for the list", debug=False)  # fmt: skip
     from rich.markdown import Markdown
 
-    console.print(Markdown(codes.page(code)))
+    console.print(
+        Markdown(
+            codes.page(code) if code in CATALOG else codes.plugin_page(code, known_codes[code])
+        )
+    )
 
 
 def _probe_command(name: str) -> None:

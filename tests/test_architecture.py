@@ -63,3 +63,33 @@ def test_two_checks_in_two_threads_keep_their_own_settings() -> None:
     for t in threads:
         t.join()
     assert results == {"a": 0.1, "b": 0.9}
+
+
+def test_a_plugin_code_is_explained_and_listed(weight_norms_plugin: None) -> None:
+    from nndiag.cli import app
+
+    from conftest import StrictRunner
+
+    runner = StrictRunner()
+    listed = runner.invoke(app, ["explain"])
+    assert listed.exit_code == 0 and "huge-weights" in listed.output
+    page = runner.invoke(app, ["explain", "huge-weights"])
+    assert page.exit_code == 0 and "a weight tensor with a huge norm" in page.output
+    assert "Re-init it." in page.output
+
+
+def test_a_probe_that_needs_a_provision_runs_after_its_provider(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dataclasses
+
+    from nndiag.errors import OptionError
+    from nndiag.probes.provisions import InitLoss
+
+    early = dataclasses.replace(probes.spec("summary"), needs=(InitLoss,))
+    monkeypatch.setattr(probes, "spec", lambda name: early if name == "summary" else SPEC_OF(name))
+    with pytest.raises(OptionError, match="runs before the probe that provides"):
+        probes.registry()
+
+
+SPEC_OF = probes.spec

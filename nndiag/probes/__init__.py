@@ -16,6 +16,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from nndiag.errors import OptionError
+from nndiag.findings import CATALOG, CodeInfo
 from nndiag.probes.base import ProbeSpec
 
 ENTRY_POINT_GROUP = "nndiag.probes"
@@ -64,9 +65,28 @@ def spec(name: str) -> ProbeSpec[Any, Any]:
 
 
 def registry() -> list[ProbeSpec[Any, Any]]:
-    """Every spec in run order: probes that train a copy run after all the others."""
+    """Every spec in run order: probes that train a copy run after all the others. A probe that
+    `needs` a provision runs after the probe that provides it (checked: a plugin that breaks the
+    order fails here, not by silently reading nothing)."""
     specs = [spec(name) for name in probe_names()]
-    return [s for s in specs if not s.trains] + [s for s in specs if s.trains]
+    ordered = [s for s in specs if not s.trains] + [s for s in specs if s.trains]
+    provided: set[type] = set()
+    providers = {s.provides for s in ordered if s.provides is not None}
+    for s in ordered:
+        late = [t.__name__ for t in s.needs if t in providers and t not in provided]
+        if late:
+            raise OptionError(f"probe {s.name!r} runs before the probe that provides {late}")
+        if s.provides is not None:
+            provided.add(s.provides)
+    return ordered
+
+
+def catalog() -> dict[str, CodeInfo]:
+    """Every finding code: the built-in CATALOG and the codes plugins add (plugins are loaded)."""
+    found = dict(CATALOG)
+    for name in _plugins():
+        found.update(spec(name).catalog)
+    return found
 
 
 def select(include: list[str] | None = None, exclude: list[str] | None = None) -> list[str]:
