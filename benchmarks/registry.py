@@ -36,7 +36,6 @@ sys.path.insert(0, str(HERE))
 from stamp import RESULTS, fingerprint, stamp  # noqa: E402
 
 RESULTS_FILE = RESULTS / "registry.jsonl"
-TABLE_FILE = RESULTS / "registry.md"
 TIMEOUT_S = 900.0
 SOURCES = ("timm", "transformers", "project")
 
@@ -122,19 +121,19 @@ def run_in_worker(name: str, timeout: float) -> dict[str, Any]:
 # ---- results ------------------------------------------------------------------------------------
 
 
-def load() -> dict[str, dict[str, Any]]:
-    if not RESULTS_FILE.exists():
+def load(path: Path) -> dict[str, dict[str, Any]]:
+    if not path.exists():
         return {}
-    rows = [json.loads(line) for line in RESULTS_FILE.read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return {row["name"]: row for row in rows}
 
 
-def save(results: dict[str, dict[str, Any]]) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def save(results: dict[str, dict[str, Any]], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     text = "".join(json.dumps(results[k], sort_keys=True) + "\n" for k in sorted(results))
-    tmp = RESULTS_FILE.with_suffix(".tmp")
+    tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
-    tmp.replace(RESULTS_FILE)
+    tmp.replace(path)
 
 
 def healthy(row: dict[str, Any]) -> bool:
@@ -209,7 +208,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
 
 
 def sweep(
-    names: list[str], results: dict[str, dict[str, Any]], workers: int, timeout: float
+    names: list[str], results: dict[str, dict[str, Any]], workers: int, timeout: float, path: Path
 ) -> None:
     stamped = stamp()
     done = 0
@@ -220,7 +219,7 @@ def sweep(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for row in pool.map(one, names):
             results[row["name"]] = row
-            save(results)
+            save(results, path)
             done += 1
             mark = row["outcome"] if row["outcome"] != "checked" else (
                 "ok" if healthy(row) else f"E{row['errors']} W{row['warnings']}")  # fmt: skip
@@ -238,12 +237,14 @@ def main() -> None:
     parser.add_argument("--rerun", action="store_true", help="also those checked at this code")
     parser.add_argument("--limit", type=int, default=0, help="at most this many (0: all)")
     parser.add_argument("--table", action="store_true", help="only rewrite the table")
+    parser.add_argument("--results", type=Path, default=RESULTS_FILE, help="the results file "
+                        "(the table is written beside it, .md)")  # fmt: skip
     parser.add_argument("--one", help=argparse.SUPPRESS)  # the worker
     args = parser.parse_args()
     if args.one:
         print(json.dumps(check_one(args.one)), flush=True)
         return
-    results = load()
+    results = load(args.results)
     if not args.table:
         names = args.only or sorted(zoo(args.source))
         current = fingerprint()
@@ -253,9 +254,10 @@ def main() -> None:
         ]  # fmt: skip
         todo = todo[: args.limit] if args.limit else todo
         print(f"{len(todo)} of {len(names)} architectures to check at {current}", flush=True)
-        sweep(todo, results, args.workers, args.timeout)
-    TABLE_FILE.write_text(table(results))
-    print(f"wrote {TABLE_FILE.relative_to(HERE.parent)}")
+        sweep(todo, results, args.workers, args.timeout, args.results)
+    table_file = args.results.with_suffix(".md")
+    table_file.write_text(table(results))
+    print(f"wrote {table_file}")
 
 
 if __name__ == "__main__":
