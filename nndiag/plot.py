@@ -3,6 +3,7 @@ for the HTML page, PNG files via matplotlib (optional)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from html import escape
 from pathlib import Path
@@ -15,8 +16,13 @@ SPARKS = "▁▂▃▄▅▆▇█"
 
 
 def finite_points(table: Table, plot: Plot) -> list[tuple[float, float]]:
-    """(x, y) pairs that are finite, and positive on a log axis."""
-    points = []
+    """(x, y) pairs that are finite, and positive on a log axis; a diverging tail trimmed."""
+    return [p for line in lines(table, plot).values() for p in line]
+
+
+def lines(table: Table, plot: Plot) -> dict[str, list[tuple[float, float]]]:
+    """The plotted points, one list per series (one list when the plot has no series)."""
+    found: dict[str, list[tuple[float, float]]] = {}
     for row in table.rows:
         x, y = row.get(plot.x), row.get(plot.y)
         if not (isinstance(x, (int, float)) and isinstance(y, (int, float))):
@@ -27,11 +33,58 @@ def finite_points(table: Table, plot: Plot) -> list[tuple[float, float]]:
             and (x > 0 or not plot.log_x)
             and (y > 0 or not plot.log_y)
         ):
-            points.append((float(x), float(y)))
+            key = str(row.get(plot.series, "")) if plot.series else ""
+            found.setdefault(key, []).append((float(x), float(y)))
+    if plot.trim_tail:
+        found = {k: _trimmed(v) for k, v in found.items()}
+    return found
+
+
+def _trimmed(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Up to the first point after the minimum that is above the start: the descent and the
+    turn stay, the blow-up goes (pytorch-lr-finder trims its tail too)."""
+    if len(points) < 3:
+        return points
+    lowest = min(range(len(points)), key=lambda i: points[i][1])
+    start = points[0][1]
+    for i in range(lowest + 1, len(points)):
+        if points[i][1] > start:
+            return points[: i + 1]
     return points
 
 
-def _axes(table: Table, plot: Plot) -> list[tuple[float, float]]:
+def _names(table: Table, plot: Plot) -> dict[float, str]:
+    if not plot.names:
+        return {}
+    return {
+        float(r[plot.x]): str(r.get(plot.names, ""))
+        for r in table.rows
+        if isinstance(r.get(plot.x), (int, float))
+    }
+
+
+def _x_title(plot: Plot) -> str:
+    return plot.x_label or plot.x
+
+
+def _y_title(plot: Plot) -> str:
+    return plot.y_label or plot.y
+
+
+def _at(points: list[tuple[float, float]], x: float, log_x: bool) -> float | None:
+    """y of the curve at x, interpolated (on log x where the axis is log)."""
+    if not points:
+        return None
+    f = (lambda v: math.log10(v)) if log_x else (lambda v: v)
+    ordered = sorted(points)
+    for (xa, ya), (xb, yb) in itertools.pairwise(ordered):
+        if xa <= x <= xb:
+            t = (f(x) - f(xa)) / ((f(xb) - f(xa)) or 1.0)
+            return ya + t * (yb - ya)
+    return None
+
+
+def _axes(table: Table, plot: Plot) -> list[tuple[float, float]]:  # log axes applied
     return [
         (math.log10(x) if plot.log_x else x, math.log10(y) if plot.log_y else y)
         for x, y in finite_points(table, plot)
@@ -71,7 +124,7 @@ def text_chart(table: Table, plot: Plot, width: int = WIDTH, height: int = HEIGH
     axis = f"{'':>{margin}} └{'─' * width}"
     scale = f"{'':>{margin}}  {left}{right:>{width - len(left)}}"
     legend = (
-        f"{plot.y} vs {plot.x}"
+        f"{_y_title(plot)} vs {_x_title(plot)}"
         + (" (log y)" if plot.log_y else "")
         + (" (log x)" if plot.log_x else "")
     )
@@ -106,67 +159,111 @@ def sparkline(
     return "".join(cells)
 
 
-def svg_chart(table: Table, plot: Plot, title: str, width: int = 480, height: int = 220) -> str:
-    """A self-contained SVG line chart (no scripts, no external files) for the HTML report."""
-    points = _axes(table, plot)
+def svg_chart(table: Table, plot: Plot, title: str, width: int = 480, height: int = 240) -> str:
+    """A self-contained SVG line chart (no scripts, no external files) for the HTML report: one
+    line per series, axis titles, each mark a dashed line with its label and value, labels
+    stacked so that they never overlap."""
+    series = lines(table, plot)
+    points = [
+        (math.log10(x) if plot.log_x else x, math.log10(y) if plot.log_y else y)
+        for line in series.values()
+        for x, y in line
+    ]
     if len(points) < 2:
         return f"<p>{escape(title)}: not enough finite points to plot</p>"
-    pad = 40
+    pad, top = 44, 30
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
     sx = lambda x: pad + (x - x0) / ((x1 - x0) or 1) * (width - 2 * pad)  # noqa: E731
-    sy = lambda y: height - pad - (y - y0) / ((y1 - y0) or 1) * (height - 2 * pad)  # noqa: E731
-    line = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in points)
+    sy = lambda y: height - pad - (y - y0) / ((y1 - y0) or 1) * (height - pad - top)  # noqa: E731
+    colours = ("#1f6feb", "#8250df", "#1a7f37", "#bf3989")
+    names = _names(table, plot)  # the first and last layer by name, where rows are named
+    left = names.get(10**x0 if plot.log_x else x0) or _label(x0, plot.log_x)
+    right = names.get(10**x1 if plot.log_x else x1) or _label(x1, plot.log_x)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
         f'aria-label="{escape(title)}">',
         f'<text x="{pad}" y="16" font-size="13">{escape(title)}</text>',
-        f'<polyline fill="none" stroke="#1f6feb" stroke-width="1.5" points="{line}"/>',
-        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#888"/>',
-        f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#888"/>',
-        f'<text x="{pad}" y="{height - pad + 14}" font-size="10">{_label(x0, plot.log_x)}</text>',
-        f'<text x="{width - pad}" y="{height - pad + 14}" font-size="10" text-anchor="end">'
-        f"{_label(x1, plot.log_x)}</text>",
-        f'<text x="{pad - 4}" y="{pad}" font-size="10" text-anchor="end">{_label(y1, plot.log_y)}</text>',
-        f'<text x="{pad - 4}" y="{height - pad}" font-size="10" text-anchor="end">{_label(y0, plot.log_y)}</text>',
-        f'<text x="{width / 2}" y="{height - 6}" font-size="10" text-anchor="middle">'
-        f"{escape(plot.x)}{' (log)' if plot.log_x else ''}</text>",
     ]
+    for k, line in enumerate(series.values()):
+        drawn = " ".join(
+            f"{sx(math.log10(x) if plot.log_x else x):.1f},{sy(math.log10(y) if plot.log_y else y):.1f}"
+            for x, y in line
+        )
+        parts.append(f'<polyline fill="none" stroke="{colours[k % len(colours)]}" '
+                     f'stroke-width="1.5" points="{drawn}"/>')  # fmt: skip
+    parts += [
+        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#888"/>',
+        f'<line x1="{pad}" y1="{top}" x2="{pad}" y2="{height - pad}" stroke="#888"/>',
+        f'<text x="{pad}" y="{height - pad + 14}" font-size="10">{escape(left)}</text>',
+        f'<text x="{width - pad}" y="{height - pad + 14}" font-size="10" text-anchor="end">'
+        f"{escape(right)}</text>",
+        f'<text x="{pad - 4}" y="{top + 8}" font-size="10" text-anchor="end">{_label(y1, plot.log_y)}</text>',
+        f'<text x="{pad - 4}" y="{height - pad}" font-size="10" text-anchor="end">{_label(y0, plot.log_y)}</text>',
+        f'<text x="{width / 2}" y="{height - 8}" font-size="11" text-anchor="middle">'
+        f"{escape(_x_title(plot))}{' (log)' if plot.log_x else ''}</text>",
+        f'<text x="12" y="{(height - pad + top) / 2}" font-size="11" text-anchor="middle" '
+        f'transform="rotate(-90 12 {(height - pad + top) / 2})">{escape(_y_title(plot))}'
+        f"{' (log)' if plot.log_y else ''}</text>",
+    ]
+    shown = 0
     for label, value in plot.marks:
         mx = math.log10(value) if plot.log_x and value > 0 else value
-        if x0 <= mx <= x1:
-            parts.append(
-                f'<line x1="{sx(mx):.1f}" y1="{pad}" x2="{sx(mx):.1f}" y2="{height - pad}" '
-                'stroke="#d29922" stroke-dasharray="4 3"/>'
-            )
-            parts.append(
-                f'<text x="{sx(mx) + 3:.1f}" y="{pad + 10}" font-size="10">{escape(label)}</text>'
-            )
+        if not x0 <= mx <= x1:
+            continue
+        x = sx(mx)
+        parts.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{height - pad}" '
+                     'stroke="#d29922" stroke-dasharray="4 3"/>')  # fmt: skip
+        anchor = "end" if x > width / 2 else "start"  # the label stays inside the chart
+        dx = -3 if anchor == "end" else 3
+        parts.append(
+            f'<text x="{x + dx:.1f}" y="{top + 10 + 12 * shown}" font-size="10" '
+            f'text-anchor="{anchor}">{escape(label)} {value:.2g}</text>'
+        )
+        shown += 1
     parts.append("</svg>")
     return "\n".join(parts)
 
 
 def figure(probe: str, table: Table) -> Any:
     """A matplotlib Figure of a plotted table (not a pyplot one: it works under any backend,
-    inline in a notebook, and saves without a display). Needs matplotlib (optional)."""
+    inline in a notebook, and saves without a display). Needs matplotlib (optional). Marks are
+    points on the curve with their value in the legend, as pytorch-lr-finder draws its
+    suggestion."""
     from matplotlib.figure import Figure
 
     plot = table.plot
     if plot is None:
         raise ValueError(f"{probe}'s table {table.name!r} has no plot")
-    points = finite_points(table, plot)
-    fig = Figure(figsize=(6, 4))
+    series = lines(table, plot)
+    fig = Figure(figsize=(6.4, 4.2))
     ax = fig.subplots()
-    ax.plot([p[0] for p in points], [p[1] for p in points], marker=".", linewidth=1)
-    for label, value in plot.marks:
-        ax.axvline(value, linestyle="--", linewidth=1, color="grey")
-        ax.annotate(label, (value, 1), xycoords=("data", "axes fraction"), rotation=90,
-                    va="top", ha="right", fontsize=8)  # fmt: skip
+    many = len(series) > 1
+    for key, line in series.items():
+        label = f"{plot.series} {key}" if many else None
+        ax.plot([p[0] for p in line], [p[1] for p in line], linewidth=1.2, marker=".",
+                markersize=3, label=label)  # fmt: skip
+    everything = [p for line in series.values() for p in line]
+    for (label, value), colour in zip(
+        plot.marks, ("tab:red", "tab:orange", "tab:green"), strict=False
+    ):
+        y = _at(everything, value, plot.log_x)
+        ax.axvline(value, linestyle="--", linewidth=0.8, color=colour)
+        if y is not None:
+            ax.scatter([value], [y], color=colour, zorder=3, label=f"{label}: {value:.2g}")
     ax.set_xscale("log" if plot.log_x else "linear")
     ax.set_yscale("log" if plot.log_y else "linear")
-    ax.set_xlabel(plot.x)
-    ax.set_ylabel(plot.y)
+    names = _names(table, plot)
+    if names:  # after the scales: setting a scale resets the ticks
+        ticks = sorted(names)
+        step = max(1, len(ticks) // 12)  # at most about a dozen names on the axis
+        ax.set_xticks(ticks[::step], [names[t] for t in ticks[::step]], rotation=60,
+                      ha="right", fontsize=7)  # fmt: skip
+    ax.set_xlabel(_x_title(plot))
+    ax.set_ylabel(_y_title(plot))
     ax.set_title(f"{probe}: {table.name}")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

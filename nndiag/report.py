@@ -45,6 +45,12 @@ class Plot:
     log_x: bool = False
     log_y: bool = False
     marks: tuple[tuple[str, float], ...] = ()
+    x_label: str = ""  # axis titles for people ("Learning rate"); the column names by default
+    y_label: str = ""
+    names: str = ""  # a column naming each x (layer names on a depth plot)
+    series: str = ""  # a column splitting the rows into separate lines (repeated range runs)
+    trim_tail: bool = False  # drop a diverging tail: after the minimum, from the first point
+    # above the curve's start (the range test's blow-up would flatten the useful descent)
 
 
 @dataclass(frozen=True)

@@ -817,7 +817,14 @@ def present(m: Measurement, config: Config) -> Presentation:
             Table(
                 "depth",
                 profile,
-                plot=Plot("layer", "ratio", log_y=True),
+                plot=Plot(
+                    "layer",
+                    "ratio",
+                    log_y=True,
+                    x_label="Layer (input to output)",
+                    y_label="‖g‖/‖W‖",
+                    names="parameter",
+                ),
                 key="parameter",
                 schema=("layer", "parameter", "ratio"),
             ),

@@ -489,7 +489,12 @@ def present(m: Measurement, config: Config) -> Presentation:
             f"{kind} after {len(run.rows) - 1} steps at {lr_text}: loss "
             f"{run.rows[0]['loss']:.3g} -> {run.final_loss:.3g}, pass <= {m.threshold:.3g}"
         )
-    table = Table("curve", run.rows, plot=Plot("step", "loss", log_y=True), key="step")
+    table = Table(
+        "curve",
+        run.rows,
+        plot=Plot("step", "loss", log_y=True, x_label="Step", y_label="Loss (one batch)"),
+        key="step",
+    )
     return Presentation(headline, metrics, (table,), tuple(notes))
 
 

@@ -467,7 +467,21 @@ def present(m: Measurement, config: Config) -> Presentation:
     rule_rows.append({"rule": "suggested", "lr": m.suggested})
     marks = tuple((r["rule"], r["lr"]) for r in rule_rows[-2:] if r["lr"] is not None)
     tables = [
-        Table("curve", tuple(rows), plot=Plot("lr", "trend", log_x=True, marks=marks), key="step"),
+        Table(
+            "curve",
+            tuple(rows),
+            key="step",
+            plot=Plot(
+                "lr",
+                "trend",
+                log_x=True,
+                marks=marks,
+                x_label="Learning rate",
+                y_label="Loss (running median)",
+                series="run",
+                trim_tail=True,
+            ),
+        ),
         Table("rules", tuple(rule_rows), key="rule", schema=("rule", "lr")),
     ]
     if m.trials:
