@@ -64,8 +64,13 @@ def check_one(name: str) -> dict[str, Any]:
     import nndiag
 
     torch.set_num_threads(1)
-    source = name.split("/", 1)[0]
-    arch = zoo([source])[name]
+    source, _, short = name.partition("/")
+    if source == "transformers":
+        from zoo import hf_zoo
+
+        arch = hf_zoo.arch_named(short)
+    else:
+        arch = zoo([source])[name]
     record: dict[str, Any] = {"name": name, "family": arch.family, "domain": arch.domain}
     started = time.perf_counter()
     try:

@@ -395,6 +395,16 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:160] if text else ''}"
 
 
+def arch_named(model_type: str) -> Arch:
+    """One type's architecture, as archs() lists it, without configuring every other type (a
+    worker checks one architecture: enumerating all of them costs it seconds)."""
+    for task in TASKS:
+        class_name = _mapping(task).get(model_type)
+        if isinstance(class_name, str):
+            return arch(model_type, task, class_name, _default_domain(model_type, task))
+    raise KeyError(model_type)
+
+
 def archs() -> list[Arch]:
     """One architecture per model type, with the first task in TASKS it has a head for."""
     found: dict[str, Arch] = {}
