@@ -12,7 +12,7 @@ import inspect
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -23,12 +23,18 @@ from typer.core import TyperCommand, TyperGroup
 from nndiag import __version__
 from nndiag.config import Amp, Distributed, FailOn, Task
 from nndiag.probes import probe_names, spec
-
-EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's code for a run stopped by Ctrl-C
-# Width of the report when stdout is not a terminal (CI logs, files) and COLUMNS is unset: Rich
-# would assume 80; CI log viewers are wider.
-PIPED_WIDTH = 120
+from nndiag.running import (
+    EXIT_FINDINGS,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    PIPED_WIDTH,
+    Outputs,
+    Request,
+    Show,
+    check_here,
+    exit_code,
+)
 
 ProbeName = StrEnum("ProbeName", {n.upper().replace("-", "_"): n for n in probe_names()})  # type: ignore[misc]
 
@@ -437,26 +443,6 @@ def _assignment(text: str) -> tuple[str, str, Any]:
     return probe, key, value
 
 
-@dataclass(frozen=True)
-class Request:
-    """What to check: everything api.check needs, JSON-able for a child process."""
-
-    target: str
-    probes: list[str]
-    skip: list[str]
-    options: dict[str, Any]
-    settings: dict[str, dict[str, Any]]
-    legacy: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Show:
-    quiet: bool
-    details: str | None
-    fail_on: FailOn
-    strict: bool
-
-
 def _run(
     request: Request,
     outputs: Outputs,
@@ -479,7 +465,7 @@ def _run(
 
             report = run_isolated(request, timeout, quiet=show.quiet)
         else:
-            report = _check_here(request, err, show.quiet)
+            report = check_here(request, err, show.quiet)
     except UsageError as exc:
         _fail(str(exc), debug, exc)
     except KeyboardInterrupt:
@@ -511,7 +497,7 @@ def _run_distributed(
     try:
         with session(Distributed(strategy), request.options.get("device", "auto")) as s:
             try:
-                report = _check_here(request, err, show.quiet or not s.leader)
+                report = check_here(request, err, show.quiet or not s.leader)
                 code = (
                     outputs.emit(report, _stdout_console(), err, show)
                     if s.leader
@@ -527,107 +513,6 @@ def _run_distributed(
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     exit_rank(code)
-
-
-def _check_here(request: Request, err: Any, quiet: bool) -> Any:
-    from nndiag.api import check as run_check
-    from nndiag.progress import LineProgress, RichProgress
-
-    progress = (
-        None if quiet else (RichProgress(err) if err.is_terminal else LineProgress(sys.stderr))
-    )
-    return run_check(
-        request.target,
-        probes=request.probes,
-        skip=request.skip,
-        settings=request.settings,
-        thresholds=request.legacy,
-        progress=progress,
-        **request.options,
-    )
-
-
-STDOUT = Path("-")
-
-
-@dataclass(frozen=True)
-class Outputs:
-    """Where a rendered report goes besides the terminal; shared by `check` and `report`."""
-
-    json_path: Path | None = None
-    csv_dir: Path | None = None
-    junit_path: Path | None = None
-    html_path: Path | None = None
-    svg_path: Path | None = None
-    plot_dir: Path | None = None
-
-    def check_writable(self) -> None:
-        """Fail before any probe runs when a destination cannot be written."""
-        from nndiag.export import ensure_writable
-
-        for path in (self.json_path, self.junit_path, self.html_path, self.svg_path):
-            if path and path != STDOUT:
-                ensure_writable(path, directory=False)
-        for folder in (self.csv_dir, self.plot_dir):
-            if folder:
-                ensure_writable(folder, directory=True)
-
-    def emit(self, report: Any, out: Any, err: Any, show: Show) -> int:
-        """Render, write every requested file, and return the exit code."""
-        from nndiag.export import write_csv, write_json, write_junit, write_text
-        from nndiag.findings import Severity
-        from nndiag.render import render_report
-
-        piped = self.json_path == STDOUT  # stdout carries the JSON alone, for jq and pipes
-        console = err if piped else out
-        render_report(report, console, quiet=show.quiet, details=show.details, strict=show.strict)
-        if piped:
-            typer.echo(report.to_json())
-        elif self.json_path:
-            write_json(report, self.json_path)
-        if self.csv_dir:
-            write_csv(report, self.csv_dir)
-        if self.junit_path:
-            threshold = None if show.fail_on is FailOn.NEVER else Severity(show.fail_on.value)
-            write_junit(report, self.junit_path, threshold, show.strict)
-        if self.html_path:
-            from nndiag.html import page
-
-            write_text(self.html_path, page(report, show.strict))
-        if self.svg_path:
-            write_text(self.svg_path, _svg(report, show))
-        if self.plot_dir:
-            try:
-                from nndiag.plot import write_pngs
-
-                write_pngs(report, self.plot_dir)
-            except ImportError:
-                err.print(
-                    "nndiag: --plot needs matplotlib (pip install matplotlib); no PNG written"
-                )
-        return exit_code(report, show.fail_on, show.strict)
-
-
-def _svg(report: Any, show: Show) -> str:
-    from io import StringIO
-
-    from rich.console import Console
-
-    from nndiag.render import render_report
-
-    recorder = Console(record=True, file=StringIO(), width=PIPED_WIDTH)
-    render_report(report, recorder, details="all", strict=show.strict)
-    return recorder.export_svg(title=f"nndiag {report.model.target}")
-
-
-def exit_code(report: Any, fail_on: FailOn, strict: bool = False) -> int:
-    """1 when a finding reaches --fail-on, or a probe could not finish (its check did not run);
-    130 for a run stopped by Ctrl-C, whatever --fail-on says: a partial report proves nothing."""
-    if report.interrupted:
-        return EXIT_INTERRUPTED
-    if fail_on is FailOn.NEVER:
-        return EXIT_OK
-    return EXIT_FINDINGS if report.failing(fail_on.value, strict) or report.unfinished else EXIT_OK
 
 
 def _stdout_console() -> Any:

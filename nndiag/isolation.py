@@ -73,12 +73,12 @@ def main(ask: Path, answer: Path) -> None:
     """The child: run the check, write {"report": ...} or {"error": ...} to `answer`."""
     from rich.console import Console
 
-    from nndiag.cli import Request, _check_here
+    from nndiag.running import Request, check_here
 
     data = json.loads(ask.read_text(encoding="utf-8"))
     request = Request(**data["request"])
     try:
-        report = _check_here(request, Console(stderr=True), data["quiet"])
+        report = check_here(request, Console(stderr=True), data["quiet"])
         payload: dict[str, Any] = {"report": report.to_dict()}
     except UsageError as exc:
         payload = {"error": str(exc)}

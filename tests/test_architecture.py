@@ -9,6 +9,7 @@ import threading
 import types
 from collections.abc import Iterator
 from importlib.metadata import EntryPoint
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +94,54 @@ def test_a_probe_that_needs_a_provision_runs_after_its_provider(
 
 
 SPEC_OF = probes.spec
+
+
+def _imports(path: Path, top_level_only: bool) -> set[str]:
+    """The nndiag modules a file imports (a TYPE_CHECKING block does not count)."""
+    import ast
+
+    found: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            continue
+        if top_level_only and isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            continue
+        for n in ast.walk(node):
+            if (
+                isinstance(n, ast.ImportFrom)
+                and n.level == 0
+                and (n.module or "").startswith("nndiag")
+            ):
+                found.add(str(n.module))
+                found.update(f"{n.module}.{a.name}" for a in n.names)
+            elif isinstance(n, ast.Import):
+                found.update(a.name for a in n.names if a.name.startswith("nndiag"))
+    return found
+
+
+def _graph(top_level_only: bool) -> dict[str, set[str]]:
+    package = ROOT / "nndiag"
+    modules = {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in package.rglob("*.py")
+    }
+    return {
+        name: {m for m in _imports(path, top_level_only) if m in modules and m != name}
+        for name, path in modules.items()
+    }
+
+
+def test_no_import_circle_at_module_level() -> None:
+    """Modules import each other one way at load time (imports deferred into functions, which
+    keep `nndiag --help` light, are checked pair by pair below)."""
+    import graphlib
+
+    graphlib.TopologicalSorter(_graph(top_level_only=True)).prepare()  # raises CycleError
+
+
+def test_the_entry_layer_has_no_circle() -> None:
+    """cli and isolation both sit on running.py; neither imports the other back."""
+    graph = _graph(top_level_only=False)
+    assert "nndiag.cli" not in graph["nndiag.isolation"]
+    assert "nndiag.cli" not in graph["nndiag.running"]
+    assert "nndiag.isolation" not in graph["nndiag.running"]
