@@ -249,6 +249,7 @@ def run_check(ctx: Context, names: list[str], resolved: Resolved) -> Report:
         settings={
             s.name: as_dict(plan.configs[s.name] if plan else configs[s.name]) for s in specs
         },
+        strict=ctx.options.strict,
     )
 
 

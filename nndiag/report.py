@@ -121,13 +121,14 @@ class Report:
     notes: tuple[str, ...] = ()  # about the whole check: budget, threads, copies, deprecations
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # probe -> its config
     timed_out: bool = False
+    strict: bool = False  # the check's --strict: consequences count toward the gate by default
 
     # ---- the verdict and a notebook's display ---------------------------------------------------
 
-    def verdict(self, strict: bool = False) -> str:
+    def verdict(self, strict: bool | None = None) -> str:
         """The report's first line: 'nndiag: ready to train · Net, 5.83k parameters · 1.2 s',
         or what is wrong (errors and warnings counted at their roots, unless strict)."""
-        counted = [f for f in self.findings if strict or f.caused_by is None]
+        counted = self._counted(strict)
         errors = sum(f.severity is Severity.ERROR for f in counted)
         warnings = sum(f.severity is Severity.WARNING for f in counted)
         m = self.model
@@ -203,10 +204,14 @@ class Report:
                 return result
         raise KeyError(f"no result for probe {name!r}")
 
-    def failing(self, fail_on: Severity | str, strict: bool = False) -> list[Finding]:
-        """Findings at or above `fail_on`; consequences of a root cause only when strict."""
-        counted = [f for f in self.findings if strict or f.caused_by is None]
-        return at_or_above(counted, Severity(fail_on))
+    def failing(self, fail_on: Severity | str, strict: bool | None = None) -> list[Finding]:
+        """The gate: findings at or above `fail_on`; consequences of a root cause only when
+        strict (None: as the check was run, `Report.strict`)."""
+        return at_or_above(self._counted(strict), Severity(fail_on))
+
+    def _counted(self, strict: bool | None) -> list[Finding]:
+        strict = self.strict if strict is None else strict
+        return [f for f in self.findings if strict or f.caused_by is None]
 
     @property
     def unfinished(self) -> list[ProbeResult]:
@@ -220,7 +225,7 @@ class Report:
             if f.caused_by is not None and (f.caused_by.code, f.caused_by.where) == cause
         ]  # fmt: skip
 
-    def findings_text(self, fail_on: Severity | str, strict: bool = False) -> str:
+    def findings_text(self, fail_on: Severity | str, strict: bool | None = None) -> str:
         """The findings block the CLI prints, as plain text: each finding at or above `fail_on`
         with where, its hint and the consequences it explains; then the probes that did not
         finish. What assert_healthy, the callbacks' exceptions and JUnit show."""
@@ -238,7 +243,7 @@ class Report:
         return "\n".join(lines)
 
     def assert_healthy(
-        self, fail_on: Severity | str = Severity.ERROR, strict: bool = False
+        self, fail_on: Severity | str = Severity.ERROR, strict: bool | None = None
     ) -> None:
         """Raise AssertionError with the findings block at or above `fail_on` (for pytest)."""
         if self.failing(fail_on, strict) or self.unfinished:
@@ -254,6 +259,7 @@ class Report:
             "seconds": self.seconds,
             "interrupted": self.interrupted,
             "timed_out": self.timed_out,
+            "strict": self.strict,
             "notes": list(self.notes),
             "settings": self.settings,
             "probes": [_result_dict(r) for r in self.results],
@@ -265,6 +271,16 @@ class Report:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Report:
+        """A report read back: this schema or an older one (missing keys take defaults); a
+        newer one is refused (a key may have changed meaning)."""
+        schema = data.get("schema", 1)
+        if not isinstance(schema, int) or schema > SCHEMA:
+            from nndiag.errors import UsageError
+
+            raise UsageError(
+                f"the report has schema {schema!r}, newer than this nndiag reads ({SCHEMA}): "
+                "upgrade nndiag to read it"
+            )
         known = {f.name for f in fields(ModelInfo)}
         return cls(
             model=ModelInfo(**{k: v for k, v in data["model"].items() if k in known}),
@@ -274,6 +290,7 @@ class Report:
             notes=tuple(data.get("notes", ())),
             settings=dict(data.get("settings", {})),
             timed_out=data.get("timed_out", False),
+            strict=data.get("strict", False),
         )
 
     def to_frames(self) -> dict[str, pd.DataFrame]:

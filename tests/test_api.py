@@ -93,3 +93,14 @@ def test_unknown_probe_name_is_rejected() -> None:
         nndiag.UsageError, match="unknown probe 'gradient' \\(did you mean 'gradients'"
     ):
         nndiag.check(mlp(), batch=class_batch(), probes=["gradient"])
+
+
+def test_strict_reaches_the_report_gate() -> None:
+    """check(..., strict=True): consequences of a root count toward assert_healthy's gate."""
+    loose = nndiag.check(str(SAMPLES / "sick_overconfident.py"), probes=["gradients", "init-loss"])
+    strict = nndiag.check(str(SAMPLES / "sick_overconfident.py"), probes=["gradients", "init-loss"],
+                          strict=True)  # fmt: skip
+    consequences = [f for f in strict.findings if f.caused_by is not None]
+    assert consequences and strict.strict and not loose.strict
+    extra = [f for f in strict.failing("info") if f not in loose.failing("info")]
+    assert extra == consequences

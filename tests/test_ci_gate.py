@@ -15,7 +15,7 @@ from nndiag.codes import page
 from nndiag.findings import Code
 from nndiag.probes.data import Config as DataConfig
 
-from conftest import SAMPLES, StrictRunner
+from conftest import ROOT, SAMPLES, StrictRunner
 from probing import replace_measure
 
 runner = StrictRunner()
@@ -209,3 +209,39 @@ def test_report_rerenders_a_saved_json_with_html_and_svg(tmp_path: Path) -> None
     bad.write_text('{"not": "a report"}')
     result = runner.invoke(app, ["report", str(bad)])
     assert result.exit_code == 2 and "not an nndiag JSON report" in result.stderr
+
+
+def test_a_report_of_a_newer_schema_is_refused_in_one_line(tmp_path: Path) -> None:
+    import json
+
+    data = json.loads(nndiag.check(str(SAMPLES / "mlp.py"), probes=["summary"]).to_json())
+    older = dict(data, schema=1)
+    older.pop("strict")  # an older report lacks the newer keys: they take their defaults
+    (tmp_path / "old.json").write_text(json.dumps(older))
+    assert runner.invoke(app, ["report", str(tmp_path / "old.json"), "--quiet"]).exit_code == 0
+    (tmp_path / "new.json").write_text(json.dumps(dict(data, schema=99)))
+    result = runner.invoke(app, ["report", str(tmp_path / "new.json")])
+    assert result.exit_code == 2
+    assert "schema 99, newer than this nndiag reads" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_schema_doc_lists_exactly_the_keys_the_code_writes() -> None:
+    import dataclasses
+    import re
+
+    from nndiag.probes import probe_names
+    from nndiag.report import SCHEMA, ModelInfo
+
+    doc = (ROOT / "docs" / "report-schema.md").read_text()
+    sections = dict(re.findall(r"\n## (.+?)\n(.*?)(?=\n## |\Z)", doc, re.S))
+
+    def keys(section: str) -> set[str]:
+        cells = re.findall(r"^\| (`[^|]+`) \|", sections[section], re.M)
+        return {k for cell in cells for k in re.findall(r"`([^`]+)`", cell)}
+
+    data = nndiag.check(str(SAMPLES / "mlp.py"), probes=["summary"]).to_dict()
+    assert keys("Top level") == set(data)
+    assert keys("`model`") == {f.name for f in dataclasses.fields(ModelInfo)}
+    assert f"# The JSON report (schema {SCHEMA})" in doc
+    assert all(f"`{name}`" in sections["A probe"] for name in probe_names())
