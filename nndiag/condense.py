@@ -30,31 +30,39 @@ def _pattern(key: str) -> tuple[str, int] | None:
     return key[: match.start(2)] + "{i}" + key[match.end(2) :], int(match.group(2))
 
 
+def _words(table: Table, row: Row) -> str:
+    return "\0".join(
+        str(v) for k, v in row.items()
+        if k != table.key and isinstance(v, str)
+    )  # fmt: skip
+
+
 def collapse(table: Table) -> tuple[list[Row], list[list[int]]]:
     """Rows with repeated keys (h.0.x ... h.11.x) become one row per pattern, numeric cells
     'median [min–max]'; returns the display rows and, per display row, the source rows."""
     if not table.key:
         return [dict(r) for r in table.rows], [[i] for i in range(len(table.rows))]
     groups: dict[str, list[int]] = {}
-    order: list[str] = []
     for i, row in enumerate(table.rows):
         found = _pattern(str(row.get(table.key, "")))
-        name = found[0] if found else f"\0{i}"
-        if name not in groups:
-            order.append(name)
+        # Repeats of one block: the same pattern and the same words (type, shape) in every
+        # other column. A Sequential's children 0..9 (Conv, BatchNorm, ReLU...) are not one.
+        name = f"{found[0]}\0{_words(table, row)}" if found else f"\0{i}"
         groups.setdefault(name, []).append(i)
     rows, sources = [], []
-    for name in order:
+    for i, row in enumerate(table.rows):  # the table's own order; a block where it first appears
+        found = _pattern(str(row.get(table.key, "")))
+        name = f"{found[0]}\0{_words(table, row)}" if found else f"\0{i}"
         members = groups[name]
-        if len(members) < MIN_REPEATS or name.startswith("\0"):
-            for i in members:
-                rows.append(dict(table.rows[i]))
-                sources.append([i])
-            continue
-        indices = [_pattern(str(table.rows[i][table.key]))[1] for i in members]  # type: ignore[index]
-        label = name.replace("{i}", f"{min(indices)}…{max(indices)}") + f" ×{len(members)}"
-        rows.append(_merged(table, members, label))
-        sources.append(members)
+        if len(members) < MIN_REPEATS:
+            rows.append(dict(row))
+            sources.append([i])
+        elif i == members[0]:
+            indices = [_pattern(str(table.rows[k][table.key]))[1] for k in members]  # type: ignore[index]
+            pattern = name.partition("\0")[0]
+            label = pattern.replace("{i}", f"{min(indices)}…{max(indices)}") + f" ×{len(members)}"
+            rows.append(_merged(table, members, label))
+            sources.append(members)
     return rows, sources
 
 

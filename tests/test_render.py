@@ -164,3 +164,47 @@ def test_format_value() -> None:
     assert format_value(math.nan) == "–"  # a statistic that does not apply
     assert format_value(None) == "–"
     assert format_value(True) == "true"
+
+
+def test_repeated_blocks_collapse_and_different_siblings_do_not() -> None:
+    from nndiag.condense import collapse
+
+    def table(types: list[str]) -> Table:
+        rows = tuple(
+            {"module": f"blocks.{i}", "type": t, "output_shape": "4x8", "params": 10 * (i + 1)}
+            for i, t in enumerate(types)
+        )
+        return Table(
+            "modules", ({"module": "stem", "type": "Conv2d", "params": 5}, *rows), key="module"
+        )
+
+    same, _ = collapse(table(["Block"] * 4))
+    assert [r["module"] for r in same] == ["stem", "blocks.0…3 ×4"]
+    mixed, _ = collapse(table(["Conv2d", "BatchNorm2d", "ReLU", "Conv2d"]))
+    assert [r["module"] for r in mixed] == ["stem", "blocks.0", "blocks.1", "blocks.2", "blocks.3"]
+    two, _ = collapse(Table("m", tuple({"module": f"h.{i}.{p}", "type": "Linear"}
+                                       for i in range(2) for p in ("q", "k")), key="module"))  # fmt: skip
+    assert [r["module"] for r in two] == ["h.0.q", "h.0.k", "h.1.q", "h.1.k"]  # order kept
+
+
+def test_summary_names_containers_and_functional_use() -> None:
+    import torch
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.att = nn.MultiheadAttention(16, 2, batch_first=True)
+            self.layers = nn.ModuleList([nn.Linear(16, 16) for _ in range(2)])
+            self.head, self.unused = nn.Linear(16, 3), nn.Linear(3, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h, _ = self.att(x, x, x)
+            for layer in self.layers:
+                h = layer(h)
+            return self.head(h.mean(1))
+
+    result = nndiag.check(Net(), input_shape=(5, 16), num_classes=3, probes=["summary"]).results[0]
+    shapes = {r["module"]: r["output_shape"] for r in result.table("modules").rows}
+    assert shapes["att.out_proj"] == "used functionally" and shapes["layers"] == "container"
+    assert shapes["unused"] == "not called" and result.headline.endswith(", 1 never called")

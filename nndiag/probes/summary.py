@@ -36,8 +36,11 @@ class Measurement:
 
 def measure(ctx: Context, config: Config) -> Measurement:
     import torch
+    from torch import nn
 
-    from nndiag.core.hooks import forward_hooks, module_names
+    from nndiag.core.hooks import call_records, forward_hooks, module_names
+
+    CONTAINERS = (nn.ModuleList, nn.ModuleDict, nn.ParameterList, nn.ParameterDict)
     from nndiag.core.tensors import tensors_in
 
     model = ctx.fresh_model()
@@ -48,8 +51,22 @@ def measure(ctx: Context, config: Config) -> Measurement:
         shown = "x".join(map(str, tensors[0].shape)) if tensors else type(output).__name__
         shapes.setdefault(module, shown)
 
-    with forward_hooks(dict.fromkeys(model.modules(), record)), torch.no_grad():
+    with (
+        forward_hooks(dict.fromkeys(model.modules(), record)),
+        call_records(model) as calls,
+        torch.no_grad(),
+    ):
         ctx.forward(model)
+
+    def output_shape(module: nn.Module) -> str:
+        if module in shapes:
+            return shapes[module]
+        if isinstance(module, CONTAINERS):
+            return "container"  # holds modules, is never called itself
+        own = list(module.parameters(recurse=False))
+        if own and any(calls.parameter_use(p) != "dropped" for p in own):
+            return "used functionally"  # MultiheadAttention's out_proj: its weight is read
+        return "not called"
 
     names = module_names(model)
     rows = []
@@ -62,7 +79,7 @@ def measure(ctx: Context, config: Config) -> Measurement:
                 "module": name,
                 "type": type(module).__name__,
                 "depth": 0 if module is model else name.count(".") + 1,
-                "output_shape": shapes.get(module, "not called"),
+                "output_shape": output_shape(module),
                 "params": trainable + frozen,
                 "trainable": trainable,
                 "frozen": frozen,
@@ -74,7 +91,7 @@ def measure(ctx: Context, config: Config) -> Measurement:
         parameters=sum(p.numel() for p in unique),
         trainable=sum(p.numel() for p in unique if p.requires_grad),
         buffers=sum(b.numel() for b in model.buffers()),
-        not_called=len(names) - len(shapes),
+        not_called=sum(r["output_shape"] == "not called" for r in rows),
     )
 
 
