@@ -191,6 +191,91 @@ def adamw(params: Any) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)
 
 
+# ---- families that are hard for range tests (issue 26: where the picks missed) -----------------
+
+
+class SequenceSum(nn.Module):
+    """A GRU reading real numbers and regressing their sum: recurrent, near its stability edge
+    at the learning rates just above the best one."""
+
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(1, width, batch_first=True)
+        self.head = nn.Linear(width, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(x.unsqueeze(-1))[0][:, -1]).squeeze(-1)
+
+
+def sums(n: int, length: int = 20) -> Callable[[torch.Generator], Any]:
+    def make(g: torch.Generator) -> Any:
+        x = torch.randn(n, length, generator=g)
+        return x, x.sum(1) / length**0.5  # unit variance
+
+    return make
+
+
+def noisy(n: int, noise: float = 1.0) -> Callable[[torch.Generator], Any]:
+    """A teacher's regression targets plus Gaussian noise as large as the signal: the loss curve
+    of a range test is mostly noise."""
+    clean = features(n, (20,), 3, False)
+
+    def make(g: torch.Generator) -> Any:
+        x, y = clean(g)
+        return x, y + noise * y.std() * torch.randn(y.shape, generator=g)
+
+    return make
+
+
+class ResidualMLP(nn.Module):
+    """Twelve pre-norm residual blocks: deep, and stable only below a narrow LR band."""
+
+    def __init__(self, inputs: int = 20, width: int = 64, out: int = 5, depth: int = 12) -> None:
+        super().__init__()
+        self.inp = nn.Linear(inputs, width)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width), nn.GELU(),
+                          nn.Linear(width, width))
+            for _ in range(depth)
+        )  # fmt: skip
+        self.out = nn.Linear(width, out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        for block in self.blocks:
+            h = h + block(h)
+        return self.out(h)
+
+
+def transformer_lm() -> nn.Module:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(n_layer=4, n_head=4, n_embd=64, vocab_size=40, n_positions=64)
+    return HFLogits(GPT2LMHeadModel(config))
+
+
+def adamw_decay(params: Any) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=1e-3, weight_decay=0.1, betas=(0.9, 0.95))
+
+
+HARD = [
+    Task("gru-sum-adam-32", SequenceSum, sums(32), 32, adam, mse),
+    Task("noisy-reg-adam-32", lambda: mlp(out=3), noisy(32), 32, adam, mse),
+    Task(
+        "transformer-adamw-wd-16",
+        transformer_lm,
+        tokens_next(16, 32, 40),
+        16,
+        adamw_decay,
+        cross_entropy,
+    ),
+    Task(
+        "cnn-bn-sgdm-32", cnn, features(32, (3, 12, 12), 5, True), 32, sgd_momentum, cross_entropy
+    ),
+    Task("mlp-cls-adam-512", mlp, features(512, (20,), 5, True), 512, adam, cross_entropy),
+    Task("resmlp-deep-adam-32", ResidualMLP, features(32, (20,), 5, True), 32, adam, cross_entropy),
+]
+
 TASKS = [
     Task("mlp-cls-adam-64", mlp, features(64, (20,), 5, True), 64, adam, cross_entropy),
     Task("mlp-cls-sgdm-128", mlp, features(128, (20,), 5, True), 128, sgd_momentum, cross_entropy),
