@@ -11,6 +11,7 @@ the first module, in execution order, whose output at the part under test change
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -47,13 +48,27 @@ def gradient_norms(
     return norms
 
 
+@dataclass(frozen=True)
+class Place:
+    """Where a difference first appears: a module ("" for the model's own forward, outside its
+    submodules) and the module that holds it ("" at the top)."""
+
+    module: str = ""
+    parent: str = ""
+
+    def __str__(self) -> str:
+        if not self.module:
+            return "the model's own forward, outside its submodules"
+        return self.module + (f" (inside {self.parent})" if self.parent else "")
+
+
 def first_changed(
     model: nn.Module,
     forwards: tuple[Callable[[], Any], Callable[[], Any]],
     own: Own,
     rtol: float,
     skip: Any = None,
-) -> str:
+) -> Place:
     """The first module (execution order) whose output, at the part under test, differs between
     two forward passes (of inputs that differ only at other parts); `skip` is a module to ignore
     (the one a surface substitutes)."""
@@ -78,6 +93,5 @@ def first_changed(
         if a.shape == b.shape and float((a - b).abs().max()) > rtol * (
             float(a.abs().max()) + 1e-30
         ):
-            parent = parents.get(module)
-            return f"{names[module]}" + (f" (inside {parent})" if parent else "")
-    return "the model's own forward, outside its submodules"
+            return Place(names[module], parents.get(module, ""))
+    return Place()

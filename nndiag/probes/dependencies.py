@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from torch import Tensor
 
     from nndiag.core.context import Context
+    from nndiag.core.leaks import Place
     from nndiag.core.surface import Surface
 
 NAME = "dependencies"
@@ -66,11 +67,11 @@ class Config:
 class Measurement:
     examples: int
     mixing: tuple[Row, ...]  # per direction: example, own, other, leak
-    mixing_at: str  # where the mixing appears ("" when none)
+    mixing_at: Place | None  # where the mixing appears
     causal_checked: bool
     causal_reason: str  # why it was (not) checked
     positions: tuple[Row, ...]  # per example: position, own, later, leak
-    leak_at: str
+    leak_at: Place | None
     batch_norm: bool
     notes: tuple[str, ...] = ()
 
@@ -116,14 +117,14 @@ def measure(ctx: Context, config: Config) -> Measurement:
     tied = tied_input(ctx.inputs, rows)
     independent = rows > 1 and not tied
     mixing, mixing_at = (
-        _mixing(s, rows, generator, config, ctx.options.seed) if independent else ((), "")
+        _mixing(s, rows, generator, config, ctx.options.seed) if independent else ((), None)
     )
     index, reason = _causal_input(ctx, config)
     positions: tuple[Row, ...] = ()
-    leak_at = ""
+    leak_at = None
     if index is not None:
         positions, leak_at, reason = _causality(
-            ctx, model, index, generator, config, bool(mixing_at), reason
+            ctx, model, index, generator, config, mixing_at is not None, reason
         )
     notes: tuple[str, ...] = (BATCH_NORM_NOTE,) if batch_norm else ()
     if tied:
@@ -184,14 +185,14 @@ def _example_mask(x: Tensor, i: int) -> Tensor:
 
 def _mixing(
     s: Surface, rows: int, generator: Any, config: Config, seed: int
-) -> tuple[tuple[Row, ...], str]:
+) -> tuple[tuple[Row, ...], Place | None]:
     import torch
 
     from nndiag.core.leaks import first_changed, gradient_norms
 
     out = s(s.x0)
     if out.dim() == 0 or out.shape[0] != rows or s.x0.shape[0] != rows:
-        return (), ""
+        return (), None
     examples = sorted({0, rows - 1})
     cotangents, parts = [], []
     for i in examples:
@@ -207,7 +208,7 @@ def _mixing(
     )
     leaking = [r for r in table if r["leak"] > config.leak_rtol]
     if not leaking:
-        return table, ""
+        return table, None
     i = int(leaking[0]["example"])
     noise = torch.randn(s.x0.shape, generator=generator).to(s.x0.device, s.x0.dtype)
     changed = torch.where(_example_mask(s.x0, i), s.x0, s.x0 + noise * (s.x0.std() + 1))
@@ -226,7 +227,7 @@ def _positions(rows: int, length: int) -> list[int]:
 
 def _causality(
     ctx: Context, model: Any, index: int, generator: Any, config: Config, mixed: bool, reason: str
-) -> tuple[tuple[Row, ...], str, str]:
+) -> tuple[tuple[Row, ...], Place | None, str]:
     """Change the shifted input (tensor `index` of the inputs) after position t_b of example b,
     all examples at once (or, when examples mix, example 0 alone at three positions): the output
     of example b up to t_b must not move."""
@@ -245,13 +246,13 @@ def _causality(
     with torch.no_grad(), same_draws(seed):
         base = output_tensor(call_model(model, ctx.inputs)).double()
     if base.dim() < 2 or base.shape[:2] != x.shape[:2]:
-        return (), "", reason + "; but the output has no position axis matching the input's"
+        return (), None, reason + "; but the output has no position axis matching the input's"
     if mixed:
         groups = [[(0, t)] for t in sorted({0, length // 2, length - 2})]
     else:
         groups = [list(enumerate(_positions(rows, length)))]
     table: list[Row] = []
-    where = ""
+    where: Place | None = None
     for group in groups:
         changed = replace_tensor(ctx.inputs, index, _future_changed(x, group, generator))
         with torch.no_grad(), same_draws(seed):
@@ -262,7 +263,7 @@ def _causality(
             table.append(
                 {"example": b, "position": t, "change": float((before - after).abs().max()) / scale}
             )
-        if not where and any(r["change"] > config.leak_rtol for r in table):
+        if where is None and any(r["change"] > config.leak_rtol for r in table):
 
             def own(t: Tensor, group: list[tuple[int, int]] = group) -> Tensor | None:
                 if t.dim() < 2 or t.shape[:2] != x.shape[:2]:
@@ -317,7 +318,7 @@ def diagnose(m: Measurement, config: Config) -> list[Finding]:
                 NAME,
                 f"in eval mode {' and '.join(directions)} (gradient {worst:.2g} of the example's "
                 f"own); it appears at {m.mixing_at}",
-                where=[m.mixing_at.split(" ")[0]],
+                where=[_module(m.mixing_at)],
                 evidence={"leak": worst, "directions": [r["example"] for r in mixing]},
             )
         )
@@ -331,11 +332,15 @@ def diagnose(m: Measurement, config: Config) -> list[Finding]:
                 NAME,
                 f"the output at position {earliest} depends on inputs after it (changing only later "
                 f"inputs moves it by {worst:.2g}, relative; {m.causal_reason}); it appears at {m.leak_at}",
-                where=[m.leak_at.split(" ")[0]],
+                where=[_module(m.leak_at)],
                 evidence={"change": worst, "earliest_position": earliest},
             )
         )
     return findings
+
+
+def _module(place: Place | None) -> str:
+    return place.module if place is not None and place.module else "model"
 
 
 def present(m: Measurement, config: Config) -> Presentation:
@@ -354,8 +359,9 @@ def present(m: Measurement, config: Config) -> Presentation:
         tables.append(
             Table("causality", m.positions, key="example", schema=("example", "position", "change"))
         )
-    metrics = {"mixing_leak": mixing, "mixing_at": m.mixing_at, "causal_checked": m.causal_checked,
-               "causal_reason": m.causal_reason, "leak_at": m.leak_at}  # fmt: skip
+    metrics = {"mixing_leak": mixing, "mixing_at": str(m.mixing_at or ""),
+               "causal_checked": m.causal_checked, "causal_reason": m.causal_reason,
+               "leak_at": str(m.leak_at or "")}  # fmt: skip
     return Presentation("; ".join(parts), metrics, tuple(tables), m.notes)
 
 
