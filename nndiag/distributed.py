@@ -5,8 +5,10 @@
 Every rank builds the model and feeds its own slice of each batch (the batch is drawn the same
 on every rank, from the same seed). Probe copies are sharded (FSDP2: `fully_shard` on each block
 of the largest stack, then the root, or the model file's `shard_model(model, mesh)`) or
-replicated (DDP: the training probes step a DistributedDataParallel wrapper, gradients are
-averaged across ranks). Per-layer statistics are sums, reduced with one collective per probe;
+replicated (`--distributed ddp`: data-parallel semantics without the DistributedDataParallel
+wrapper: after each backward the gradients are all-reduced and averaged across ranks, which is
+what DDP computes; DDP's bucketing, its unused-parameter checks and its hooks are not
+exercised). Per-layer statistics are sums, reduced with one collective per probe;
 rank 0 alone renders and exports, and every rank exits with the worst rank's code. A collective
 that waits longer than the timeout ends the run with one line, never a silent hang.
 """
