@@ -4,6 +4,7 @@ and exit 2 (or the documented behaviour), never a traceback, never a silent exit
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -305,6 +306,35 @@ def test_isolate_turns_exits_crashes_and_hangs_into_exit_2(
     done = isolated(tmp_path, body, "--timeout", timeout)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert message in done.stderr
+    assert "Traceback" not in done.stderr and "did not stop" not in done.stderr  # it did stop
+
+
+def test_sigterm_to_an_isolated_check_ends_its_child_and_temp_folder(tmp_path: Path) -> None:
+    """A CI runner cancelling the job sends SIGTERM to nndiag: the child running the check goes
+    too (no orphan holding the caller's pipe), and so does the temporary folder."""
+    import signal
+    import time
+
+    body = "import time\nclass Hang(Net):\n    def forward(self, x):\n        time.sleep(600)\n"
+    target = model_file(tmp_path, body + "def build_model():\n    return Hang()\n")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp)}
+    parent = subprocess.Popen([sys.executable, "-m", "nndiag", "check", target, "--isolate", *FAST],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not any(temp.iterdir()) and time.monotonic() < deadline:  # the child has started
+        time.sleep(0.2)
+    folder = next(temp.iterdir())
+    child_pid = int(subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True,
+                                   text=True).stdout.split()[0])  # fmt: skip
+    parent.send_signal(signal.SIGTERM)
+    assert parent.wait(timeout=30) == 128 + signal.SIGTERM
+    with pytest.raises(ProcessLookupError):
+        for _ in range(50):  # reaped by the parent before it exits
+            os.kill(child_pid, 0)
+            time.sleep(0.1)
+    assert not folder.exists()
 
 
 def test_isolate_reports_like_in_process(tmp_path: Path) -> None:
