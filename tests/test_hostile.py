@@ -488,3 +488,11 @@ def test_complex_parameters_are_measured_by_magnitude() -> None:
     assert row["weight_norm"] == pytest.approx(
         float(torch.linalg.vector_norm(model.w.detach())), rel=1e-6
     )
+
+
+def test_a_compiled_model_is_checked_on_its_original_module() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 3))
+    report = nndiag.check(torch.compile(model), input_shape=(8,), num_classes=3, budget=0,
+                          probes=["activations", "precision", "gradients"])  # fmt: skip
+    assert not report.unfinished and list(report.findings) == []
+    assert any("torch.compile'd model" in n for n in report.notes)

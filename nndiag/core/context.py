@@ -342,6 +342,13 @@ def build_context(
     prepare: Callable[[nn.Module], nn.Module] | None = None,
 ) -> Context:
     """Validate the contract end to end and return the context the probes share."""
+    original = getattr(model, "_orig_mod", None)
+    if isinstance(original, nn.Module) and type(model).__name__ == "OptimizedModule":
+        # torch.compile's wrapper: hooks and dispatch modes see the compiled graph's internals
+        # (dynamo asserts, run-to-run rounding). The probes read the module it compiles.
+        model = original
+        note = "checked the original module of the torch.compile'd model (model._orig_mod)"
+        definition = dataclasses.replace(definition, notes=(*definition.notes, note))
     if not any(True for _ in model.parameters()):
         raise ContractError(
             f"{type(model).__name__} has no parameters: there is nothing to train or diagnose"
