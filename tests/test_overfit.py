@@ -190,3 +190,11 @@ def test_a_dense_classification_output_is_scored_over_its_class_axis() -> None:
     model = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 3, 1))
     result = overfit(model, batch=(x, y), loss_fn=nn.functional.cross_entropy)
     assert result.metrics["passed"] and result.metrics["final_accuracy"] >= 0.95
+
+
+def test_headline_says_which_examples_of_a_larger_batch_are_memorised() -> None:
+    import nndiag
+    from conftest import SAMPLES
+
+    report = nndiag.check(str(SAMPLES / "mlp.py"), batch_size=32, probes=["overfit"])
+    assert "16 examples (the first of the batch of 32)" in report.result("overfit").headline

@@ -143,6 +143,7 @@ class Measurement:
     classify: bool
     config: Config
     calmer: Run | None = None  # at a tenth of nndiag's default LR, when the loss rose there
+    batch: int = 0  # the fixed batch's examples, of which the first `examples` are memorised
 
 
 def measure(ctx: Context, config: Config) -> Measurement:
@@ -179,7 +180,16 @@ def measure(ctx: Context, config: Config) -> Measurement:
         plain = dataclasses.replace(config, max_extension=1.0, steps=len(run.rows) - 1)
         zeroed = _train(ctx, batch, zero, lr, -math.inf, plain, classify, "overfit zeroed inputs")
     return Measurement(
-        run, zeroed, threshold, lr, source, count * ctx.reduce.world, classify, config, calmer
+        run,
+        zeroed,
+        threshold,
+        lr,
+        source,
+        count * ctx.reduce.world,
+        classify,
+        config,
+        calmer,
+        ctx.rows * ctx.reduce.world,
     )
 
 
@@ -479,9 +489,10 @@ def present(m: Measurement, config: Config) -> Presentation:
             f"the loss was still falling at {config.steps} steps: trained {run.extended} more"
         )
     lr_text = f"lr {m.lr:.2g}" if m.lr is not None else "the optimizer's lr"
+    of = f" (the first of the batch of {m.batch})" if m.batch > m.examples else ""
     if kind == "passed":
         headline = (
-            f"memorised {m.examples} examples in {run.passed_at} steps at {lr_text} "
+            f"memorised {m.examples} examples{of} in {run.passed_at} steps at {lr_text} "
             f"(loss {run.rows[0]['loss']:.3g} -> {run.final_loss:.3g})"
         )
     else:
