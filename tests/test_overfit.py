@@ -194,6 +194,7 @@ def test_a_dense_classification_output_is_scored_over_its_class_axis() -> None:
 
 def test_headline_says_which_examples_of_a_larger_batch_are_memorised() -> None:
     import nndiag
+
     from conftest import SAMPLES
 
     report = nndiag.check(str(SAMPLES / "mlp.py"), batch_size=32, probes=["overfit"])
