@@ -108,3 +108,36 @@ def test_saturated_units_at_their_bound(scale: float, fires: bool) -> None:
     m = activations.Measurement((site(0.0, 0.0, limit, limit),), config.min_examples)
     assert ("saturated-units" in codes(activations.diagnose(m, config))) is fires
     assert math.isfinite(limit)
+
+
+# ---- chance baselines against closed forms ----------------------------------------------------
+
+
+def test_mse_baseline_is_the_loss_of_the_best_constant_prediction() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from nndiag.core.losses import LossObserver, chance_baseline
+
+    g = torch.Generator().manual_seed(0)
+    y = 3.0 + 2.0 * torch.randn(37, 2, generator=g)
+    with LossObserver() as observer:
+        F.mse_loss(torch.zeros_like(y), y)
+    best_constant = float(F.mse_loss(y.mean().expand_as(y), y))  # argmin_c mean((y - c)^2)
+    assert chance_baseline(observer).value == pytest.approx(best_constant, rel=1e-6)
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "nll_loss"])
+def test_classification_baseline_is_the_loss_of_uniform_predictions(loss: str) -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from nndiag.core.losses import LossObserver, chance_baseline
+
+    logits, labels = torch.zeros(8, 7), torch.arange(8) % 7
+    inputs = logits if loss == "cross_entropy" else F.log_softmax(logits, dim=1)
+    with LossObserver() as observer:
+        value = getattr(F, loss)(inputs, labels)
+    assert (
+        chance_baseline(observer).value == pytest.approx(float(value)) == pytest.approx(math.log(7))
+    )

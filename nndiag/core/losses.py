@@ -129,12 +129,14 @@ class Baseline:
 
 def chance_baseline(observer: LossObserver, reduce: Reducer | None = None) -> Baseline:
     """From the loss call the step made: ln C for cross-entropy or NLL over C classes (the
-    input's class axis, dim 1, or its only axis), the target variance for MSE. Under torchrun
-    `reduce` makes the variance the whole batch's, not a rank's slice."""
+    input's class axis, dim 1, or its only axis: uniform predictions), the target variance for
+    MSE (the loss of the best constant prediction, the mean: min_c mean((y - c)²) = var(y),
+    the biased variance). Under torchrun `reduce` makes the variance the whole batch's, not a
+    rank's slice."""
     call = observer.loss_call
     if call is None:
         return Baseline(math.nan, "unknown")
-    if call.name == "cross_entropy" and call.input.dim() >= 1:
+    if call.name in ("cross_entropy", "nll_loss") and call.input.dim() >= 1:
         classes = call.input.shape[1] if call.input.dim() >= 2 else call.input.shape[0]
         return Baseline(math.log(classes), "ln C (cross-entropy)")
     if call.name in MSE_LOSSES and call.target.numel() > 1:
@@ -142,7 +144,7 @@ def chance_baseline(observer: LossObserver, reduce: Reducer | None = None) -> Ba
         y = call.target.double().flatten()
         sums = reduce.sum(torch.stack([y.sum(), y.pow(2).sum(), torch.tensor(float(y.numel()))]))
         total, squares, count = sums.tolist()
-        variance = (squares - total * total / count) / (count - 1)  # unbiased, as Tensor.var
+        variance = (squares - total * total / count) / count
         return Baseline(variance, "target variance (MSE)")
     return Baseline(math.nan, "unknown")
 
