@@ -226,14 +226,12 @@ def test_parameter_groups_keep_their_ratio_and_linear_mode() -> None:
 
 
 def test_an_optimizer_the_test_cannot_drive_gets_a_clear_message() -> None:
-    report = nndiag.check(
-        mlp(),
-        batch=class_batch(),
-        probes=["lr-range"],
-        make_optimizer=lambda p: torch.optim.LBFGS(p),
-    )
-    result = report.result("lr-range")
-    assert result.status.value == "failed" and "LBFGS needs a closure" in result.error
+    """Refused with the contract, before any probe runs (exit 2 on the CLI)."""
+    from nndiag.errors import ContractError
+
+    with pytest.raises(ContractError, match="LBFGS needs a closure"):
+        nndiag.check(mlp(), batch=class_batch(), probes=["lr-range"],
+                     make_optimizer=lambda p: torch.optim.LBFGS(p))  # fmt: skip
 
 
 def test_repeats_report_every_curve() -> None:
