@@ -229,6 +229,8 @@ def measure(ctx: Context, config: Config) -> Measurement:
             learnable, pooled, pool_curve = _memorises(ctx, lrs, config, chance)
             if suggested is None and pooled.estimate is not None:  # the fixed batches have one
                 analysis, suggested, placement = pooled, pooled.estimate, "rules only"
+    if learnable is Learnable.NO:  # no rate lowers the loss: a suggestion would contradict that
+        suggested, placement = None, "none"
     optimizer = ctx.optimizer(ctx.fresh_model())
     return Measurement(
         curves=tuple(curves),
