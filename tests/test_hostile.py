@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import warnings
 from pathlib import Path
@@ -418,8 +419,9 @@ def test_fuzzed_model_files_never_pass_by_accident(
     batch_size: int,
 ) -> None:
     body = FACTORIES[factory] + FORWARDS[forward] + BATCHES[batch] + EXTRAS[extra]
-    target = model_file(tmp_path, body, name=f"m{abs(hash(body)) % 10**8}.py")
-    report = tmp_path / "r.json"
+    own = Path(tempfile.mkdtemp(dir=tmp_path))  # each example its own folder: no earlier report
+    target = model_file(own, body, name=f"m{abs(hash(body)) % 10**8}.py")
+    report = own / "r.json"
     args = [
         "check",
         target,
