@@ -199,3 +199,4 @@ def test_fuzzed_architectures_get_a_complete_report_and_stay_untouched(case) -> 
         report.to_json()  # always serialisable
     assert_same(before, snapshot(model))
     assert torch.equal(rng[0], torch.get_rng_state()) and rng[1] == random.getstate()
+    assert (rng[2] == np.random.get_state()[1]).all()  # numpy's too
