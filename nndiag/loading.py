@@ -1,4 +1,4 @@
-"""Resolve a target string to the callables of the model-definition contract (DESIGN.md §2).
+"""Resolve a target string to the callables of the model-definition contract (docs/contract.md).
 
 | target                      | factory                       |
 | path/to/model.py            | build_model                   |

@@ -52,6 +52,21 @@ def test_no_probe_page_names_a_retired_constant(name: str) -> None:
     assert not re.findall(r"`[A-Z][A-Z0-9]*_[A-Z0-9_]+`", text)
 
 
+CODE_PAGES = sorted((ROOT / "nndiag" / "codes").glob("*.md"))
+
+
+@pytest.mark.parametrize("path", CODE_PAGES, ids=lambda p: p.stem)
+def test_code_pages_quote_current_settings_at_their_defaults(path: Path) -> None:
+    """A code's page (what `nndiag explain` prints) names settings as `probe.key`, never a
+    retired constant, and any value it quotes is the setting's default."""
+    text = path.read_text()
+    assert not re.findall(r"`[A-Z][A-Z0-9]*_[A-Z0-9_]+`", text), "a retired constant name"
+    for probe, key, value in re.findall(r"`([a-z-]+)\.([a-z_]+)` = ([-+0-9.e]+[0-9])", text):
+        defaults = {f.name: f.default for f in dataclasses.fields(spec(probe).config)}
+        assert key in defaults, f"{path.name} quotes {probe}.{key}, which is not a setting"
+        assert float(value) == pytest.approx(float(defaults[key])), (key, value, defaults[key])
+
+
 # ---- every command and Python example in the docs runs ------------------------------------------
 
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)

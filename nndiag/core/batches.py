@@ -1,7 +1,7 @@
 """Where batches come from: make_loader, make_batch, or nndiag's learnable synthetic task.
 
 A BatchSource draws validated (inputs, targets) pairs on the CPU side of the contract; the
-context moves them to the probe device. Every draw may be a fresh random batch (DESIGN.md §2).
+context moves them to the probe device. Every draw may be a fresh random batch (docs/contract.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The model-call contract (DESIGN.md §2): how inputs go in, which output is the logits, the
+"""The model-call contract (docs/contract.md): how inputs go in, which output is the logits, the
 default loss, and how user callables are invoked so that their failures become UsageErrors."""
 
 from __future__ import annotations

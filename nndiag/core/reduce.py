@@ -1,6 +1,6 @@
 """Reductions across ranks. A check in one process reduces over nothing; under torchrun every
 per-layer statistic is a sum (or max/min) that each rank computes on its slice of the batch and
-its shards of the parameters, so one collective per probe makes it global (DESIGN.md §4)."""
+its shards of the parameters, so one collective per probe makes it global (docs/distributed.md)."""
 
 from __future__ import annotations
 

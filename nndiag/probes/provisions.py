@@ -1,4 +1,4 @@
-"""What one probe hands to later ones, typed (DESIGN.md §4): the orchestrator stores each in the
+"""What one probe hands to later ones, typed (docs/architecture.md): the orchestrator stores each in the
 context's Provisions by type, and a probe that `needs` one reads it with ctx.provided.get(Type)."""
 
 from __future__ import annotations
