@@ -304,6 +304,7 @@ def run_probe(s: ProbeSpec[Any, Any], ctx: Context, config: Any) -> ProbeResult:
         findings=tuple(findings),
         notes=shown.notes,
         headline=shown.headline,
+        watched=shown.watched,
     )
 
 

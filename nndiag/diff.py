@@ -19,17 +19,9 @@ from dataclasses import dataclass
 from nndiag.findings import Finding, Severity
 from nndiag.report import Report
 
-# Per-row statistics that mean something from one report to the next (not timings or counts).
-WATCHED_COLUMNS = {
-    "gradients": ("grad_norm", "weight_norm", "ratio", "init_gain"),
-    "activations": ("dead_fraction", "saturated_fraction", "std"),
-    "jacobian": ("grad_norm", "gain"),
-}
-WATCHED_METRICS = {
-    "init-loss": ("loss", "ratio"),
-    "lr-range": ("suggested_lr",),
-    "jacobian": ("total_gain",),
-}
+# What is compared is declared where it is produced: each result's `watched` metrics and each
+# table's `watch` columns (statistics that mean something from one report to the next, not
+# timings or counts), so a plugin probe's are compared too.
 FRACTIONS = frozenset({"dead_fraction", "saturated_fraction"})
 POINTS_PER_DECADE = 0.10  # a fraction moving 10 points weighs as much as a scale moving 10x
 FLOOR = 1e-3  # values below this share of their column's largest value are negligible
@@ -121,7 +113,7 @@ def _moved(old: Report, new: Report) -> list[Moved]:
     names = {r.name for r in old.results} & {r.name for r in new.results}
     for name in sorted(names):
         a, b = old.result(name), new.result(name)
-        for metric in WATCHED_METRICS.get(name, ()):
+        for metric in b.watched:
             x, y = _number(a.metrics.get(metric)), _number(b.metrics.get(metric))
             if x is not None and y is not None and x != y:
                 found[(name, "metrics", metric, metric)] = Moved(
@@ -132,7 +124,7 @@ def _moved(old: Report, new: Report) -> list[Moved]:
             if other is None or not table.key:
                 continue
             rows = {r.get(table.key): r for r in other.rows}
-            for column in WATCHED_COLUMNS.get(name, ()):
+            for column in other.watch:
                 pairs = [
                     (str(row.get(table.key)), _number(row.get(column)), _number(match.get(column)))
                     for row in table.rows

@@ -62,6 +62,7 @@ class Table:
     plot: Plot | None = None  # drawn as a curve in the terminal (rows go to the exports only)
     schema: tuple[str, ...] = ()  # the columns when there are no rows to read them from
     key: str = ""  # the column that names a row (a layer, a site): used by `diff` and collapsing
+    watch: tuple[str, ...] = ()  # per-row statistics `nndiag diff` compares from report to report
 
     @property
     def columns(self) -> list[str]:
@@ -87,6 +88,7 @@ class ProbeResult:
     notes: tuple[str, ...] = ()
     headline: str = ""  # one line of key numbers for the default report
     cut: str = ""  # what the budget cut, and how that weakens the verdict
+    watched: tuple[str, ...] = ()  # metrics `nndiag diff` compares from report to report
 
     def table(self, name: str) -> Table:
         for table in self.tables:
@@ -340,12 +342,14 @@ def _result_dict(r: ProbeResult) -> dict[str, Any]:
         "headline": r.headline,
         "cut": r.cut,
         "metrics": r.metrics,
+        "watched": list(r.watched),
         "tables": {
             t.name: {
                 "rows": list(t.rows),
                 "display": list(t.display),
                 "schema": list(t.schema),
                 "key": t.key,
+                "watch": list(t.watch),
                 "plot": None
                 if t.plot is None
                 else {**vars(t.plot), "marks": [list(m) for m in t.plot.marks]},
@@ -378,6 +382,7 @@ def _result_from_dict(p: dict[str, Any]) -> ProbeResult:
                 ),
                 schema=tuple(t.get("schema", ())),
                 key=t.get("key", ""),
+                watch=tuple(t.get("watch", ())),
             )
             for name, t in p.get("tables", {}).items()
         ),
@@ -386,6 +391,7 @@ def _result_from_dict(p: dict[str, Any]) -> ProbeResult:
         notes=tuple(p.get("notes", ())),
         headline=p.get("headline", ""),
         cut=p.get("cut", ""),
+        watched=tuple(p.get("watched", ())),
     )
 
 

@@ -37,12 +37,14 @@ def made(findings: list, grad: dict[str, float], dead: float, loss: float) -> Re
     return Report(
         model=ModelInfo("model.py", "Net", 10, 10, "cpu", 0, "2026-01-01T00:00:00+00:00", "x", "0", "2"),
         results=(
-            ProbeResult("init-loss", Status.OK, metrics={"loss": loss, "ratio": loss / 1.1}),
+            ProbeResult("init-loss", Status.OK, metrics={"loss": loss, "ratio": loss / 1.1},
+                        watched=("loss", "ratio")),
             ProbeResult("gradients", Status.OK, findings=tuple(f for f in linked if f.probe == "gradients"),
-                        tables=(Table("parameters", params, key="parameter"),
-                                Table("modules", modules, key="module"))),
+                        tables=(Table("parameters", params, key="parameter", watch=("grad_norm",)),
+                                Table("modules", modules, key="module", watch=("grad_norm",)))),
             ProbeResult("activations", Status.OK, findings=tuple(f for f in linked if f.probe == "activations"),
-                        tables=(Table("sites", ({"site": "fc1.relu", "dead_fraction": dead},), key="site"),)),
+                        tables=(Table("sites", ({"site": "fc1.relu", "dead_fraction": dead},), key="site",
+                                      watch=("dead_fraction",)),)),
         ),
     )  # fmt: skip
 

@@ -233,7 +233,15 @@ def present(m: Measurement, config: Config) -> Presentation:
     return Presentation(
         ", ".join(parts),
         metrics={"sites": len(m.rows)},
-        tables=(Table("sites", m.rows, tuple(highlights), key="site"),),
+        tables=(
+            Table(
+                "sites",
+                m.rows,
+                tuple(highlights),
+                key="site",
+                watch=("dead_fraction", "saturated_fraction", "std"),
+            ),
+        ),
     )
 
 

@@ -47,6 +47,7 @@ class Presentation:
     metrics: dict[str, Any] = field(default_factory=dict)
     tables: tuple[Table, ...] = ()
     notes: tuple[str, ...] = ()
+    watched: tuple[str, ...] = ()  # metrics worth comparing between two reports (`nndiag diff`)
 
 
 def _no_requirements(_config: Any) -> tuple[type, ...]:

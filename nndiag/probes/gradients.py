@@ -834,6 +834,7 @@ def present(m: Measurement, config: Config) -> Presentation:
                 tuple(highlights),
                 display=PARAMETER_COLUMNS,
                 key="parameter",
+                watch=("grad_norm", "weight_norm", "ratio", "init_gain"),
             ),
             Table("modules", tuple(_module_rows(rows)), key="module"),
         ),

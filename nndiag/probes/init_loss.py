@@ -380,6 +380,7 @@ def present(m: Measurement, config: Config) -> Presentation:
         headline,
         metrics={"loss": m.loss, "baseline": m.baseline, "ratio": ratio},
         tables=(Table("loss", (row,)),),
+        watched=("loss", "ratio"),
     )
 
 

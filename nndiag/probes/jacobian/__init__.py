@@ -157,7 +157,8 @@ def measure(ctx: Context, config: Config) -> Measurement:
 
 
 def present(m: Measurement, config: Config) -> Presentation:
-    tables = [Table("blocks", m.blocks, tuple(_highlights(list(m.blocks))), key="block")]
+    tables = [Table("blocks", m.blocks, tuple(_highlights(list(m.blocks))), key="block",
+                    watch=("grad_norm", "gain"))]  # fmt: skip
     if m.temporal:
         tables.append(Table("temporal", m.temporal, key="step"))
     if m.recurrent:
@@ -177,7 +178,7 @@ def present(m: Measurement, config: Config) -> Presentation:
         )
         if "memory_horizon" in metrics:
             headline += f", memory {metrics['memory_horizon']}/{metrics['sequence_length']} steps"
-    return Presentation(headline, metrics, tuple(tables), m.notes)
+    return Presentation(headline, metrics, tuple(tables), m.notes, watched=("total_gain",))
 
 
 def _highlights(rows: list[Row]) -> list[Highlight]:

@@ -516,7 +516,9 @@ def present(m: Measurement, config: Config) -> Presentation:
     if factor is not None and len(m.group_lrs) > 1:
         metrics["group_factor"] = factor
         metrics["group_lrs"] = [lr * factor for lr in m.group_lrs]
-    return Presentation(_headline(m), metrics, tuple(tables), _notes(m, config))
+    return Presentation(
+        _headline(m), metrics, tuple(tables), _notes(m, config), watched=("suggested_lr",)
+    )
 
 
 def _headline(m: Measurement) -> str:
