@@ -240,10 +240,16 @@ def run_check(ctx: Context, names: list[str], resolved: Resolved) -> Report:
         if plan and s.name in plan.cuts:
             result = dataclasses.replace(result, cut=plan.cuts[s.name])
         results.append(result)
+    seconds = time.perf_counter() - started
+    if plan is not None and plan.step_s > 0 and (plan.cuts or seconds >= budget.WORTH_SAYING_S):
+        notes.append(
+            f"the check took {seconds:.1f} s, {seconds / plan.step_s:.0f} training steps of this "
+            f"model (planned {plan.planned_steps:.0f})"
+        )
     return Report(
         model=model_info(ctx),
         results=tuple(_linked(results)),
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
         interrupted=interrupted,
         notes=tuple(notes),
         settings={
