@@ -170,7 +170,9 @@ def seq2seq_lm(config: Any, model: nn.Module) -> Callable[[int], Any]:
     def make_batch(batch_size: int = 16) -> Any:
         ids = _ids(batch_size)
         decoder = torch.cat([torch.full((batch_size, 1), start), ids[:, :-1]], dim=1)
-        return {"input_ids": ids, "decoder_input_ids": decoder}, ids  # learn to copy
+        # use_cache=False, as a training step with labels sets it: FSMT, called without labels
+        # and with its cache on, applies no causal mask in its decoder (a real causal leak).
+        return {"input_ids": ids, "decoder_input_ids": decoder, "use_cache": False}, ids
 
     return make_batch
 
