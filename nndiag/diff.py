@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 
 from nndiag.findings import Finding, Severity
-from nndiag.report import Report
+from nndiag.report import ProbeResult, Report, Table
 
 # What is compared is declared where it is produced: each result's `watched` metrics and each
 # table's `watch` columns (statistics that mean something from one report to the next, not
@@ -109,35 +109,48 @@ def _number(value: object) -> float | None:
 
 
 def _moved(old: Report, new: Report) -> list[Moved]:
-    found: dict[tuple[str, str, str, str], Moved] = {}
+    """Every watched metric and watched table cell present in both reports that changed (one
+    entry per statistic: the pair of reports, a probe, a table, a row, a column)."""
+    moved: list[Moved] = []
     names = {r.name for r in old.results} & {r.name for r in new.results}
     for name in sorted(names):
         a, b = old.result(name), new.result(name)
-        for metric in b.watched:
-            x, y = _number(a.metrics.get(metric)), _number(b.metrics.get(metric))
-            if x is not None and y is not None and x != y:
-                found[(name, "metrics", metric, metric)] = Moved(
-                    name, "metrics", metric, metric, x, y
-                )
+        moved += _metric_moves(a, b)
         for table in a.tables:
             other = next((t for t in b.tables if t.name == table.name), None)
-            if other is None or not table.key:
-                continue
-            rows = {r.get(table.key): r for r in other.rows}
-            for column in other.watch:
-                pairs = [
-                    (str(row.get(table.key)), _number(row.get(column)), _number(match.get(column)))
-                    for row in table.rows
-                    if (match := rows.get(row.get(table.key))) is not None
-                ]
-                values = [abs(v) for _, x, y in pairs for v in (x, y) if v is not None]
-                floor = FLOOR * max(values, default=0.0) if column not in FRACTIONS else 0.0
-                for what, x, y in pairs:
-                    if x is None or y is None or x == y or max(abs(x), abs(y)) < floor:
-                        continue
-                    key = (name, table.name, what, column)
-                    found[key] = Moved(name, table.name, what, column, x, y)
-    return list(found.values())
+            if other is not None and table.key:
+                moved += _table_moves(name, table, other)
+    return moved
+
+
+def _metric_moves(a: ProbeResult, b: ProbeResult) -> list[Moved]:
+    pairs = [(m, _number(a.metrics.get(m)), _number(b.metrics.get(m))) for m in b.watched]
+    return [
+        Moved(b.name, "metrics", m, m, x, y)
+        for m, x, y in pairs
+        if x is not None and y is not None and x != y
+    ]
+
+
+def _table_moves(probe: str, table: Table, other: Table) -> list[Moved]:
+    """Rows matched by the table's key, each watched column compared; moves between values
+    that are both below FLOOR of the column's largest are noise."""
+    rows = {r.get(table.key): r for r in other.rows}
+    moved = []
+    for column in other.watch:
+        pairs = [
+            (str(row.get(table.key)), _number(row.get(column)), _number(match.get(column)))
+            for row in table.rows
+            if (match := rows.get(row.get(table.key))) is not None
+        ]
+        values = [abs(v) for _, x, y in pairs for v in (x, y) if v is not None]
+        floor = FLOOR * max(values, default=0.0) if column not in FRACTIONS else 0.0
+        moved += [
+            Moved(probe, table.name, what, column, x, y)
+            for what, x, y in pairs
+            if x is not None and y is not None and x != y and max(abs(x), abs(y)) >= floor
+        ]
+    return moved
 
 
 # ---- rendering ---------------------------------------------------------------------------------
@@ -182,47 +195,61 @@ def _cell(s: str) -> str:
 def markdown(c: Comparison, limit: int = 10) -> str:
     """A pull-request comment: regressions first, each root with its hint and consequences."""
     out = [f"### nndiag: {_headline(c, limit)}", ""]
-    roots = [f for f in c.added if f.caused_by is None]
-    if roots or c.rose:
-        out += ["#### New findings", ""]
-        for f in roots:
-            out.append(f"- **{f.severity.value}** `{f.code}` ({f.probe}): {_cell(f.message)}")
-            if f.hint:
-                out.append(f"  - hint: {_cell(f.hint)}")
-            out += [
-                f"  - consequence: {x.severity.value} `{x.code}`: {_cell(x.message)}"
-                for x in c.new.consequences(f)
-                if x in c.added
-            ]
-        out += [
-            f"- **{a.severity.value}** `{a.code}` ({a.probe}), was {b.severity.value}: "
-            f"{_cell(a.message)}"
-            for b, a in c.rose
-        ]
-        out.append("")
-    if c.resolved:
-        out += ["#### Resolved", ""]
-        out += [
-            f"- {f.severity.value} `{f.code}` ({f.probe})"
-            for f in c.resolved
-            if f.caused_by is None
-        ]
-        out.append("")
-    if c.moved:
-        out += [
-            f"#### Moved statistics (at least {c.min_decades:g} decades or "
-            f"{c.min_decades * POINTS_PER_DECADE * 100:.0f} points, largest first)",
-            "",
-            "| probe | table | row | statistic | old | new | change |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
-        ]
-        out += [
-            f"| {m.probe} | {m.table} | `{_cell(m.what)}` | {m.column} | {m.old:.3g} | {m.new:.3g} "
-            f"| {m.change()} |"
-            for m in c.moved[:limit]
-        ]
-        if len(c.moved) > limit:
-            out.append(f"\n... and {len(c.moved) - limit} more.")
+    out += _md_new(c) + _md_resolved(c) + _md_moved(c, limit)
     if not (c.added or c.resolved or c.rose or c.moved):
         out.append("No change.")
     return "\n".join(out) + "\n"
+
+
+def _md_new(c: Comparison) -> list[str]:
+    roots = [f for f in c.added if f.caused_by is None]
+    if not (roots or c.rose):
+        return []
+    out = ["#### New findings", ""]
+    for f in roots:
+        out.append(f"- **{f.severity.value}** `{f.code}` ({f.probe}): {_cell(f.message)}")
+        if f.hint:
+            out.append(f"  - hint: {_cell(f.hint)}")
+        out += [
+            f"  - consequence: {x.severity.value} `{x.code}`: {_cell(x.message)}"
+            for x in c.new.consequences(f)
+            if x in c.added
+        ]
+    out += [
+        f"- **{a.severity.value}** `{a.code}` ({a.probe}), was {b.severity.value}: "
+        f"{_cell(a.message)}"
+        for b, a in c.rose
+    ]
+    return [*out, ""]
+
+
+def _md_resolved(c: Comparison) -> list[str]:
+    roots = [f for f in c.resolved if f.caused_by is None]
+    if not roots:
+        return []
+    return [
+        "#### Resolved",
+        "",
+        *(f"- {f.severity.value} `{f.code}` ({f.probe})" for f in roots),
+        "",
+    ]
+
+
+def _md_moved(c: Comparison, limit: int) -> list[str]:
+    if not c.moved:
+        return []
+    out = [
+        f"#### Moved statistics (at least {c.min_decades:g} decades or "
+        f"{c.min_decades * POINTS_PER_DECADE * 100:.0f} points, largest first)",
+        "",
+        "| probe | table | row | statistic | old | new | change |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    out += [
+        f"| {m.probe} | {m.table} | `{_cell(m.what)}` | {m.column} | {m.old:.3g} | {m.new:.3g} "
+        f"| {m.change()} |"
+        for m in c.moved[:limit]
+    ]
+    if len(c.moved) > limit:
+        out.append(f"\n... and {len(c.moved) - limit} more.")
+    return out

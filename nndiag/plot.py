@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -159,40 +160,72 @@ def sparkline(
     return "".join(cells)
 
 
+@dataclass(frozen=True)
+class _Frame:
+    """The SVG canvas and the data box drawn in it (log axes applied by x() and y())."""
+
+    plot: Plot
+    box: tuple[float, float, float, float]  # x0, x1, y0, y1 on the plotted (log) scale
+    width: int
+    height: int
+    pad: int = 44
+    top: int = 30
+
+    def x(self, value: float, log_applied: bool = False) -> float:
+        v = value if log_applied or not self.plot.log_x else math.log10(value)
+        x0, x1 = self.box[0], self.box[1]
+        return self.pad + (v - x0) / ((x1 - x0) or 1) * (self.width - 2 * self.pad)
+
+    def y(self, value: float) -> float:
+        v = math.log10(value) if self.plot.log_y else value
+        y0, y1 = self.box[2], self.box[3]
+        return (
+            self.height
+            - self.pad
+            - (v - y0) / ((y1 - y0) or 1) * (self.height - self.pad - self.top)
+        )
+
+
 def svg_chart(table: Table, plot: Plot, title: str, width: int = 480, height: int = 240) -> str:
     """A self-contained SVG line chart (no scripts, no external files) for the HTML report: one
     line per series, axis titles, each mark a dashed line with its label and value, labels
     stacked so that they never overlap."""
     series = lines(table, plot)
-    points = [
-        (math.log10(x) if plot.log_x else x, math.log10(y) if plot.log_y else y)
-        for line in series.values()
-        for x, y in line
-    ]
+    points = _axes(table, plot)
     if len(points) < 2:
         return f"<p>{escape(title)}: not enough finite points to plot</p>"
-    pad, top = 44, 30
     xs, ys = [p[0] for p in points], [p[1] for p in points]
-    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
-    sx = lambda x: pad + (x - x0) / ((x1 - x0) or 1) * (width - 2 * pad)  # noqa: E731
-    sy = lambda y: height - pad - (y - y0) / ((y1 - y0) or 1) * (height - pad - top)  # noqa: E731
-    colours = ("#1f6feb", "#8250df", "#1a7f37", "#bf3989")
-    names = _names(table, plot)  # the first and last layer by name, where rows are named
-    left = names.get(10**x0 if plot.log_x else x0) or _label(x0, plot.log_x)
-    right = names.get(10**x1 if plot.log_x else x1) or _label(x1, plot.log_x)
+    frame = _Frame(plot, (min(xs), max(xs), min(ys), max(ys)), width, height)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
         f'aria-label="{escape(title)}">',
-        f'<text x="{pad}" y="16" font-size="13">{escape(title)}</text>',
+        f'<text x="{frame.pad}" y="16" font-size="13">{escape(title)}</text>',
+        *_svg_lines(frame, series),
+        *_svg_axes(frame, _names(table, plot)),
+        *_svg_marks(frame),
+        "</svg>",
     ]
-    for k, line in enumerate(series.values()):
-        drawn = " ".join(
-            f"{sx(math.log10(x) if plot.log_x else x):.1f},{sy(math.log10(y) if plot.log_y else y):.1f}"
-            for x, y in line
-        )
-        parts.append(f'<polyline fill="none" stroke="{colours[k % len(colours)]}" '
-                     f'stroke-width="1.5" points="{drawn}"/>')  # fmt: skip
-    parts += [
+    return "\n".join(parts)
+
+
+def _svg_lines(frame: _Frame, series: dict[str, list[tuple[float, float]]]) -> list[str]:
+    colours = ("#1f6feb", "#8250df", "#1a7f37", "#bf3989")
+    return [
+        f'<polyline fill="none" stroke="{colours[k % len(colours)]}" stroke-width="1.5" '
+        f'points="{" ".join(f"{frame.x(x):.1f},{frame.y(y):.1f}" for x, y in line)}"/>'
+        for k, line in enumerate(series.values())
+    ]
+
+
+def _svg_axes(frame: _Frame, names: dict[float, str]) -> list[str]:
+    """Axes, the ends of each scale (the first and last layer by name where rows are named)
+    and the axis titles."""
+    plot, (x0, x1, y0, y1) = frame.plot, frame.box
+    pad, top, width, height = frame.pad, frame.top, frame.width, frame.height
+    left = names.get(10**x0 if plot.log_x else x0) or _label(x0, plot.log_x)
+    right = names.get(10**x1 if plot.log_x else x1) or _label(x1, plot.log_x)
+    middle = (height - pad + top) / 2
+    return [
         f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#888"/>',
         f'<line x1="{pad}" y1="{top}" x2="{pad}" y2="{height - pad}" stroke="#888"/>',
         f'<text x="{pad}" y="{height - pad + 14}" font-size="10">{escape(left)}</text>',
@@ -202,27 +235,30 @@ def svg_chart(table: Table, plot: Plot, title: str, width: int = 480, height: in
         f'<text x="{pad - 4}" y="{height - pad}" font-size="10" text-anchor="end">{_label(y0, plot.log_y)}</text>',
         f'<text x="{width / 2}" y="{height - 8}" font-size="11" text-anchor="middle">'
         f"{escape(_x_title(plot))}{' (log)' if plot.log_x else ''}</text>",
-        f'<text x="12" y="{(height - pad + top) / 2}" font-size="11" text-anchor="middle" '
-        f'transform="rotate(-90 12 {(height - pad + top) / 2})">{escape(_y_title(plot))}'
+        f'<text x="12" y="{middle}" font-size="11" text-anchor="middle" '
+        f'transform="rotate(-90 12 {middle})">{escape(_y_title(plot))}'
         f"{' (log)' if plot.log_y else ''}</text>",
     ]
-    shown = 0
-    for label, value in plot.marks:
-        mx = math.log10(value) if plot.log_x and value > 0 else value
-        if not x0 <= mx <= x1:
+
+
+def _svg_marks(frame: _Frame) -> list[str]:
+    """Each mark inside the x range: a dashed line, its label and value stacked one line below
+    the previous mark's, anchored to stay inside the chart."""
+    parts, shown = [], 0
+    for label, value in frame.plot.marks:
+        mx = math.log10(value) if frame.plot.log_x and value > 0 else value
+        if not frame.box[0] <= mx <= frame.box[1]:
             continue
-        x = sx(mx)
-        parts.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{height - pad}" '
-                     'stroke="#d29922" stroke-dasharray="4 3"/>')  # fmt: skip
-        anchor = "end" if x > width / 2 else "start"  # the label stays inside the chart
-        dx = -3 if anchor == "end" else 3
-        parts.append(
-            f'<text x="{x + dx:.1f}" y="{top + 10 + 12 * shown}" font-size="10" '
-            f'text-anchor="{anchor}">{escape(label)} {value:.2g}</text>'
-        )
+        x = frame.x(mx, log_applied=True)
+        anchor, dx = ("end", -3) if x > frame.width / 2 else ("start", 3)
+        parts += [
+            f'<line x1="{x:.1f}" y1="{frame.top}" x2="{x:.1f}" y2="{frame.height - frame.pad}" '
+            'stroke="#d29922" stroke-dasharray="4 3"/>',
+            f'<text x="{x + dx:.1f}" y="{frame.top + 10 + 12 * shown}" font-size="10" '
+            f'text-anchor="{anchor}">{escape(label)} {value:.2g}</text>',
+        ]
         shown += 1
-    parts.append("</svg>")
-    return "\n".join(parts)
+    return parts
 
 
 def figure(probe: str, table: Table) -> Any:
