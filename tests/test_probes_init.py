@@ -228,9 +228,35 @@ class Windowed(nn.Module):
         return self.head(x + self.window(x))
 
 
+class Indexer(nn.Module):
+    """Scores keys and returns the top-k indices, as a sparse-attention indexer does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.score = nn.Linear(8, 1)
+
+    def forward(self, x):
+        return self.score(x).squeeze(-1).topk(2, dim=-1).indices
+
+
+class SparseSelect(nn.Module):
+    """Features selected by an indexer: the loss depends on the selection, no gradient crosses
+    it (DSA's indexer, trained by its own KL loss)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.indexer, self.proj, self.head = Indexer(), nn.Linear(8, 8), nn.Linear(8, 4)
+
+    def forward(self, x):
+        tokens = self.proj(x.view(x.shape[0], 2, 4).repeat(1, 2, 2))  # (batch, 4 tokens, 8)
+        picked = tokens.gather(1, self.indexer(tokens)[..., None].expand(-1, -1, 8))
+        return self.head(picked.mean(1))
+
+
 @pytest.mark.parametrize(
     ("model", "where", "how", "severity"),
     [
+        (SparseSelect, "indexer", "selects", "warning"),
         (lambda: Pooled("tanh then dropped"), "pooler", "dropped", "info"),
         (lambda: Pooled("cut further on"), "pooler", "after", "error"),
         (lambda: Windowed(False), "window", "discarded", "info"),

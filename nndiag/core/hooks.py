@@ -88,6 +88,7 @@ class Call:
     grad_enabled: bool
     output_requires_grad: bool
     output_use: str = "used"
+    discrete: bool = False  # every output tensor is integer or boolean (indices, masks)
 
 
 # Reading a tensor's metadata is not using it; these calls use it without passing a gradient.
@@ -148,22 +149,24 @@ def call_records(model: nn.Module) -> Iterator[Calls]:
     `torch.no_grad()` it sees autograd off."""
     from nndiag.core.tensors import tensors_in
 
-    first: dict[nn.Module, tuple[bool, list[torch.Tensor]]] = {}
+    first: dict[nn.Module, tuple[bool, list[torch.Tensor], bool]] = {}
     calls: dict[nn.Module, Call] = {}
 
     def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
         if module not in first:
-            floats = [t for t in tensors_in(output) if t.is_floating_point()]
-            first[module] = (torch.is_grad_enabled(), floats)  # kept alive: ids stay theirs
+            tensors = tensors_in(output)
+            floats = [t for t in tensors if t.is_floating_point()]
+            discrete = bool(tensors) and not floats
+            first[module] = (torch.is_grad_enabled(), floats, discrete)  # ids stay theirs
 
     uses = Uses()
     try:
         with forward_hooks(dict.fromkeys(model.modules(), hook)), uses:
             yield Calls(calls, uses)
     finally:
-        for module, (grad_enabled, floats) in first.items():
+        for module, (grad_enabled, floats, discrete) in first.items():
             graph = any(t.requires_grad for t in floats)
-            calls[module] = Call(grad_enabled, graph, uses.of(floats))
+            calls[module] = Call(grad_enabled, graph, uses.of(floats), discrete)
 
 
 # Tensors made from another one's shape, dtype and device only: their values depend on nothing.

@@ -120,6 +120,7 @@ class ModuleCall:
     grad_enabled: bool  # autograd was recording where it was called
     output_graph: bool  # its output carries a graph
     output_use: str = "used"  # used | detached (read only by detach/.data/.item) | dropped
+    discrete: bool = False  # returns only integer/boolean tensors (indices, masks)
 
 
 @dataclass(frozen=True)
@@ -286,12 +287,14 @@ def measure(ctx: Context, config: Config) -> Measurement:
     if (vanishes or explodes) and ctx.trainable:
         after = profile_metrics(_after_steps(ctx, rows), config)
     calls = tuple(
-        ModuleCall(name, True, call.grad_enabled, call.output_requires_grad, call.output_use)
+        ModuleCall(
+            name, True, call.grad_enabled, call.output_requires_grad, call.output_use, call.discrete
+        )
         if (call := run.calls.modules.get(module)) is not None
         else ModuleCall(name, False, False, False, "")
         for name, module in model.named_modules()
     )
-    suspects = [c for c in cuts(rows, calls) if c.how in ("after", "inside")]
+    suspects = [c for c in cuts(rows, calls) if c.how in ("after", "inside", "selects")]
     return Measurement(
         tuple(rows),
         run.loss,
@@ -313,7 +316,7 @@ def _unreached(ctx: Context, suspects: list[Cut]) -> tuple[str, ...]:
     model = ctx.fresh_model().train()
     modules = dict(model.named_modules())
     outputs = [modules[c.module] for c in suspects if c.how == "after"]
-    parameters = [modules[c.module] for c in suspects if c.how == "inside"]
+    parameters = [modules[c.module] for c in suspects if c.how in ("inside", "selects")]
     with reach_from(outputs, parameters) as reach:
         loss = ctx.run_step(model).loss
     sources = reach.sources(loss)
@@ -505,6 +508,9 @@ class Cut:
 CUT_HOW = {
     "no_grad": "{m} runs with autograd off (torch.no_grad() or inference_mode around its call)",
     "inside": "{m} cuts the graph in its own forward (.detach(), .data or no_grad inside)",
+    "selects": "{m} returns only indices or masks (top-k, argmax, comparisons), through which no "
+    "gradient passes: its parameters learn only from an auxiliary loss on them (a sparse-attention "
+    "indexer's KL loss, a router's balance loss)",
     "detached": "{m}'s output is detached where it is used (.detach(), .data, .item())",
     "after": "{m}'s output is used, but the path from it to the loss is cut further on",
     "not called": "{m} is never called in forward",
@@ -546,7 +552,7 @@ def cuts(
         units.setdefault(unit, []).append(name)
     found = [Cut(unit, _how(unit, names, rows, by_name.get(unit), dead), tuple(names))
              for unit, names in units.items()]  # fmt: skip
-    dropped = {"after": "dropped", "inside": "discarded"}
+    dropped = {"after": "dropped", "inside": "discarded", "selects": "discarded"}
     return [
         dataclasses.replace(c, how=dropped[c.how]) if c.module in unreached else c for c in found
     ]
@@ -571,7 +577,7 @@ def _how(
     if not call.grad_enabled:
         return "no_grad"
     if not call.output_graph:
-        return "inside"
+        return "selects" if call.discrete else "inside"
     return {"detached": "detached", "dropped": "dropped"}.get(call.output_use, "after")
 
 
@@ -587,21 +593,31 @@ def _reachability(m: Measurement) -> list[Finding]:
             for c in found
         )
         crippling = any(c.how in CRIPPLING for c in found)
+        selects = any(c.how == "selects" for c in found)
         findings.append(
             finding(
                 Code.NO_GRADIENT,
                 NAME,
                 f"{len(dead)} trainable parameter tensor(s) get no gradient, at init or in any of "
                 f"a few training steps: {places}"
-                + ("" if crippling else "; they do not affect the loss and stay at their init"),
+                + (
+                    ""
+                    if crippling or selects
+                    else "; they do not affect the loss and stay at their init"
+                ),
                 where=[c.module or "model" for c in found],
                 evidence={
                     "parameters": [r["parameter"] for r in dead],
                     "cuts": {c.module or "model": c.how for c in found},
                 },
-                severity=None if crippling else Severity.INFO,
+                # A selection the loss depends on but no gradient crosses: the rest of the model
+                # trains, these parameters only with an auxiliary loss.
+                severity=None if crippling else Severity.WARNING if selects else Severity.INFO,
                 hint=None
                 if crippling
+                else "Add the auxiliary loss that trains the selecting module, or freeze it "
+                "(requires_grad=False) if its init is meant to stay."
+                if selects
                 else "Remove the unused modules, or use their output; under "
                 "DistributedDataParallel pass find_unused_parameters=True.",
             )
