@@ -438,9 +438,20 @@ def _confirm_zero_gradients(ctx: Context, rows: list[Row]) -> None:
 # ---- diagnosing ------------------------------------------------------------------------------------
 
 
+def _block(parameter: str) -> str:
+    """The repeated block a parameter belongs to: its path up to the first numbered component
+    ('model.layers.3.attn.q_proj.weight' -> 'model.layers.3'); outside any, itself."""
+    parts = parameter.split(".")
+    numbered = next((i for i, p in enumerate(parts[:-1]) if p.isdigit()), None)
+    return parameter if numbered is None else ".".join(parts[: numbered + 1])
+
+
 def profile_metrics(rows: list[Row], config: Config) -> dict[str, Any]:
     """Depth profile over the weight matrices with a usable ratio, in forward order; weights that
-    are zero-gated at init are left out (their ratio says nothing about depth)."""
+    are zero-gated at init are left out (their ratio says nothing about depth). The first and
+    last quarters are counted in blocks (a transformer layer, a residual block), not matrices:
+    inside one attention block the query and key projections get a second-order gradient at init
+    (near-uniform attention), far below the value projection's, and that is not depth."""
     from nndiag.core.stats import log10_slope
 
     layers = [r for r in rows if r["in_profile"] and r["trainable"] and r["ratio"] > 0]
@@ -448,8 +459,11 @@ def profile_metrics(rows: list[Row], config: Config) -> dict[str, Any]:
         math.isfinite(r["ratio"]) for r in layers
     ):
         return {"profile_layers": len(layers)}
-    quarter = max(1, len(layers) // 4)
-    first, last = layers[:quarter], layers[-quarter:]
+    blocks = list(dict.fromkeys(_block(r["parameter"]) for r in layers))  # forward order
+    quarter = max(1, len(blocks) // 4)
+    first_blocks, last_blocks = set(blocks[:quarter]), set(blocks[-quarter:])
+    first = [r for r in layers if _block(r["parameter"]) in first_blocks]
+    last = [r for r in layers if _block(r["parameter"]) in last_blocks]
     ratios = lambda part: [r["ratio"] for r in part]  # noqa: E731
     return {
         "profile_layers": len(layers),
