@@ -240,6 +240,7 @@ NO_GAIN = (math.nan, math.nan)
 def measure(ctx: Context, config: Config) -> Measurement:
     from nndiag.core.hooks import module_names
     from nndiag.core.inits import fan_out_convention, untrained_signature
+    from nndiag.core.reduce import any_true
     from nndiag.distributed import local
 
     run = _forward_backward(ctx)
@@ -295,13 +296,16 @@ def measure(ctx: Context, config: Config) -> Measurement:
         for name, module in model.named_modules()
     )
     suspects = [c for c in cuts(rows, calls) if c.how in ("after", "inside", "selects")]
+    # Under torchrun each rank read its own pass (how outputs were used can differ with the
+    # sharding hooks): the extra forward is a collective, so every rank runs it if any needs it.
+    traced = any_true(ctx.reduce, bool(suspects))
     return Measurement(
         tuple(rows),
         run.loss,
         calls,
         after.get("vanishing_ratio"),
         after.get("exploding_ratio"),
-        _unreached(ctx, suspects) if suspects else (),
+        _unreached(ctx, suspects) if traced else (),
     )
 
 
