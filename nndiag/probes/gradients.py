@@ -130,7 +130,7 @@ class Measurement:
     calls: tuple[ModuleCall, ...] = ()
     vanishing_after_steps: float | None = None  # the profile's ratios on the confirmation copy
     exploding_after_steps: float | None = None
-    unreached: tuple[str, ...] = ()  # modules whose output is used, yet the loss never reads
+    unreached: tuple[str, ...] = ()  # cut modules of which nothing reaches the loss (_unreached)
 
 
 # ---- measuring -----------------------------------------------------------------------------------
