@@ -257,6 +257,7 @@ def main() -> None:
             n for n in names
             if args.rerun or results.get(n, {}).get("fingerprint") != current
         ]  # fmt: skip
+        todo.sort(key=lambda n: n in results)  # never checked first: a partial sweep widens
         todo = todo[: args.limit] if args.limit else todo
         print(f"{len(todo)} of {len(names)} architectures to check at {current}", flush=True)
         sweep(todo, results, args.workers, args.timeout, args.results)

@@ -122,6 +122,36 @@ def test_fp16_overflow_is_an_error_only_for_the_formats_you_train_in(emulate: bo
     assert bf16_only.metrics["safe"] == ["fp32", "bf16"]
 
 
+class _Mask(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        keep = torch.ones(x.shape[0], x.shape[0], dtype=torch.bool).tril()
+        return torch.where(keep, 0.0, -1e10)  # (N, N), float32 under autocast too
+
+
+class _MaskedScores(nn.Module):
+    """LongT5's local attention: a module returns an additive mask of -1e10 built in fp32; it
+    joins the fp16 scores, the sum promotes to fp32 and softmax (fp32 under autocast) zeroes the
+    masked positions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.query = nn.Linear(8, 8)
+        self.mask = _Mask()
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scores = self.query(x) @ x.T + self.mask(x)  # (N, N): examples attend to earlier ones
+        return self.head(scores.softmax(-1) @ x)
+
+
+@pytest.mark.parametrize("emulate", [True, False])
+def test_an_fp32_mask_beyond_fp16_range_is_a_note_not_an_overflow(emulate: bool) -> None:
+    result = run("precision", _MaskedScores(), class_batch(), emulate=emulate)
+    assert result.findings == ()
+    assert result.metrics["safe"] == ["fp32", "bf16", "fp16"]
+    assert any(note.startswith("mask outputs values beyond fp16") for note in result.notes)
+
+
 class _Whisper(nn.Module):
     """Gradients of about 1e-9: every one flushes to zero in fp16 without loss scaling."""
 

@@ -376,6 +376,28 @@ def test_conv_units_are_channels() -> None:
     assert row["units"] == 4 and row["dead_fraction"] == pytest.approx(0.25)
 
 
+class _Router(nn.Module):
+    """Llama 4's router: the experts not picked score -inf, so their sigmoid gate is exactly 0."""
+
+    def __init__(self, blocked: float) -> None:
+        super().__init__()
+        self.score = nn.Linear(8, 4)
+        self.head = nn.Linear(8, 4)
+        self.blocked = blocked
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.score(x)  # (N, 4 experts)
+        top = logits.topk(1, dim=-1)
+        scores = torch.full_like(logits, self.blocked).scatter(1, top.indices, top.values)
+        return self.head(x) * torch.sigmoid(scores)
+
+
+@pytest.mark.parametrize(("blocked", "fires"), [(-math.inf, False), (-30.0, True)])
+def test_sigmoid_of_minus_infinity_is_a_mask_not_saturation(blocked: float, fires: bool) -> None:
+    row = run("activations", _Router(blocked), class_batch()).table("sites").rows[0]
+    assert (row["saturated_fraction"] > 0.5) is fires
+
+
 def test_saturation_and_gelu_internals() -> None:
     tanh = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 4))
     with torch.no_grad():

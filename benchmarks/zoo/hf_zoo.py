@@ -37,7 +37,7 @@ SHRINK: tuple[tuple[str, int], ...] = (
         r"^(hidden_size|d_model|n_embd|embed_dim|dim|model_dim|word_embed_proj_dim|"
         r"embedding_size|emb_dim|d_embed|hidden_dim_model|projection_dim|text_embed_dim|"
         r"vision_embed_dim|encoder_hidden_size|decoder_hidden_size|output_hidden_size|"
-        r"pooler_hidden_size|classifier_proj_size)$",
+        r"pooler_hidden_size|classifier_proj_size|dim_model_base)$",
         32,
     ),
     (

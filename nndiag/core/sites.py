@@ -61,8 +61,12 @@ class SiteStats:
     saturated: int = 0
     alive: Tensor | None = None  # per unit: non-zero anywhere yet (ReLU family)
 
-    def add(self, y: Tensor) -> None:
+    def add(self, y: Tensor, x: Any = None) -> None:
         y = y.detach().float()
+        if self.kind in ("tanh", "sigmoid") and isinstance(x, Tensor) and x.shape == y.shape:
+            # sigmoid(-inf) is a mask, not a stuck unit (Llama 4's router scores the experts
+            # it did not pick as -inf): only finite pre-activations can saturate
+            y = y[torch.isfinite(x.detach())]
         self.calls += 1
         self.values += y.numel()
         self.total += float(y.sum())
@@ -101,7 +105,7 @@ class ActivationRecorder(TorchFunctionMode):
         inside_activation = any(module_kind(m) for m in self.stack)
         if kind and not inside_activation and isinstance(out, Tensor) and out.is_floating_point():
             owner = self.names[self.stack[-1]] if self.stack else "<root>"
-            self.stats(f"{owner}:{func.__name__}", kind).add(out)
+            self.stats(f"{owner}:{func.__name__}", kind).add(out, args[0] if args else None)
         return out
 
 
@@ -112,11 +116,11 @@ def module_stack(model: nn.Module, recorder: ActivationRecorder) -> Iterator[Non
     def enter(module: nn.Module, _args: Any) -> None:
         recorder.stack.append(module)
 
-    def leave(module: nn.Module, _args: Any, output: Any) -> None:
+    def leave(module: nn.Module, args: Any, output: Any) -> None:
         recorder.stack.pop()
         kind = module_kind(module)
         if kind and isinstance(output, Tensor) and not any(module_kind(m) for m in recorder.stack):
-            recorder.stats(recorder.names[module], kind).add(output)
+            recorder.stats(recorder.names[module], kind).add(output, args[0] if args else None)
 
     handles = []
     try:
