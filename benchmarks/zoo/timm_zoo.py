@@ -2,7 +2,10 @@
 and a module often holds several families (resnet: resnet, resnext, seresnet, ecaresnet, ...).
 A family is the module and the leading letters of the model's name; its representative is the
 variant with the fewest parameters (counted on the meta device, nothing allocated), built with
-random init (pretrained=False), 5 classes, at the smallest input side it accepts from SIDES."""
+random init (pretrained=False), 5 classes, at the smallest input side it accepts from SIDES. A
+representative above MAX_PARAMETERS is built narrower and shallower through the keyword arguments
+its class takes (SHRINK: the first set that builds and fits; ViTs take depth and width), else
+excluded with its size."""
 
 from __future__ import annotations
 
@@ -10,7 +13,6 @@ import inspect
 import json
 import re
 import warnings
-from functools import cache
 from typing import Any
 
 import torch
@@ -21,9 +23,17 @@ from zoo.base import RESULTS, Arch, Excluded, use_stand_in_torchvision
 
 CLASSES = 5
 SIDES = (64, 96, 128, 160, 224)  # input sides tried in order; 64 keeps a 2-core sweep feasible
-# Above this the smallest variant of a family takes minutes per check on 2 cores at 64 px: listed
-# as an exclusion with its size.
-MAX_PARAMETERS = 15_000_000
+# Above this a check takes several minutes on 2 cores at 64 px (a ResNet-50, 25M, about one).
+MAX_PARAMETERS = 40_000_000
+# Keyword sets tried, in order, on a representative above MAX_PARAMETERS: timm's model classes
+# take their depth and width as constructor arguments (the ViT family: depth, embed_dim, heads;
+# ResNets: blocks per stage).
+SHRINK: tuple[dict[str, Any], ...] = (
+    {"depth": 2, "embed_dim": 64, "num_heads": 2},
+    {"layers": (1, 1, 1, 1)},
+    {"depth": 2, "embed_dim": 64},
+    {"depth": 2},
+)
 # Families that are one model's detached parts or need inputs other than an image batch.
 SKIP_WORDS = ("_enc", "_dist", "sam2_", "naflex")
 
@@ -33,17 +43,30 @@ def family_key(module: str, name: str) -> str:
     return f"{module}:{lead.group(0) if lead else name}"
 
 
-@cache
-def _parameters_on_meta(name: str) -> int:
+def _parameters_on_meta(name: str, **shrink: Any) -> int:
     import timm
 
     with warnings.catch_warnings(), torch.device("meta"):
         warnings.simplefilter("ignore")
         try:
-            model = timm.create_model(name, pretrained=False, num_classes=CLASSES)
+            model = timm.create_model(name, pretrained=False, num_classes=CLASSES, **shrink)
         except Exception:
             return -1
     return sum(p.numel() for p in model.parameters())
+
+
+def _shrink(name: str, parameters: int) -> dict[str, Any]:
+    """The first SHRINK set under which `name` builds within MAX_PARAMETERS ({} when it fits)."""
+    if parameters <= MAX_PARAMETERS:
+        return {}
+    for kwargs in SHRINK:
+        if 0 < _parameters_on_meta(name, **kwargs) <= MAX_PARAMETERS:
+            return kwargs
+    raise Excluded(
+        f"smallest variant has {parameters / 1e6:.0f}M parameters (more than "
+        f"{MAX_PARAMETERS / 1e6:.0f}M: minutes per check on the 2-core sweep machine) and takes "
+        "no depth/width arguments"
+    )
 
 
 def representatives() -> dict[str, tuple[str, int]]:
@@ -75,11 +98,11 @@ def representatives() -> dict[str, tuple[str, int]]:
     return chosen
 
 
-def _create(name: str, side: int) -> nn.Module:
+def _create(name: str, side: int, shrink: dict[str, Any]) -> nn.Module:
     import timm
 
     entry = timm.models.model_entrypoint(name)
-    kwargs: dict[str, Any] = {"pretrained": False, "num_classes": CLASSES}
+    kwargs: dict[str, Any] = {"pretrained": False, "num_classes": CLASSES, **shrink}
     accepts = inspect.signature(entry).parameters
     takes_size = "img_size" in accepts or any(p.kind is p.VAR_KEYWORD for p in accepts.values())
     if takes_size:
@@ -90,11 +113,11 @@ def _create(name: str, side: int) -> nn.Module:
     return timm.create_model(name, **kwargs)
 
 
-def _smallest_side(name: str) -> int:
+def _smallest_side(name: str, shrink: dict[str, Any]) -> int:
     for side in SIDES:
         torch.manual_seed(0)
         try:
-            model = _create(name, side)
+            model = _create(name, side, shrink)
             with torch.no_grad():
                 model.eval()(torch.randn(2, 3, side, side))
                 model.train()(torch.randn(2, 3, side, side))
@@ -123,18 +146,14 @@ def arch(family: str, name: str, parameters: int) -> Arch:
     def build() -> nn.Module:
         if parameters < 0:
             raise Excluded("no model of the family builds with pretrained=False here")
-        if parameters > MAX_PARAMETERS:
-            raise Excluded(
-                f"smallest variant has {parameters / 1e6:.0f}M parameters (more than "
-                f"{MAX_PARAMETERS / 1e6:.0f}M: minutes per check on the 2-core sweep machine)"
-            )
         use_stand_in_torchvision()
-        side_box["side"] = _smallest_side(name)
+        shrink = _shrink(name, parameters)
+        side_box["side"] = _smallest_side(name, shrink)
         torch.manual_seed(0)
-        return _create(name, side_box["side"])
+        return _create(name, side_box["side"], shrink)
 
     def make_batch(batch_size: int = 16) -> Any:
-        side = side_box.get("side") or _smallest_side(name)
+        side = side_box.get("side") or _smallest_side(name, _shrink(name, parameters))
         return teacher_classification(batch_size, (3, side, side), CLASSES)
 
     module = family.split(":")[0]
