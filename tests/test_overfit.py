@@ -155,14 +155,6 @@ def test_a_loss_with_a_floor_below_the_zeroed_baseline_is_an_info() -> None:
     assert found.severity is Severity.INFO and "learns from its inputs" in found.message
 
 
-def test_the_inputs_help_bound_is_inputs_help_fraction() -> None:
-    fraction = Config().inputs_help_fraction
-    just_in = diagnose(_measured(_geometric(2.0, 0.99 * fraction), _geometric(2.0, 1.0)), Config())
-    just_out = diagnose(_measured(_geometric(2.0, 1.01 * fraction), _geometric(2.0, 1.0)), Config())
-    assert [f.severity for f in just_in] == [Severity.INFO]
-    assert [f.severity for f in just_out] == [Severity.ERROR]
-
-
 def test_divergence_and_a_rising_loss_are_errors() -> None:
     diverged = diagnose(_measured([2.0, 3.0, math.inf], None), Config())
     assert [(f.code, f.severity) for f in diverged] == [

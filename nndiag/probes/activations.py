@@ -55,7 +55,10 @@ class Config:
         low=1,
     )
     max_batches: int = setting(
-        4, "batches at most for those examples (the fixed one, then fresh ones)", low=1
+        4,
+        "batches at most for those examples (the fixed one, then fresh ones)",
+        source="dead_examples (64) in batches of 16",
+        low=1,
     )
     min_examples: int = setting(
         8,

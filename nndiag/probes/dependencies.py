@@ -58,6 +58,8 @@ class Config:
     shift_match_min: float = setting(
         0.99,
         "targets are next tokens when at least this share of them equal the inputs one position on",
+        source="random tokens match their shifted inputs by chance 1/V (1% at V = 100); 1% "
+        "leaves room for a few replaced ids (masking, special tokens)",
         low=0.0,
         high=1.0,
     )

@@ -186,7 +186,7 @@ def _are_probabilities(logits: Tensor, atol: float, last_axis: bool = False) -> 
     if logits.shape[axis] < 2:
         return False
     sums = logits.sum(dim=axis)
-    return torch.allclose(sums, torch.ones_like(sums), atol=atol)
+    return torch.allclose(sums, torch.ones_like(sums), rtol=0.0, atol=atol)
 
 
 def _output_layer(model: nn.Module, ctx: Context) -> tuple[str, str]:

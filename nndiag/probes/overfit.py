@@ -80,6 +80,8 @@ class Config:
     plateau_improvement: float = setting(
         0.1,
         "a loss that improved by less than this over the last fifth of the run has stopped improving",
+        source="at the default 300 steps, 10% per 60 steps would take ~1700 more steps to fall "
+        "20x, far past max_extension",
         low=0.0,
         high=1.0,
     )
@@ -107,6 +109,9 @@ class Config:
     inputs_help_fraction: float = setting(
         0.9,
         "the inputs help when the real run ends below this fraction of the zeroed-input run's loss",
+        source="a VAE with an ELBO floor ends at 0.76 of its zeroed-input loss (4.57e3 vs "
+        "5.99e3); a model that ignores its input ends at about 1.0 of it: 0.9 leaves 10% for "
+        "run-to-run noise",
         low=0.0,
         high=1.0,
     )
@@ -211,6 +216,12 @@ def _learning_rate(ctx: Context, config: Config) -> tuple[float | None, str]:
     return (None, "optimizer") if ctx.optimizer_for else (config.default_lr, "default")
 
 
+def memorised(loss: float, accuracy: float, threshold: float, config: Config) -> bool:
+    """At or below the pass line and, for class scores, accurate enough. Accuracy is NaN where
+    the outputs are not class scores (a custom loss on integer targets): the loss alone decides."""
+    return loss <= threshold and (math.isnan(accuracy) or accuracy >= config.pass_accuracy)
+
+
 def _still_falling(losses: list[float], config: Config) -> bool:
     recent = losses[-max(2, len(losses) // 5) :]
     return recent[-1] < (1 - config.plateau_improvement) * recent[0]
@@ -265,9 +276,7 @@ def _train(
             if not math.isfinite(loss):
                 nonfinite_at = step
                 break
-            # Accuracy is NaN where the outputs are not class scores (a custom loss on integer
-            # targets): the loss alone decides then.
-            if loss <= threshold and (math.isnan(acc) or acc >= config.pass_accuracy):
+            if memorised(loss, acc, threshold, config):
                 passed_at = step
                 break
             if step == budget:

@@ -90,7 +90,11 @@ class Config:
         low=0.0,
     )
     min_profile_blocks: int = setting(
-        3, "blocks on the gradient path needed to speak of depth", low=2
+        3,
+        "blocks on the gradient path needed to speak of depth",
+        source="two blocks give one ratio, indistinguishable from one odd block; three give a "
+        "trend (the same reasoning as the gradients probe's min_profile_layers)",
+        low=2,
     )
     nonlinearity_min: float = setting(
         1e-4,
@@ -117,7 +121,13 @@ class Config:
         low=0.0,
         high=1.0,
     )
-    min_sequence: int = setting(8, "sequences shorter than this get no temporal profile", low=2)
+    min_sequence: int = setting(
+        8,
+        "sequences shorter than this get no temporal profile",
+        source="short_horizon_fraction 0.25 of 8 steps is 2: below 8 a horizon of one step would "
+        "already be 'short'",
+        low=2,
+    )
     gate_opening_min: float = setting(
         10.0,
         "a vanishing gain that grows at least this many times within the confirmation steps is "

@@ -78,7 +78,13 @@ class Config:
         10, "the steepest rule skips this many first points", source="pytorch-lr-finder", low=0
     )
     skip_end: int = setting(5, "and this many last points", source="pytorch-lr-finder", low=0)
-    min_points: int = setting(10, "finite points needed before divergence", low=3)
+    min_points: int = setting(
+        10,
+        "finite points needed before divergence",
+        source="more points than one trend_window (7) of the running median: a trend, not one "
+        "window's median",
+        low=3,
+    )
     noise_sigmas: float = setting(
         3.0,
         "a fall is clear when it exceeds this many standard errors of the trend",
@@ -149,10 +155,18 @@ class Config:
         high=1.0,
     )
     sweep_extensions: int = setting(
-        2, "times the sweep may extend past an edge where its best candidate sits", low=0
+        2,
+        "times the sweep may extend past an edge where its best candidate sits",
+        source="two sweep_spacing steps past the first candidates: the sweep can then reach a "
+        "decade and a half either side of the range test's estimate",
+        low=0,
     )
     max_skipped_steps: int = setting(
-        50, "fp16: retries of a step the GradScaler dropped, per run", low=0
+        50,
+        "fp16: retries of a step the GradScaler dropped, per run",
+        source="GradScaler halves its scale per skipped step: 50 halvings cover 2^16 down past "
+        "fp16's smallest normal",
+        low=0,
     )
 
     def __post_init__(self) -> None:
@@ -331,14 +345,20 @@ def _memorises(
         ctx, lrs, draw, config.diverge_factor, config.smooth_beta, config.max_skipped_steps, label
     )
     pooled = analyse(curve.lrs, curve.losses, config.start_lr, config.end_lr, config)
+    learns = learns_on_pool(pooled, chance, config)
+    return (Learnable.NOT_ACROSS_BATCHES if learns else Learnable.NO), pooled, curve
+
+
+def learns_on_pool(pooled: Analysis, chance: float | None, config: Config) -> bool:
+    """A clear fall on the fixed batches to more than `pool_depth_min` below chance (or below
+    the curve's start, when chance is unknown)."""
     reference = chance if chance is not None else (pooled.descent.start if pooled.descent else None)
-    learns = bool(
+    return bool(
         pooled.clear
         and pooled.descent
         and reference
         and pooled.descent.lowest < (1 - config.pool_depth_min) * reference
     )
-    return (Learnable.NOT_ACROSS_BATCHES if learns else Learnable.NO), pooled, curve
 
 
 def _sweep(
