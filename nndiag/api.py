@@ -29,7 +29,15 @@ from nndiag.core.optimizers import rebuilt
 from nndiag.core.state import preserved_process_state, preserved_rng, seed_everything
 from nndiag.core.steps import StepFn
 from nndiag.core.tensors import describe
-from nndiag.errors import ContractError, OptionError, UsageError, UserExit, describe_exception
+from nndiag.errors import (
+    ContractError,
+    OptionError,
+    RankLost,
+    UsageError,
+    UserExit,
+    collective_failure,
+    describe_exception,
+)
 from nndiag.loading import load_spec, model_namespace
 from nndiag.probes import registry, select, spec
 from nndiag.probes.base import ProbeSpec
@@ -289,11 +297,16 @@ def run_probe(s: ProbeSpec[Any, Any], ctx: Context, config: Any) -> ProbeResult:
             "out of memory: lower --batch-size (or use a smaller model / --device cpu)",
             started,
         )
-    except UserExit:
+    except (UserExit, RankLost):
         raise
     except UsageError as exc:
         return _failed(s.name, str(exc), started)
     except Exception as exc:
+        if collective_failure(exc):
+            raise RankLost(
+                f"the {s.name} probe's collective failed: {describe_exception(exc)} (another "
+                "rank hangs or died; NNDIAG_COLLECTIVE_TIMEOUT sets the wait in seconds)"
+            ) from exc
         return _failed(s.name, describe_exception(exc), started)
     except KeyboardInterrupt:
         raise

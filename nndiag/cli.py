@@ -491,7 +491,7 @@ def _run_distributed(
 
     from nndiag.config import Distributed
     from nndiag.distributed import agreed_exit, exit_rank, session
-    from nndiag.errors import UsageError
+    from nndiag.errors import RankLost, UsageError, collective_failure, describe_exception
 
     err = Console(stderr=True)
     try:
@@ -503,16 +503,31 @@ def _run_distributed(
                     if s.leader
                     else exit_code(report, show.fail_on, show.strict)
                 )
+            except RankLost as exc:
+                _lost(s.rank, s.world, str(exc))
             except UsageError as exc:
                 if s.leader or debug:
                     _echo_error(str(exc))
                 code = EXIT_USAGE
+            except Exception as exc:
+                if not collective_failure(exc):
+                    raise
+                _lost(s.rank, s.world, describe_exception(exc))
             code = agreed_exit(code)
     except UsageError as exc:
         _fail(str(exc), debug, exc)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     exit_rank(code)
+
+
+def _lost(rank: int, world: int, message: str) -> NoReturn:
+    """A collective failed: the group can neither be torn down nor agree on a code, so every
+    rank that gets here says why in one line and leaves; torchrun stops the others (SIGTERM)."""
+    from nndiag.distributed import exit_rank
+
+    _echo_error(f"rank {rank} of {world}: {message}")
+    exit_rank(EXIT_USAGE)
 
 
 def _stdout_console() -> Any:

@@ -49,7 +49,31 @@ class Session:
         return self.rank == 0
 
 
-COLLECTIVE_TIMEOUT_S = 300.0  # a rank that waits this long for the others ends the run
+# A rank that waits this long for the others ends the run (NNDIAG_COLLECTIVE_TIMEOUT: seconds).
+COLLECTIVE_TIMEOUT_S = 300.0
+EXIT_STOPPED = 2  # the check could not run to its end (running.EXIT_USAGE)
+
+
+def collective_timeout() -> timedelta:
+    return timedelta(
+        seconds=float(os.environ.get("NNDIAG_COLLECTIVE_TIMEOUT", COLLECTIVE_TIMEOUT_S))
+    )
+
+
+def _stop_on_sigterm(rank: int, world: int) -> None:
+    """torchrun ends the ranks still running with SIGTERM once one fails (a collective timed
+    out there): this rank says so in one line and leaves with the failed run's code, rather than
+    die of the signal mid-probe."""
+
+    def stop(_signum: int, _frame: Any) -> None:
+        sys.stderr.write(
+            f"nndiag: error: rank {rank} of {world} stopped: torchrun sent SIGTERM (another "
+            "rank failed, or the run was cancelled)\n"
+        )
+        sys.stderr.flush()
+        os._exit(EXIT_STOPPED)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 @contextmanager
@@ -70,7 +94,8 @@ def session(strategy: Distributed, device: str) -> Iterator[Session]:
         if cuda:
             torch.cuda.set_device(target)
         backend = "nccl" if cuda else "gloo"
-        dist.init_process_group(backend, timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S))
+        dist.init_process_group(backend, timeout=collective_timeout())
+    _stop_on_sigterm(rank, world)
     try:
         mesh = None
         if strategy is Distributed.FSDP:

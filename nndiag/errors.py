@@ -33,6 +33,18 @@ class OutputError(UsageError):
     """An export destination cannot be written."""
 
 
+class RankLost(UsageError):
+    """Under torchrun, a collective failed: another rank hangs past the collective timeout or
+    died. The process group is unusable, so the whole distributed check ends."""
+
+
+def collective_failure(exc: BaseException) -> bool:
+    """Does `exc` come from a collective that timed out or lost its peer? gloo raises a plain
+    RuntimeError from its transport; NCCL's watchdog a DistBackendError."""
+    backend_error = type(exc).__name__ == "DistBackendError"
+    return backend_error or (isinstance(exc, RuntimeError) and "/gloo/transport/" in str(exc))
+
+
 class UserExit(ContractError):
     """User code raised SystemExit (or another BaseException): the check cannot have passed."""
 

@@ -309,3 +309,55 @@ def test_twelve_two_rank_runs_end_cleanly(tmp_path: Path) -> None:
         ]
         codes = [finished(process, timeout=120).returncode for process in pair]
         assert codes == [0, 1]
+
+
+HANGING = '''
+import os
+import time
+
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        if os.environ.get("RANK") == "1" and torch.is_grad_enabled():
+            time.sleep(600)  # rank 1 hangs in its first backward-bound forward
+        return self.fc(x)
+
+
+def build_model():
+    return Net()
+
+
+def make_batch(batch_size=16):
+    x = torch.randn(batch_size, 8)
+    return x, (x[:, 0] > 0).long()
+'''
+
+
+def test_a_hanging_rank_ends_every_rank_with_one_line(tmp_path: Path) -> None:
+    """Rank 1 hangs; rank 0's collective times out (NNDIAG_COLLECTIVE_TIMEOUT), it says so in
+    one line and leaves with code 2; torchrun's SIGTERM stops rank 1, which says so too."""
+    target = tmp_path / "hangs.py"
+    target.write_text(HANGING)
+    process = subprocess.Popen(
+        torchrun_command(target, "ddp", None, "--probe", "gradients", "--quiet"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        start_new_session=True, env={**os.environ, "NNDIAG_COLLECTIVE_TIMEOUT": "5"},
+    )  # fmt: skip
+    done = finished(process, timeout=120)
+    text = done.stdout + done.stderr
+    ours = [line for line in text.splitlines() if line.startswith("nndiag: error: rank")]
+    assert len(ours) == 2, text[-3000:]
+    assert ours[0].startswith("nndiag: error: rank 0 of 2:") or ours[1].startswith(
+        "nndiag: error: rank 0 of 2:"
+    )
+    assert any("rank 1 of 2 stopped: torchrun sent SIGTERM" in line for line in ours)
+    assert any("NNDIAG_COLLECTIVE_TIMEOUT" in line for line in ours)
+    assert done.returncode != 0 and re.search(r"exitcode\s*:\s*2\b", text), text[-3000:]
+    assert "/nndiag/" not in text  # no traceback through nndiag's code on any rank
