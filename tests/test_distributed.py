@@ -311,7 +311,7 @@ def test_twelve_two_rank_runs_end_cleanly(tmp_path: Path) -> None:
         assert codes == [0, 1]
 
 
-HANGING = '''
+HANGING = """
 import os
 import time
 
@@ -337,7 +337,7 @@ def build_model():
 def make_batch(batch_size=16):
     x = torch.randn(batch_size, 8)
     return x, (x[:, 0] > 0).long()
-'''
+"""
 
 
 def test_a_hanging_rank_ends_every_rank_with_one_line(tmp_path: Path) -> None:

@@ -331,6 +331,36 @@ def test_a_gate_carried_by_its_bias_is_not_a_small_init(bias: float, flagged: bo
     assert ("init-scale" in codes(result)) is flagged
 
 
+class GatedBlock(nn.Module):
+    """timm's SwiGLU without bias: the gate weights drawn with std 1e-6, so the branch is ~0 at
+    init; with `residual` the skip carries the signal past it (a branch gated shut, as in AIMv2),
+    without it the block's output is ~0 (a layer that shrinks the signal a millionfold)."""
+
+    def __init__(self, residual: bool) -> None:
+        super().__init__()
+        self.gate = nn.Linear(16, 32, bias=False)
+        self.value = nn.Linear(16, 32, bias=False)
+        self.proj = nn.Linear(32, 16)
+        self.residual = residual
+        with torch.no_grad():
+            self.gate.weight.normal_(0, 1e-6)
+
+    def forward(self, x):
+        branch = self.proj(F.silu(self.gate(x)) * self.value(x))
+        return x + branch if self.residual else branch
+
+
+@pytest.mark.parametrize(("residual", "flagged"), [(True, False), (False, True)])
+def test_a_branch_gated_shut_behind_a_skip_is_not_a_small_init(
+    residual: bool, flagged: bool
+) -> None:
+    model = nn.Sequential(
+        nn.Linear(8, 16), *(GatedBlock(residual) for _ in range(2)), nn.Linear(16, 4)
+    )
+    result = run("gradients", model, class_batch())
+    assert ("init-scale" in codes(result)) is flagged
+
+
 # ---- activations -------------------------------------------------------------------------------
 
 

@@ -334,6 +334,7 @@ def grad_row(block: int, ratio: float, **extra: Any) -> dict[str, Any]:
             "trainable": True, "has_grad": True, "zero_grad": False, "flows_after_steps": None,
             "use": "used", "numel": 64, "in_profile": True, "ratio": ratio, "grad_norm": ratio,
             "weight_norm": 1.0, "init_gain": 1.0, "signal_gain": 1.0, "output_gain": 1.0,
+            "block_gain": math.nan,
             "feeds_norm": False, "convention": "", "called": True, "init_match": "",
             **extra}  # fmt: skip
 

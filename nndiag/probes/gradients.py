@@ -176,6 +176,25 @@ def _signal_hook(gains: dict[Any, tuple[float, float, float]]) -> Any:
     return hook
 
 
+def _variation_hook(gains: dict[Any, tuple[float, float, float]]) -> Any:
+    """A block's first call: the mean squares of its output's and its input's variation across
+    the batch (a constant output, a bias, carries no signal), in _signal_hook's layout."""
+    import torch
+
+    def hook(module: Any, args: Any, output: Any) -> None:
+        first = output[0] if isinstance(output, (tuple, list)) and output else output
+        if module in gains or not args or not isinstance(first, torch.Tensor):
+            return
+        x, y = args[0], first.detach().float()
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.shape[0] < 2:
+            return
+        x = x.detach().float()
+        out = float((y - y.mean(dim=0)).pow(2).mean())
+        gains[module] = (out, float((x - x.mean(dim=0)).pow(2).mean()), out)
+
+    return hook
+
+
 @dataclass
 class _Pass:
     """One forward and backward of a copy, with what the hooks saw."""
@@ -202,7 +221,10 @@ def _forward_backward(ctx: Context) -> _Pass:
         if any(_is_affine(m, n, p) for n, p in m.named_parameters(recurse=False))
     ]
     squares: dict[nn.Module, tuple[float, float, float]] = {}
-    hooks = forward_hooks(dict.fromkeys(affine, _signal_hook(squares)))
+    hooks = forward_hooks({
+        **dict.fromkeys(_blocks(model, affine), _variation_hook(squares)),
+        **dict.fromkeys(affine, _signal_hook(squares)),
+    })  # fmt: skip
     with eval_mode_backward(model):
         with (
             execution_order(model) as order,
@@ -215,6 +237,16 @@ def _forward_backward(ctx: Context) -> _Pass:
             loss.backward()
     ctx.reduce.average_gradients(model)  # under DDP: the whole batch's gradient
     return _Pass(model, float(loss.detach()), order, entered, _gains(ctx, squares), calls)
+
+
+def _blocks(model: nn.Module, affine: list[nn.Module]) -> list[nn.Module]:
+    """The repeated blocks (_block) holding the affine layers, other than the layers themselves:
+    their gain says whether the signal passes a layer that shrinks it (a residual skip)."""
+    by_name = dict(model.named_modules())
+    layers = set(affine)
+    # A layer's block is its parameters' block: _block reads a parameter's path.
+    found = {by_name.get(_block(f"{name}.weight")) for name, m in by_name.items() if m in layers}
+    return [m for m in found if m is not None and m not in layers]
 
 
 def _gains(
@@ -246,7 +278,8 @@ def measure(ctx: Context, config: Config) -> Measurement:
     run = _forward_backward(ctx)
     model = run.model
     names = module_names(model)
-    qualified = {m: n for n, m in model.named_modules()}
+    by_name = dict(model.named_modules())
+    qualified = {m: n for n, m in by_name.items()}
     position = {m: i for i, m in enumerate(run.order)}
     normed = _feeding_norm(run.entered, model)
     init_range = getattr(getattr(model, "config", None), "initializer_range", None)
@@ -265,6 +298,7 @@ def measure(ctx: Context, config: Config) -> Measurement:
                 called=module in position,
                 use=run.calls.parameter_use(param),
                 signal_gain=run.gains.get(module, NO_GAIN)[0] if affine else math.nan,
+                block_gain=_block_gain(run, by_name, f"{qualified[module]}.{pname}", module),
                 output_gain=run.gains.get(module, NO_GAIN)[1] if affine else math.nan,
                 feeds_norm=module in normed,
                 init_match=""
@@ -306,6 +340,16 @@ def measure(ctx: Context, config: Config) -> Measurement:
         after.get("vanishing_ratio"),
         after.get("exploding_ratio"),
         _unreached(ctx, suspects) if traced else (),
+    )
+
+
+def _block_gain(
+    run: _Pass, by_name: dict[str, nn.Module], qualname: str, module: nn.Module
+) -> float:
+    """rms(output)/rms(input) of the repeated block holding the layer (NaN outside any)."""
+    block = by_name.get(_block(qualname))
+    return (
+        run.gains.get(block, NO_GAIN)[0] if block is not None and block is not module else math.nan
     )
 
 
@@ -778,6 +822,9 @@ def _off_scale(rows: list[Row], config: Config) -> list[Row]:
             # A bias that carries the output is a gate by design (gMLP's spatial gate: W ≈ 0,
             # b = 1, the identity at init), not a layer that shrinks its signal.
             and not r["output_gain"] >= config.signal_gain_min
+            # A residual branch gated shut at init (timm's SwiGLU gate, std 1e-6 without bias):
+            # the block around it carries the signal past it.
+            and not r["block_gain"] >= config.signal_gain_min
             and r["parameter"] != output_layer  # a small last layer is recommended
         )
         if too_big or too_small:
