@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import TypeGuard
 
 from rich.console import Console, Group, RenderableType
 from rich.table import Table as RichTable
@@ -22,7 +21,7 @@ from rich.text import Text
 
 from nndiag.condense import cell_text, view
 from nndiag.findings import Finding
-from nndiag.plot import sparkline, text_chart
+from nndiag.plot import lines, sparkline, text_chart
 from nndiag.report import ProbeResult, Report, Status, Table
 
 MAX_ROWS = 25  # rows per table in --details; --csv / --json keep every row
@@ -87,22 +86,18 @@ def findings_view(report: Report) -> RenderableType:
 
 
 def _spark(result: ProbeResult) -> str:
+    """The first plotted table's first series as a sparkline, its last mark drawn as ┃."""
     table = next((t for t in result.tables if t.plot is not None), None)
     if table is None or table.plot is None:
         return ""
     plot = table.plot
-    points = [(r.get(plot.x), r.get(plot.y)) for r in table.rows if r.get("run", 0) == 0]
-    numeric = [(float(x), float(y)) for x, y in points if _number(x) and _number(y)]
-    xs, ys = [x for x, _ in numeric], [y for _, y in numeric]
-    mark = _nearest(xs, plot.marks[-1][1], plot.log_x) if plot.marks and xs else None
-    if plot.log_x and ys:  # a range test: draw the descent, not the final blow-up
+    first = next(iter(lines(table, plot).values()), [])  # the diverging tail trimmed
+    xs, ys = [x for x, _ in first], [y for _, y in first]
+    if plot.trim_tail and ys:  # the turn kept by trimming, capped: 24 cells show the descent
         ys = [min(y, ys[0] * 1.05) for y in ys]
+    mark = _nearest(xs, plot.marks[-1][1], plot.log_x) if plot.marks and xs else None
     line = sparkline(ys, log=plot.log_y, mark=mark)
     return f"  {line}" if line else ""
-
-
-def _number(value: object) -> TypeGuard[float]:
-    return isinstance(value, (int, float))
 
 
 def _nearest(xs: list[float], target: float, log: bool) -> int:

@@ -97,7 +97,7 @@ def rich_handmade() -> Report:
         ProbeResult("gradients", Status.OK, 0.2, findings=(findings[1], findings[3]),
                     headline="6 tensors, first/last-quarter ‖g‖/‖W‖ 0.8 over 3 layers, 2 without gradient"),
         ProbeResult("lr-range", Status.OK, 1.5, headline="suggested 0.0032 (high) at batch 16 (default), Adam",
-                    tables=(Table("curve", curve, plot=Plot("lr", "trend", log_x=True,
+                    tables=(Table("curve", curve, plot=Plot("lr", "trend", log_x=True, trim_tail=True,
                                                             marks=(("suggested", 3.2e-3),))),),
                     cut="40 range steps"),
         ProbeResult("overfit", Status.OK, 2.0, findings=(findings[2],), headline="plateau after 300 steps at lr 0.003"),
