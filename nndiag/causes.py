@@ -171,12 +171,23 @@ def link(findings: Iterable[Finding]) -> list[Finding]:
     found = list(findings)
     links = _Links()
     for rule in RULES:
-        causes = [c for c in found if c.code == rule.cause and c.severity is not Severity.INFO
-                  and not links.is_consequence(c) and rule.when(c)]  # fmt: skip
-        for cause in causes:
-            for f in found:
-                if f is not cause and links.free(f) and f.code in rule.consequences:
-                    links.attribute(f, cause)
+        _apply(rule, found, links)
+    _nest_repeats(found, links)
+    return [_linked(f, links.cause_of, found) for f in found]
+
+
+def _apply(rule: Rule, found: list[Finding], links: _Links) -> None:
+    """Attribute every free finding of the rule's consequence codes to each of its causes."""
+    causes = [c for c in found if c.code == rule.cause and c.severity is not Severity.INFO
+              and not links.is_consequence(c) and rule.when(c)]  # fmt: skip
+    for cause in causes:
+        for f in found:
+            if f is not cause and links.free(f) and f.code in rule.consequences:
+                links.attribute(f, cause)
+
+
+def _nest_repeats(found: list[Finding], links: _Links) -> None:
+    """A later sighting of a root's code, no worse than it, nests under the first."""
     for i, f in enumerate(found):
         if not links.free(f):
             continue
@@ -185,7 +196,6 @@ def link(findings: Iterable[Finding]) -> list[Finding]:
         )
         if first is not None and f.severity.rank <= first.severity.rank:
             links.attribute(f, first)
-    return [_linked(f, links.cause_of, found) for f in found]
 
 
 class _Links:

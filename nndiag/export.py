@@ -13,11 +13,11 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nndiag.errors import OutputError
 from nndiag.findings import Finding, Severity
-from nndiag.report import Report, Status
+from nndiag.report import ProbeResult, Report, Status
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -109,37 +109,44 @@ def junit_xml(report: Report, fail_on: Severity | None, strict: bool = False) ->
     counts = dict.fromkeys(("tests", "failures", "errors", "skipped"), 0)
     classname = "nndiag." + Path(report.model.target.split(":")[0]).stem
     for result in report.results:
-        counts["tests"] += 1
         case = ET.SubElement(
             suite, "testcase", classname=classname, name=result.name, time=f"{result.seconds:.3f}"
         )
-        bad = [f for f in result.findings if id(f) in failing]
-        if result.status in (Status.FAILED, Status.INTERRUPTED):
-            counts["errors"] += 1
-            ET.SubElement(
-                case, "error", message=result.error, type=f"probe-{result.status.value}"
-            ).text = result.error
-        elif result.status is Status.SKIPPED:
-            counts["skipped"] += 1
-            ET.SubElement(case, "skipped", message=result.error)
-        if bad:
-            counts["failures"] += 1
-            failure = ET.SubElement(
-                case,
-                "failure",
-                message="; ".join(f"{f.code}: {f.message}" for f in bad),
-                type=bad[0].code,
-            )
-            failure.text = "\n".join(_finding_text(f, report) for f in bad)
-        rest = [f for f in result.findings if id(f) not in failing]
-        if rest:
-            ET.SubElement(case, "system-out").text = "\n".join(_finding_text(f) for f in rest)
+        for outcome in _testcase(case, result, failing, report):
+            counts[outcome] += 1
     totals = {k: str(v) for k, v in counts.items()}
     suite.attrib.update(totals)
     root = ET.Element("testsuites", {"name": "nndiag", **totals})
     root.append(suite)
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _testcase(case: Any, result: ProbeResult, failing: set[int], report: Report) -> list[str]:
+    """Fill one probe's <testcase>; the counters it adds to (tests, errors, skipped, failures)."""
+    from xml.etree import ElementTree as ET
+
+    bad = [f for f in result.findings if id(f) in failing]
+    rest = [f for f in result.findings if id(f) not in failing]
+    outcomes = ["tests"]
+    if result.status in (Status.FAILED, Status.INTERRUPTED):
+        outcomes.append("errors")
+        ET.SubElement(
+            case, "error", message=result.error, type=f"probe-{result.status.value}"
+        ).text = result.error
+    elif result.status is Status.SKIPPED:
+        outcomes.append("skipped")
+        ET.SubElement(case, "skipped", message=result.error)
+    if bad:
+        outcomes.append("failures")
+        failure = ET.SubElement(
+            case, "failure", message="; ".join(f"{f.code}: {f.message}" for f in bad),
+            type=bad[0].code,
+        )  # fmt: skip
+        failure.text = "\n".join(_finding_text(f, report) for f in bad)
+    if rest:
+        ET.SubElement(case, "system-out").text = "\n".join(_finding_text(f) for f in rest)
+    return outcomes
 
 
 def _finding_text(f: Finding, report: Report | None = None) -> str:

@@ -103,34 +103,51 @@ def text_chart(table: Table, plot: Plot, width: int = WIDTH, height: int = HEIGH
         return "(not enough finite points to plot)"
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
-    xspan, yspan = (x1 - x0) or 1.0, (y1 - y0) or 1.0
+    grid = _dots(points, plot, (x0, x1, y0, y1), width, height)
+    top, bottom = _label(y1, plot.log_y), _label(y0, plot.log_y)
+    margin = max(len(top), len(bottom))
+    rows = [
+        f"{(top if i == 0 else bottom if i == height - 1 else ''):>{margin}} ┤{''.join(row)}"
+        for i, row in enumerate(grid)
+    ]
+    return "\n".join([*rows, *_x_axis(plot, (x0, x1), margin, width)])
+
+
+def _dots(
+    points: list[tuple[float, float]],
+    plot: Plot,
+    box: tuple[float, float, float, float],
+    width: int,
+    height: int,
+) -> list[list[str]]:
+    """The chart's cells: a `•` per point, a `|` column per mark inside the x range."""
+    x0, x1, y0, y1 = box
+    column = lambda x: round((x - x0) / ((x1 - x0) or 1.0) * (width - 1))  # noqa: E731
     grid = [[" "] * width for _ in range(height)]
     for _label_text, mark in plot.marks:
         mx = math.log10(mark) if plot.log_x and mark > 0 else mark
         if x0 <= mx <= x1:
-            col = round((mx - x0) / xspan * (width - 1))
             for row in grid:
-                row[col] = "|"
+                row[column(mx)] = "|"
     for x, y in points:
-        col = round((x - x0) / xspan * (width - 1))
-        line = height - 1 - round((y - y0) / yspan * (height - 1))
-        grid[line][col] = "•"
-    top, bottom = _label(y1, plot.log_y), _label(y0, plot.log_y)
-    margin = max(len(top), len(bottom))
-    lines = [
-        f"{(top if i == 0 else bottom if i == height - 1 else ''):>{margin}} ┤{''.join(row)}"
-        for i, row in enumerate(grid)
-    ]
-    left, right = _label(x0, plot.log_x), _label(x1, plot.log_x)
-    axis = f"{'':>{margin}} └{'─' * width}"
-    scale = f"{'':>{margin}}  {left}{right:>{width - len(left)}}"
+        grid[height - 1 - round((y - y0) / ((y1 - y0) or 1.0) * (height - 1))][column(x)] = "•"
+    return grid
+
+
+def _x_axis(plot: Plot, span: tuple[float, float], margin: int, width: int) -> list[str]:
+    """The text chart's x axis, its end labels, and the legend with the marks' values."""
+    left, right = _label(span[0], plot.log_x), _label(span[1], plot.log_x)
     legend = (
         f"{_y_title(plot)} vs {_x_title(plot)}"
         + (" (log y)" if plot.log_y else "")
         + (" (log x)" if plot.log_x else "")
     )
     marks = "  ".join(f"|{label}={value:.3g}" for label, value in plot.marks)
-    return "\n".join([*lines, axis, scale, f"{'':>{margin}}  {legend}  {marks}".rstrip()])
+    return [
+        f"{'':>{margin}} └{'─' * width}",
+        f"{'':>{margin}}  {left}{right:>{width - len(left)}}",
+        f"{'':>{margin}}  {legend}  {marks}".rstrip(),
+    ]
 
 
 def sparkline(

@@ -15,7 +15,7 @@ import dataclasses
 import difflib
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -210,24 +210,30 @@ def _scalar(value: Any, hint: Any, where: str) -> Any:
         except ValueError:
             valid = ", ".join(str(m.value) for m in hint)
             raise OptionError(f"{where}: {value!r} is not one of {valid}") from None
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif hint is str and isinstance(value, str):
-        return value
-    name = getattr(hint, "__name__", str(hint))
-    raise OptionError(f"{where}: {value!r} is not a valid {name}")
+    converted = _PLAIN.get(hint, lambda _v: None)(value)
+    if converted is None:
+        name = getattr(hint, "__name__", str(hint))
+        raise OptionError(f"{where}: {value!r} is not a valid {name}")
+    return converted
+
+
+def _as_float(value: Any) -> float | None:
+    """A number, or a string that parses as one ('1e-3' from a command line); a bool is not."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    try:
+        return float(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+# Plain hints: the value converted, or None when it is not one (a bool is not an int).
+_PLAIN: dict[Any, Callable[[Any], Any]] = {
+    bool: lambda v: v if isinstance(v, bool) else None,
+    int: lambda v: v if isinstance(v, int) and not isinstance(v, bool) else None,
+    float: _as_float,
+    str: lambda v: v if isinstance(v, str) else None,
+}
 
 
 def as_dict(config: Any) -> dict[str, Any]:
