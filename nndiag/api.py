@@ -42,7 +42,7 @@ from nndiag.loading import load_spec, model_namespace
 from nndiag.probes import registry, select, spec
 from nndiag.probes.base import ProbeSpec
 from nndiag.report import ModelInfo, ProbeResult, Report, Status, Table
-from nndiag.settings import ALIASES, Resolved, as_dict, nearest, resolve, with_aliases
+from nndiag.settings import Resolved, alias_table, as_dict, nearest, resolve, with_aliases
 
 if TYPE_CHECKING:
     from nndiag.distributed import Session
@@ -151,13 +151,14 @@ def check_definition(
 
 def _split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     general, aliased = {}, {}
+    known = alias_table()
     for key, value in options.items():
         if key in OPTION_NAMES:
             general[key] = value
-        elif key in ALIASES:
+        elif key in known:
             aliased[key] = value
         else:
-            hint = nearest(key, [*OPTION_NAMES, *ALIASES])
+            hint = nearest(key, [*OPTION_NAMES, *known])
             suggestion = f" (did you mean {hint!r}?)" if hint else ""
             raise OptionError(f"unknown option {key!r}{suggestion}")
     return general, aliased

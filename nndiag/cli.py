@@ -305,19 +305,6 @@ def _fail(message: str, debug: bool, exc: BaseException | None = None) -> NoRetu
     raise typer.Exit(EXIT_USAGE)
 
 
-ALIAS_PARAMS = (
-    "steps",
-    "lr",
-    "lr_start",
-    "lr_end",
-    "range_steps",
-    "range_mode",
-    "repeats",
-    "precision",
-    "causal",
-)
-
-
 @app.command(cls=CheckCommand)
 def check(
     ctx: typer.Context,
@@ -407,18 +394,18 @@ def _settings(
     """Per-probe settings: the config file's tables, then the alias flags given on the command
     line or as top-level config keys, then --set."""
     from nndiag.config import parse_lr
-    from nndiag.settings import ALIASES
+    from nndiag.settings import alias_table
 
     settings: dict[str, dict[str, Any]] = {
         k: dict(v) for k, v in (found.settings if found else {}).items()
     }
-    for name in ALIAS_PARAMS:
+    for name, (probe, key) in alias_table().items():  # each alias is a flag of check()
         source = ctx.get_parameter_source(name)
         if source is None or source.name == "DEFAULT" or values[name] is None:
             continue
-        value = parse_lr(values[name]) if name == "lr" else values[name]
-        probe, key = ALIASES[name]
-        settings.setdefault(probe, {})[key] = value
+        settings.setdefault(probe, {})[key] = (
+            parse_lr(values[name]) if name == "lr" else values[name]
+        )
     for assignment in assignments:
         probe, key, value = _assignment(assignment)
         settings.setdefault(probe, {})[key] = value

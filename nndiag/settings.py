@@ -250,17 +250,11 @@ def as_dict(config: Any) -> dict[str, Any]:
 
 
 # Flags of the CLI and keyword arguments of the API that set one probe's setting.
-ALIASES: dict[str, tuple[str, str]] = {
-    "steps": ("overfit", "steps"),
-    "lr": ("overfit", "lr"),
-    "lr_start": ("lr-range", "start_lr"),
-    "lr_end": ("lr-range", "end_lr"),
-    "range_steps": ("lr-range", "num_steps"),
-    "range_mode": ("lr-range", "mode"),
-    "repeats": ("lr-range", "repeats"),
-    "precision": ("precision", "formats"),
-    "causal": ("dependencies", "causal"),
-}
+def alias_table() -> dict[str, tuple[str, str]]:
+    """Every built-in probe's aliases: alias -> (probe, setting)."""
+    from nndiag.probes import BUILTIN, spec
+
+    return {alias: (name, key) for name in BUILTIN for alias, key in spec(name).aliases.items()}
 
 
 def with_aliases(
@@ -268,8 +262,9 @@ def with_aliases(
 ) -> dict[str, dict[str, Any]]:
     """Settings with alias values (`steps=50` -> overfit.steps) merged in; explicit settings win."""
     merged: dict[str, dict[str, Any]] = {}
+    known = alias_table()
     for key, value in aliases.items():
-        probe, name = ALIASES[key]
+        probe, name = known[key]
         merged.setdefault(probe, {})[name] = value
     for probe, values in (settings or {}).items():
         merged.setdefault(probe, {}).update(values)

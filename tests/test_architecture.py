@@ -145,3 +145,34 @@ def test_the_entry_layer_has_no_circle() -> None:
     assert "nndiag.cli" not in graph["nndiag.isolation"]
     assert "nndiag.cli" not in graph["nndiag.running"]
     assert "nndiag.isolation" not in graph["nndiag.running"]
+
+
+def test_every_alias_a_probe_declares_is_a_flag_of_check_and_names_a_setting() -> None:
+    """A probe declares its aliases (ProbeSpec.aliases); the CLI's flags are static, so a new
+    alias without its flag in cli.check, or naming a setting its probe lacks, fails here."""
+    import dataclasses
+    import inspect
+
+    from nndiag import cli
+    from nndiag.probes import spec
+    from nndiag.settings import alias_table
+
+    flags = set(inspect.signature(cli.check).parameters)
+    for alias, (probe, setting) in alias_table().items():
+        assert alias in flags, f"{probe}'s alias {alias!r} has no --{alias.replace('_', '-')}"
+        assert setting in {f.name for f in dataclasses.fields(spec(probe).config)}, alias
+
+
+def test_the_integrations_default_to_the_quick_probes() -> None:
+    """ProbeSpec.quick decides the callbacks' default set: a new quick probe joins it."""
+    import inspect
+
+    from nndiag.integrations.huggingface import NndiagTrainerCallback
+    from nndiag.integrations.lightning import NndiagCallback
+    from nndiag.probes import BUILTIN, spec
+
+    quick = tuple(n for n in BUILTIN if spec(n).quick)
+    assert "gradients" in quick and "overfit" not in quick
+    assert not any(spec(n).trains for n in quick)  # quick: nothing trains a copy
+    for callback in (NndiagTrainerCallback, NndiagCallback):
+        assert inspect.signature(callback.__init__).parameters["probes"].default == quick

@@ -257,4 +257,5 @@ SPEC = ProbeSpec(
     present=present,
     sharded=True,
     cost=lambda c: 0.3,
+    quick=True,
 )

@@ -81,6 +81,11 @@ class ProbeSpec(Generic[C, M]):
     cost: Callable[[C], float] = _one_step  # in training-step equivalents
     shrink: Callable[[C, float], tuple[C, str]] | None = None  # a cheaper config, and the cut
     catalog: Mapping[str, CodeInfo] = field(default_factory=dict)  # codes a plugin adds
+    # Short names for settings, as CLI flags and check() keywords: {"steps": "steps"} makes
+    # `nndiag check --steps 50` set this probe's `steps`. A built-in alias needs its flag in
+    # cli.check (tests/test_architecture.py fails until it has one).
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    quick: bool = False  # seconds at init, no training: the integrations' default set
 
     @property
     def codes(self) -> tuple[str, ...]:

@@ -253,4 +253,5 @@ SPEC = ProbeSpec(
     diagnose=diagnose,
     present=present,
     cost=lambda c: 0.0,
+    quick=True,
 )

@@ -376,4 +376,6 @@ SPEC = ProbeSpec(
     diagnose=diagnose,
     present=present,
     cost=lambda c: 1.5,
+    aliases={"causal": "causal"},
+    quick=True,
 )

@@ -958,4 +958,5 @@ SPEC = ProbeSpec(
     diagnose=diagnose,
     present=present,
     cost=lambda c: 1.0,
+    quick=True,
 )

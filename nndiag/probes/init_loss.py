@@ -399,4 +399,5 @@ SPEC = ProbeSpec(
     provides=InitLoss,
     provide=provide,
     cost=lambda c: 1.0,
+    quick=True,
 )

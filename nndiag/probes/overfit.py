@@ -544,4 +544,5 @@ SPEC = ProbeSpec(
     requires=requires,
     cost=lambda c: c.steps * 1.3,
     shrink=shrink,
+    aliases={"steps": "steps", "lr": "lr"},
 )

@@ -342,4 +342,5 @@ SPEC = ProbeSpec(
         dataclasses.replace(c, max_examples=max(2, round(c.max_examples * factor))),
         "fewer examples per format",
     ),
+    aliases={"precision": "formats"},
 )

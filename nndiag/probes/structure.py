@@ -304,4 +304,5 @@ SPEC = ProbeSpec(
     diagnose=diagnose,
     present=present,
     cost=lambda c: 0.7,
+    quick=True,
 )

@@ -127,4 +127,5 @@ SPEC = ProbeSpec(
     diagnose=diagnose,
     present=present,
     cost=lambda c: 0.3,
+    quick=True,
 )

@@ -631,4 +631,11 @@ SPEC = ProbeSpec(
     provide=provide,
     cost=cost,
     shrink=shrink,
+    aliases={
+        "lr_start": "start_lr",
+        "lr_end": "end_lr",
+        "range_steps": "num_steps",
+        "range_mode": "mode",
+        "repeats": "repeats",
+    },
 )
