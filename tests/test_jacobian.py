@@ -137,6 +137,80 @@ def test_nonlinearity_zero_for_affine_positive_otherwise() -> None:
         assert (value >= DEFAULTS.nonlinearity_min) is nonlinear, (model, value)
 
 
+class Square(nn.Module):
+    """f(x) = (w·x)² elementwise, w = 1: the nonlinearity score has a closed form."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.w * x) ** 2
+
+
+def test_nonlinearity_score_against_its_closed_form() -> None:
+    """a = the batch, b = a rolled by one example: f((a+b)/2) - (f(a)+f(b))/2 = -(a-b)²/4 and
+    f(a) - f(b) = (a-b)(a+b), so the score is sqrt(Σ(a-b)⁴/16 / Σ(a-b)²(a+b)²)."""
+    x = torch.randn(8, 5, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    _m, _o, s = prepared(Square(), x)
+    a, b = s.x0, s.x0.roll(1, dims=0)
+    exact = math.sqrt(float(((a - b) ** 4).sum() / 16) / float(((a - b) ** 2 * (a + b) ** 2).sum()))
+    assert score(*nonlinearity(s)) == pytest.approx(exact, rel=1e-9)
+
+
+class LastStep(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.rnn, self.head = nn.RNN(3, 6, batch_first=True), nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(x)[0][:, -1])
+
+
+def test_temporal_sensitivity_against_the_exact_jacobian() -> None:
+    """Σ over probes of ‖∂(yᵀv)/∂x_t‖², divided by the probes, estimates ‖J_t‖_F² (Hutchinson);
+    the bound is 4 standard deviations, sqrt(2 Σσ⁴ / probes) per step."""
+    from nndiag.probes.jacobian.sequences import temporal_sensitivity_sq
+
+    x = torch.randn(2, 8, 3, generator=torch.Generator().manual_seed(7))
+    _m, _o, s = prepared(LastStep(), x)
+    probes = 400
+    estimate = temporal_sensitivity_sq(s, 1, probes, torch.Generator().manual_seed(0))
+    jac = torch.autograd.functional.jacobian(s, s.x0)  # (2, 2, 2, 8, 3): out, then x
+    for t in range(8):
+        j_t = jac[:, :, :, t, :].reshape(4, 6)
+        sv = torch.linalg.svdvals(j_t)
+        exact = float((sv**2).sum())
+        bound = 4 * math.sqrt(2 * float((sv**4).sum()) / probes)
+        assert abs(estimate[t] / probes - exact) <= bound, (t, estimate[t] / probes, exact)
+
+
+def test_batch_mixing_leak_against_the_exact_jacobian() -> None:
+    """own and other: ‖vᵀJ‖ over example 0's inputs and over the others', for v on example 0."""
+    from nndiag.core.leaks import gradient_norms
+
+    class Mixer(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x + 0.01 * x.mean(dim=0))  # every example leaks into every other
+
+    x = torch.randn(5, 4, generator=torch.Generator().manual_seed(8))
+    _m, _o, s = prepared(Mixer(), x)
+    v = torch.zeros(5, 3, dtype=torch.float64)
+    v[0] = torch.randn(3, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    mask = torch.zeros(5, 4, dtype=torch.bool)
+    mask[0] = True
+    [[own, other]] = gradient_norms(s, [v], [[mask, ~mask]])
+    g = torch.einsum("bc,bcxf->xf", v, torch.autograd.functional.jacobian(s, s.x0))
+    assert own == pytest.approx(float(g[0].norm()), rel=1e-9)
+    assert other == pytest.approx(float(g[1:].norm()), rel=1e-9)
+    assert 0 < other / own < 0.05  # a 1% mean: a small leak, far above round-off
+
+
 def test_blocks_descend_into_stacks() -> None:
     deep = nn.Sequential(*[nn.Linear(4, 4) for _ in range(24)])
     assert len(blocks(deep)) == 24

@@ -65,13 +65,19 @@ def _first_with(code: str) -> str:
     return next(n for n, e in sorted(MANIFEST.items()) if code in e["roots"])
 
 
-@pytest.mark.parametrize("code", NINE)
-def test_a_disease_is_found_under_a_neutral_file_name(tmp_path, code: str) -> None:
+# Each code on its first sample; exploding and vanishing through time on the recurrent ones too.
+NEUTRAL = [(code, _first_with(code)) for code in NINE] + [
+    ("exploding-gradients", "sick_rnn_exploding.py"),
+    ("vanishing-gradients", "sick_rnn_forgetful.py"),
+]
+
+
+@pytest.mark.parametrize(("code", "name"), NEUTRAL)
+def test_a_disease_is_found_under_a_neutral_file_name(tmp_path, code: str, name: str) -> None:
     """The same model file copied to `candidate.py` (and its helper modules beside it): the
     diagnosis is computed from the model, never keyed on a file's name."""
     import shutil
 
-    name = _first_with(code)
     for helper in SAMPLES.glob("_*.py"):
         shutil.copy(helper, tmp_path / helper.name)
     target = tmp_path / "candidate.py"
