@@ -363,16 +363,36 @@ def test_piped_output_is_wide_enough_for_the_tables(monkeypatch: pytest.MonkeyPa
     assert max(len(line) for line in result.output.splitlines()) <= 90
 
 
-def test_a_crash_is_not_an_exit_code(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+# Each command's arguments, and a function inside it made to raise ("module:Owner.attribute"):
+# a crash anywhere must fail a test.
+CRASHES = {
+    "check": (["check", CHAR_LM, "--probe", "summary"], "nndiag.cli:check_here"),
+    "gradients": (["gradients", CHAR_LM], "nndiag.cli:check_here"),  # a probe's own command
+    "report": (["report", "{report}"], "nndiag.running:Outputs.emit"),
+    "diff": (["diff", "{report}", "{report}"], "nndiag.diff:compare"),
+    "explain": (["explain", "dead-units"], "nndiag.codes:page"),
+}
+
+
+@pytest.mark.parametrize("command", sorted(CRASHES))
+def test_a_crash_is_not_an_exit_code(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, command: str
+) -> None:
     """Typer reports an uncaught exception as exit 1; the suite's runner raises it instead, so
-    "a sick model exits 1" can never pass on a crash."""
-    import nndiag.diff
+    "a sick model exits 1" can never pass on a crash, whichever command crashes."""
+    import importlib
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(nndiag.diff, "compare", broken)
+    args, where = CRASHES[command]
+    module, _, path = where.partition(":")
+    *owners, attribute = path.split(".")
+    owner: object = importlib.import_module(module)
+    for name in owners:
+        owner = getattr(owner, name)
+    monkeypatch.setattr(owner, attribute, broken)
     report = tmp_path / "r.json"
     report.write_text(nndiag.check(CHAR_LM, probes=["summary"]).to_json())
     with pytest.raises(RuntimeError, match="boom"):
-        runner.invoke(app, ["diff", str(report), str(report)])
+        runner.invoke(app, [a.format(report=report) for a in args])
