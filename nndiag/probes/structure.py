@@ -136,6 +136,7 @@ def _unregistered_leaves(ctx: Context) -> tuple[nn.Module, list[tuple[Row, Tenso
     # A view of an input made to require grad (wav2vec2's feature encoder does, for gradient
     # checkpointing) is still the input: its storage is the input's.
     storages = {t.untyped_storage().data_ptr() for t in tensors_in(ctx.batch)}
+    known = params | inputs
     seen: dict[int, tuple[Tensor, Tensor]] = {}  # the first step's: id -> (leaf, its value)
     again: set[int] = set()  # first-step leaves that are in a later step's graph too
     graded: set[int] = set()
@@ -144,20 +145,13 @@ def _unregistered_leaves(ctx: Context) -> tuple[nn.Module, list[tuple[Row, Tenso
         loss = ctx.run_step(model).loss.reshape(())
         if not loss.requires_grad:
             break
-        for leaf in _graph_leaves(loss.grad_fn):
-            if not leaf.requires_grad or id(leaf) in params | inputs:
-                continue
-            if leaf.untyped_storage().data_ptr() in storages:
-                continue
+        for leaf in _foreign_leaves(loss, known, storages):
             if step == 0:
                 seen[id(leaf)] = (leaf, leaf.detach().clone())
             elif id(leaf) in seen:
                 again.add(id(leaf))
         loss.backward()
-        graded |= {
-            key for key, (leaf, _) in seen.items()
-            if leaf.grad is not None and bool((leaf.grad != 0).any())
-        }  # fmt: skip
+        graded |= {key for key, (leaf, _) in seen.items() if _has_gradient(leaf)}
         optimizer.step()
     fresh = CONFIRMATION_STEPS > 1  # a first-step leaf absent later: built anew by every call
     confirmed = [
@@ -167,6 +161,20 @@ def _unregistered_leaves(ctx: Context) -> tuple[nn.Module, list[tuple[Row, Tenso
         if key in graded and torch.equal(leaf.detach(), before)
     ]  # fmt: skip
     return model, confirmed
+
+
+def _has_gradient(t: Tensor) -> bool:
+    return t.grad is not None and bool((t.grad != 0).any())
+
+
+def _foreign_leaves(loss: Tensor, known: set[int], storages: set[int]) -> list[Tensor]:
+    """The leaves of the loss's graph that require grad and are neither parameters nor inputs
+    (by identity, or by storage: a view of an input)."""
+    return [
+        leaf for leaf in _graph_leaves(loss.grad_fn)
+        if leaf.requires_grad and id(leaf) not in known
+        and leaf.untyped_storage().data_ptr() not in storages
+    ]  # fmt: skip
 
 
 def _relative(a: Tensor, b: Tensor) -> float:
@@ -190,32 +198,40 @@ def _first_differing(
 def _containers(model: nn.Module, registered: set[int], leaves: set[int]) -> list[Row]:
     """Attributes (plain lists, dicts, tuples, bare tensors) that hold the unregistered leaves
     training confirmed: the place to fix, named for the finding."""
+    from nndiag.core.hooks import module_names
+
+    rows = (
+        _holding(f"{name}.{attr}", value, registered, leaves)
+        for module, name in module_names(model).items()
+        for attr, value in vars(module).items()
+        if not attr.startswith("_")
+    )
+    return [row for row in rows if row is not None]
+
+
+def _holding(attribute: str, value: Any, registered: set[int], leaves: set[int]) -> Row | None:
+    """The attribute's row when it holds unregistered leaves: bare tensors, or the parameters
+    of modules kept outside the module tree."""
     import torch
     from torch import nn
 
-    from nndiag.core.hooks import module_names
+    items = _contents(value)
+    modules = [v for v in items if isinstance(v, nn.Module)]
+    tensors = [v for v in items if isinstance(v, torch.Tensor) and id(v) in leaves]
+    hidden = [p for m in modules for p in m.parameters() if id(p) not in registered]
+    held = [t for t in [*hidden, *tensors] if id(t) in leaves]
+    if not held:
+        return None
+    holds = ", ".join(sorted({type(v).__name__ for v in modules + tensors}))
+    return {"attribute": attribute, "container": type(value).__name__, "holds": holds,
+            "count": len(modules) + len(tensors), "elements": sum(t.numel() for t in held)}  # fmt: skip
 
-    rows = []
-    for module, name in module_names(model).items():
-        for attr, value in vars(module).items():
-            if attr.startswith("_"):
-                continue
-            items = (
-                list(value.values())
-                if isinstance(value, dict)
-                else (list(value) if isinstance(value, (list, tuple, set)) else [value])
-            )
-            modules = [v for v in items if isinstance(v, nn.Module)]
-            tensors = [v for v in items if isinstance(v, torch.Tensor) and id(v) in leaves]
-            hidden = [p for m in modules for p in m.parameters() if id(p) not in registered]
-            held = [t for t in [*hidden, *tensors] if id(t) in leaves]
-            if held:
-                kind = type(value).__name__
-                holds = ", ".join(sorted({type(v).__name__ for v in modules + tensors}))
-                rows.append({"attribute": f"{name}.{attr}", "container": kind, "holds": holds,
-                             "count": len(modules) + len(tensors),
-                             "elements": sum(t.numel() for t in held)})  # fmt: skip
-    return rows
+
+def _contents(value: Any) -> list[Any]:
+    """What an attribute holds: a dict's values, a list's/tuple's/set's items, or itself."""
+    if isinstance(value, dict):
+        return list(value.values())
+    return list(value) if isinstance(value, (list, tuple, set)) else [value]
 
 
 def diagnose(m: Measurement, config: Config) -> list[Finding]:
