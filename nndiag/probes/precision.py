@@ -31,10 +31,8 @@ from nndiag.probes.base import Presentation, ProbeSpec, setting
 from nndiag.report import Row, Table
 
 if TYPE_CHECKING:
-    from torch import nn
-
     from nndiag.core.context import Context
-    from nndiag.core.precision import Overflow
+    from nndiag.core.precision import Lowered, Overflow
 
 NAME = "precision"
 FP16_MAX = 65504.0  # the largest finite float16
@@ -115,7 +113,6 @@ def _run(
     from torch import nn
 
     from nndiag.core.hooks import forward_hooks, module_names
-    from nndiag.core.precision import Lowered
     from nndiag.core.tensors import first_examples
 
     torch.manual_seed(ctx.options.seed)
@@ -125,13 +122,59 @@ def _run(
     for module in model.modules():
         if isinstance(module, nn.modules.dropout._DropoutNd):
             module.eval()
-    names = module_names(model)
     nonfinite: list[str] = []
     beyond: list[str] = []
+    record = _range_hook(module_names(model), maxima, label, nonfinite, beyond)
+    mode, forward = _lowering(ctx, config, dtype, model)
+    with forward_hooks(dict.fromkeys(model.modules(), record)), forward:
+        loss = ctx.run_step(model, batch).loss.reshape(())
+    value = float(loss.detach().float())
+    if loss.requires_grad and math.isfinite(value):
+        with mode if mode is not None else contextlib.nullcontext():
+            if mode is not None:
+                mode.backward = True
+            loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    overflow = mode.first_overflow if mode is not None else None
+    return _Outcome(
+        value, grads, nonfinite[0] if nonfinite else "", beyond[0] if beyond else "", overflow
+    )
 
-    def record(module: nn.Module, _inputs: Any, output: Any) -> None:
-        from nndiag.core.tensors import tensors_in
 
+def _lowering(ctx: Context, config: Config, dtype: Any, model: Any) -> tuple[Lowered | None, Any]:
+    """How the forward runs in `dtype`: emulated (the Lowered mode, tracking the model's
+    modules), autocast's kernels, or plain fp32 (dtype None)."""
+    import contextlib
+
+    import torch
+
+    from nndiag.core.precision import Lowered
+
+    if dtype is None:
+        return None, contextlib.nullcontext()
+    if not emulated(ctx, config):
+        return None, torch.autocast(ctx.device.type, dtype=dtype)
+    mode = Lowered(dtype)
+    forward = contextlib.ExitStack()
+    forward.enter_context(mode)
+    forward.enter_context(mode.tracking(model))
+    return mode, forward
+
+
+def _range_hook(
+    names: dict[Any, str],
+    maxima: dict[str, dict[str, float]],
+    label: str,
+    nonfinite: list[str],
+    beyond: list[str],
+) -> Any:
+    """A forward hook recording each module's largest |output| under `label`, and the first
+    module with a non-finite output (and, in fp16, beyond its range) into the lists."""
+    import torch
+
+    from nndiag.core.tensors import tensors_in
+
+    def record(module: Any, _inputs: Any, output: Any) -> None:
         floats = [t for t in tensors_in(output) if t.is_floating_point()]
         if not floats:
             return
@@ -146,27 +189,7 @@ def _run(
         if label == "fp16" and finite and peak > FP16_MAX and not beyond:
             beyond.append(names[module])
 
-    mode = Lowered(dtype) if dtype is not None and emulated(ctx, config) else None
-    forward: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-    if mode is not None:
-        forward = contextlib.ExitStack()
-        forward.enter_context(mode)
-        forward.enter_context(mode.tracking(model))
-    elif dtype is not None:
-        forward = torch.autocast(ctx.device.type, dtype=dtype)
-    with forward_hooks(dict.fromkeys(model.modules(), record)), forward:
-        loss = ctx.run_step(model, batch).loss.reshape(())
-    value = float(loss.detach().float())
-    if loss.requires_grad and math.isfinite(value):
-        with mode if mode is not None else contextlib.nullcontext():
-            if mode is not None:
-                mode.backward = True
-            loss.backward()
-    grads = [p.grad for p in model.parameters() if p.requires_grad]
-    overflow = mode.first_overflow if mode is not None else None
-    return _Outcome(
-        value, grads, nonfinite[0] if nonfinite else "", beyond[0] if beyond else "", overflow
-    )
+    return record
 
 
 def emulated(ctx: Context, config: Config) -> bool:
