@@ -126,7 +126,6 @@ def measure(ctx: Context, config: Config) -> Measurement:
 
     from nndiag.core.contract import primary_output
     from nndiag.core.losses import chance_baseline
-    from nndiag.core.reduce import all_true
 
     model = ctx.fresh_model()
     loss, observer, outputs, first, warned = _observe(ctx, model)
@@ -142,14 +141,7 @@ def measure(ctx: Context, config: Config) -> Measurement:
         if _are_probabilities(read.float(), config.probability_sum_atol, name == "log_softmax")
     }  # fmt: skip
     head, convention = _output_layer(model, ctx)
-    ignores = all_true(ctx.reduce, _ignores_input(model, ctx, config.same_output_rtol))
-    after = None
-    if ignores and ctx.trainable:
-        from nndiag.core.training import after_steps
-
-        after = all_true(
-            ctx.reduce, _ignores_input(after_steps(ctx).model, ctx, config.same_output_rtol)
-        )
+    ignores, after = _ignoring(ctx, model, config)
     classes = logits.shape[1] if logits.dim() >= 2 else (logits.shape[0] if logits.dim() else 1)
     return Measurement(
         loss=loss,
@@ -172,6 +164,19 @@ def measure(ctx: Context, config: Config) -> Measurement:
         head=head,
         head_convention=convention,
     )
+
+
+def _ignoring(ctx: Context, model: nn.Module, config: Config) -> tuple[bool, bool | None]:
+    """Does the output ignore every input at init, and (only then, when the model trains) still
+    after the confirmation steps? Agreed across ranks."""
+    from nndiag.core.reduce import all_true
+    from nndiag.core.training import after_steps
+
+    ignores = all_true(ctx.reduce, _ignores_input(model, ctx, config.same_output_rtol))
+    if not (ignores and ctx.trainable):
+        return ignores, None
+    trained = after_steps(ctx).model
+    return ignores, all_true(ctx.reduce, _ignores_input(trained, ctx, config.same_output_rtol))
 
 
 def _are_probabilities(logits: Tensor, atol: float, last_axis: bool = False) -> bool:
