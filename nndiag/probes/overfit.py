@@ -239,6 +239,16 @@ def _within_reach(losses: list[float], threshold: float, steps_left: int) -> boo
     return math.log(threshold / recent[-1]) / per_step <= steps_left
 
 
+def _extends(losses: list[float], steps_left: int, threshold: float, config: Config) -> bool:
+    """Train on past the steps: steps are left under the cap, and the loss is still falling
+    fast enough to reach the pass line within them."""
+    return (
+        steps_left > 0
+        and _still_falling(losses, config)
+        and _within_reach(losses, threshold, steps_left)
+    )
+
+
 def _train(
     ctx: Context,
     batch: Any,
@@ -280,12 +290,7 @@ def _train(
                 passed_at = step
                 break
             if step == budget:
-                losses = [r["loss"] for r in rows]
-                if not (
-                    budget < cap
-                    and _still_falling(losses, config)
-                    and _within_reach(losses, threshold, cap - budget)
-                ):
+                if not _extends([r["loss"] for r in rows], cap - budget, threshold, config):
                     break
                 budget = min(cap, budget + config.steps)  # still falling: more steps
                 rows.pop()  # the next training step measures the same weights again
