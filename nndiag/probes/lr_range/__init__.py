@@ -229,20 +229,13 @@ def measure(ctx: Context, config: Config) -> Measurement:
     trials, suggested, placement = _sweep(
         ctx, config, log_median(estimates) if estimates else None, lo, hi
     )
-    learnable, pool_curve = Learnable.YES, None
-    if not (
-        fresh[0].below(chance, config.noise_sigmas, config.trend_window)
-        or _trained_below(trials, chance, config)
-        or _still_falling(trials, config)
-    ):
-        if config.pool_batches == 0 or (config.sweep_steps == 0 and fresh[0].clear):
-            # The loss fell, not below chance: without a sweep a slow learner looks the same as
-            # unlearnable data, and a second range would not tell them apart.
-            learnable = Learnable.UNKNOWN
-        else:
-            learnable, pooled, pool_curve = _memorises(ctx, lrs, config, chance)
-            if suggested is None and pooled.estimate is not None:  # the fixed batches have one
-                analysis, suggested, placement = pooled, pooled.estimate, "rules only"
+    learnable, pooled, pool_curve = _learnability(ctx, lrs, config, chance, fresh[0], trials)
+    if pooled is not None and suggested is None and pooled.estimate is not None:
+        analysis, suggested, placement = (
+            pooled,
+            pooled.estimate,
+            "rules only",
+        )  # the fixed batches' pick
     if learnable is Learnable.NO:  # no rate lowers the loss: a suggestion would contradict that
         suggested, placement = None, "none"
     optimizer = ctx.optimizer(ctx.fresh_model())
@@ -264,6 +257,29 @@ def measure(ctx: Context, config: Config) -> Measurement:
         pool_curve=pool_curve,
         notes=(f"batches: {describe(ctx.inputs)}",),
     )
+
+
+def _learnability(
+    ctx: Context,
+    lrs: list[float],
+    config: Config,
+    chance: float | None,
+    fresh: Analysis,
+    trials: list[Trial],
+) -> tuple[Learnable, Analysis | None, Curve | None]:
+    """Whether the loss can fall on these data: below chance on fresh batches (range or sweep),
+    still falling, or else tested on a few fixed batches (their analysis and curve)."""
+    if (
+        fresh.below(chance, config.noise_sigmas, config.trend_window)
+        or _trained_below(trials, chance, config)
+        or _still_falling(trials, config)
+    ):
+        return Learnable.YES, None, None
+    if config.pool_batches == 0 or (config.sweep_steps == 0 and fresh.clear):
+        # The loss fell, not below chance: without a sweep a slow learner looks the same as
+        # unlearnable data, and a second range would not tell them apart.
+        return Learnable.UNKNOWN, None, None
+    return _memorises(ctx, lrs, config, chance)
 
 
 def _fresh_range(ctx: Context, lrs: list[float], config: Config, repeat: int) -> Curve:
@@ -373,44 +389,71 @@ def _sweep(
         return [], None, "none"
     if config.sweep_steps == 0:
         return [], estimate, "rules only"
-    from nndiag.probes.lr_range.analysis import sweep_best, sweep_candidates
-    from nndiag.probes.lr_range.running import batch_pool, trial
+    from nndiag.probes.lr_range.analysis import sweep_candidates
+    from nndiag.probes.lr_range.running import batch_pool
 
     pool = batch_pool(ctx, config.sweep_steps + config.sweep_continue)
     candidates = sweep_candidates(estimate, config.sweep_spacing, lo, hi)
     total = (
         config.sweep_steps * (len(candidates) + config.sweep_extensions) + 2 * config.sweep_continue
     )
-    trials: dict[float, Trial] = {}
-    step = 10**config.sweep_spacing
     with ctx.progress.track("lr sweep", total) as advance:
-        for extension in range(config.sweep_extensions + 1):
-            for lr in candidates:
-                if lr not in trials:
-                    trials[lr] = trial(ctx, lr, ctx.options.seed)
-                    trials[lr].train(ctx, pool, config.sweep_steps, advance)
-            best, placement = sweep_best({lr: t.score for lr, t in trials.items()})
-            beyond = {
-                "low edge": best / step if best else None,
-                "high edge": best * step if best else None,
-            }.get(placement)
-            if beyond is None or not lo <= beyond <= hi or extension == config.sweep_extensions:
-                break
-            candidates = [beyond]
-        finalists = sorted(
-            (t for t in trials.values() if t.trainer is not None), key=lambda t: t.score
-        )[:2]
-        for t in trials.values():
-            if t not in finalists:
-                t.release()
-        for t in finalists:
-            t.train(ctx, pool, config.sweep_continue, advance)
-            t.release()
+        trials, best, placement = _round_one(ctx, pool, candidates, config, (lo, hi), advance)
+        finalists = _round_two(ctx, pool, trials, config, advance)
     ordered = sorted(trials.values(), key=lambda t: t.lr)
     if best is None:
         return ordered, None, placement
     winner = min(finalists, key=lambda t: t.score) if finalists else trials[best]
     return ordered, config.margin * winner.lr, placement
+
+
+def _round_one(
+    ctx: Context,
+    pool: Any,
+    candidates: list[float],
+    config: Config,
+    bounds: tuple[float, float],
+    advance: Any,
+) -> tuple[dict[float, Trial], float | None, str]:
+    """Short runs at the candidates, then one more past the edge where the best sits (up to
+    `sweep_extensions` times, inside the range): every trial, the best and its placement."""
+    from nndiag.probes.lr_range.analysis import sweep_best
+    from nndiag.probes.lr_range.running import trial
+
+    trials: dict[float, Trial] = {}
+    step = 10**config.sweep_spacing
+    for extension in range(config.sweep_extensions + 1):
+        for lr in candidates:
+            if lr not in trials:
+                trials[lr] = trial(ctx, lr, ctx.options.seed)
+                trials[lr].train(ctx, pool, config.sweep_steps, advance)
+        best, placement = sweep_best({lr: t.score for lr, t in trials.items()})
+        beyond = {
+            "low edge": best / step if best else None,
+            "high edge": best * step if best else None,
+        }.get(placement)
+        if beyond is None or not bounds[0] <= beyond <= bounds[1]:
+            break
+        if extension == config.sweep_extensions:
+            break
+        candidates = [beyond]
+    return trials, best, placement
+
+
+def _round_two(
+    ctx: Context, pool: Any, trials: dict[float, Trial], config: Config, advance: Any
+) -> list[Trial]:
+    """The best two trials train on `sweep_continue` steps (the others are released)."""
+    finalists = sorted(
+        (t for t in trials.values() if t.trainer is not None), key=lambda t: t.score
+    )[:2]
+    for t in trials.values():
+        if t not in finalists:
+            t.release()
+    for t in finalists:
+        t.train(ctx, pool, config.sweep_continue, advance)
+        t.release()
+    return finalists
 
 
 def confidence(
@@ -475,6 +518,14 @@ def diagnose(m: Measurement, config: Config) -> list[Finding]:
 
 
 def present(m: Measurement, config: Config) -> Presentation:
+    return Presentation(
+        _headline(m), _metrics(m), _tables(m, config), _notes(m, config), watched=("suggested_lr",)
+    )
+
+
+def _tables(m: Measurement, config: Config) -> tuple[Table, ...]:
+    """The curves (every repeat, with its running-median trend), the rules' picks, the sweep's
+    trials and the fixed-batch curve, each where it ran."""
     from nndiag.core.stats import running_median
 
     rows: list[Row] = []
@@ -488,22 +539,10 @@ def present(m: Measurement, config: Config) -> Presentation:
     rule_rows.append({"rule": "estimate", "lr": m.analysis.estimate})
     rule_rows.append({"rule": "suggested", "lr": m.suggested})
     marks = tuple((r["rule"], r["lr"]) for r in rule_rows[-2:] if r["lr"] is not None)
+    plot = Plot("lr", "trend", log_x=True, marks=marks, x_label="Learning rate",
+                y_label="Loss (running median)", series="run", trim_tail=True)  # fmt: skip
     tables = [
-        Table(
-            "curve",
-            tuple(rows),
-            key="step",
-            plot=Plot(
-                "lr",
-                "trend",
-                log_x=True,
-                marks=marks,
-                x_label="Learning rate",
-                y_label="Loss (running median)",
-                series="run",
-                trim_tail=True,
-            ),
-        ),
+        Table("curve", tuple(rows), key="step", plot=plot),
         Table("rules", tuple(rule_rows), key="rule", schema=("rule", "lr")),
     ]
     if m.trials:
@@ -515,9 +554,11 @@ def present(m: Measurement, config: Config) -> Presentation:
             for i, (lr, v) in enumerate(zip(m.pool_curve.lrs, m.pool_curve.losses, strict=True))
         )
         tables.append(Table("fixed-batches", pool_rows, key="step", schema=("step", "lr", "loss")))
-    factor = (
-        m.suggested / m.group_lrs[0] if m.suggested and m.group_lrs and m.group_lrs[0] else None
-    )
+    return tuple(tables)
+
+
+def _metrics(m: Measurement) -> dict[str, Any]:
+    descent = m.fresh.descent
     metrics: dict[str, Any] = {
         "suggested_lr": m.suggested,
         "confidence": m.confidence,
@@ -528,17 +569,17 @@ def present(m: Measurement, config: Config) -> Presentation:
         "estimate": m.analysis.estimate,
         "estimate_source": m.analysis.source,
         "sweep_placement": m.placement,
-        "depth": m.fresh.descent.depth if m.fresh.descent else None,
-        "significance": m.fresh.descent.significance if m.fresh.descent else None,
+        "depth": descent.depth if descent else None,
+        "significance": descent.significance if descent else None,
         "steps_run": len(m.curves[0].lrs),
         "stopped": m.curves[0].stopped,
     }
-    if factor is not None and len(m.group_lrs) > 1:
+    if m.suggested and len(m.group_lrs) > 1 and m.group_lrs[0]:
+        # parameter groups keep their ratios: each group's LR scaled by the same factor
+        factor = m.suggested / m.group_lrs[0]
         metrics["group_factor"] = factor
         metrics["group_lrs"] = [lr * factor for lr in m.group_lrs]
-    return Presentation(
-        _headline(m), metrics, tuple(tables), _notes(m, config), watched=("suggested_lr",)
-    )
+    return metrics
 
 
 def _headline(m: Measurement) -> str:
