@@ -270,12 +270,40 @@ NO_GAIN = (math.nan, math.nan)
 
 
 def measure(ctx: Context, config: Config) -> Measurement:
-    from nndiag.core.hooks import module_names
-    from nndiag.core.inits import fan_out_convention, untrained_signature
     from nndiag.core.reduce import any_true
-    from nndiag.distributed import local
 
     run = _forward_backward(ctx)
+    rows = _rows(ctx, run)
+    _confirm_zero_gradients(ctx, rows)
+    profile = profile_metrics(rows, config)
+    vanishing, exploding = profile.get("vanishing_ratio"), profile.get("exploding_ratio")
+    after: dict[str, Any] = {}
+    vanishes = vanishing is not None and vanishing < config.vanish_first_over_last
+    explodes = exploding is not None and exploding > config.explode_first_over_last
+    if (vanishes or explodes) and ctx.trainable:
+        after = profile_metrics(_after_steps(ctx, rows), config)
+    calls = _module_calls(run)
+    suspects = [c for c in cuts(rows, calls) if c.how in ("after", "inside", "selects")]
+    # Under torchrun each rank read its own pass (how outputs were used can differ with the
+    # sharding hooks): the extra forward is a collective, so every rank runs it if any needs it.
+    traced = any_true(ctx.reduce, bool(suspects))
+    return Measurement(
+        tuple(rows),
+        run.loss,
+        calls,
+        after.get("vanishing_ratio"),
+        after.get("exploding_ratio"),
+        _unreached(ctx, suspects) if traced else (),
+    )
+
+
+def _rows(ctx: Context, run: _Pass) -> list[Row]:
+    """One row per parameter tensor (tied weights once), in the order their modules returned:
+    its norms and gains, how the pass read it, and, when frozen, the init it still matches."""
+    from nndiag.core.hooks import module_names
+    from nndiag.core.inits import fan_out_convention, untrained_signature
+    from nndiag.distributed import local
+
     model = run.model
     names = module_names(model)
     by_name = dict(model.named_modules())
@@ -292,14 +320,14 @@ def measure(ctx: Context, config: Config) -> Measurement:
                 continue
             seen.add(id(param))
             row = _param_row(names[module], module, pname, param)
-            affine = row["in_profile"]
+            gains = run.gains.get(module, NO_GAIN) if row["in_profile"] else NO_GAIN
             row.update(
                 qualname=f"{qualified[module]}.{pname}".lstrip("."),
                 called=module in position,
                 use=run.calls.parameter_use(param),
-                signal_gain=run.gains.get(module, NO_GAIN)[0] if affine else math.nan,
+                signal_gain=gains[0],
                 block_gain=_block_gain(run, by_name, f"{qualified[module]}.{pname}", module),
-                output_gain=run.gains.get(module, NO_GAIN)[1] if affine else math.nan,
+                output_gain=gains[1],
                 feeds_norm=module in normed,
                 init_match=""
                 if param.requires_grad
@@ -313,33 +341,18 @@ def measure(ctx: Context, config: Config) -> Measurement:
         row["convention"] = (
             fan_out_convention(module, shape, row["std"]) if row["in_profile"] else ""
         )
-    _confirm_zero_gradients(ctx, rows)
-    profile = profile_metrics(rows, config)
-    vanishing, exploding = profile.get("vanishing_ratio"), profile.get("exploding_ratio")
-    after: dict[str, Any] = {}
-    vanishes = vanishing is not None and vanishing < config.vanish_first_over_last
-    explodes = exploding is not None and exploding > config.explode_first_over_last
-    if (vanishes or explodes) and ctx.trainable:
-        after = profile_metrics(_after_steps(ctx, rows), config)
-    calls = tuple(
+    return rows
+
+
+def _module_calls(run: _Pass) -> tuple[ModuleCall, ...]:
+    """How the pass ran each module (never called: called=False)."""
+    return tuple(
         ModuleCall(
             name, True, call.grad_enabled, call.output_requires_grad, call.output_use, call.discrete
         )
         if (call := run.calls.modules.get(module)) is not None
         else ModuleCall(name, False, False, False, "")
-        for name, module in model.named_modules()
-    )
-    suspects = [c for c in cuts(rows, calls) if c.how in ("after", "inside", "selects")]
-    # Under torchrun each rank read its own pass (how outputs were used can differ with the
-    # sharding hooks): the extra forward is a collective, so every rank runs it if any needs it.
-    traced = any_true(ctx.reduce, bool(suspects))
-    return Measurement(
-        tuple(rows),
-        run.loss,
-        calls,
-        after.get("vanishing_ratio"),
-        after.get("exploding_ratio"),
-        _unreached(ctx, suspects) if traced else (),
+        for name, module in run.model.named_modules()
     )
 
 
@@ -503,15 +516,10 @@ def profile_metrics(rows: list[Row], config: Config) -> dict[str, Any]:
     from nndiag.core.stats import log10_slope
 
     layers = [r for r in rows if r["in_profile"] and r["trainable"] and r["ratio"] > 0]
-    if len(layers) < config.min_profile_layers or not all(
-        math.isfinite(r["ratio"]) for r in layers
-    ):
+    usable = all(math.isfinite(r["ratio"]) for r in layers)
+    if len(layers) < config.min_profile_layers or not usable:
         return {"profile_layers": len(layers)}
-    blocks = list(dict.fromkeys(_block(r["parameter"]) for r in layers))  # forward order
-    quarter = max(1, len(blocks) // 4)
-    first_blocks, last_blocks = set(blocks[:quarter]), set(blocks[-quarter:])
-    first = [r for r in layers if _block(r["parameter"]) in first_blocks]
-    last = [r for r in layers if _block(r["parameter"]) in last_blocks]
+    first, last = _quarters(layers)
     ratios = lambda part: [r["ratio"] for r in part]  # noqa: E731
     return {
         "profile_layers": len(layers),
@@ -521,6 +529,15 @@ def profile_metrics(rows: list[Row], config: Config) -> dict[str, Any]:
         "first_layers": [r["parameter"] for r in first],
         "last_layers": [r["parameter"] for r in last],
     }
+
+
+def _quarters(layers: list[Row]) -> tuple[list[Row], list[Row]]:
+    """The matrices of the first and of the last quarter of the blocks, in forward order."""
+    blocks = list(dict.fromkeys(_block(r["parameter"]) for r in layers))
+    quarter = max(1, len(blocks) // 4)
+    first_blocks, last_blocks = set(blocks[:quarter]), set(blocks[-quarter:])
+    first = [r for r in layers if _block(r["parameter"]) in first_blocks]
+    return first, [r for r in layers if _block(r["parameter"]) in last_blocks]
 
 
 def diagnose(m: Measurement, config: Config) -> list[Finding]:
@@ -602,8 +619,18 @@ def cuts(
     parameters are without gradient: the place to look (a detached backbone, not its layers).
     `unreached` units are 'dropped' or 'discarded': nothing of them reaches the loss."""
     dead = {r["qualname"] for r in _dead(rows)}
-    trainable = [r["qualname"] for r in rows if r["trainable"]]
+    units = _units(dead, [r["qualname"] for r in rows if r["trainable"]])
     by_name = {c.name: c for c in calls}
+    found = [Cut(unit, _how(unit, names, rows, by_name.get(unit), dead), tuple(names))
+             for unit, names in units.items()]  # fmt: skip
+    dropped = {"after": "dropped", "inside": "discarded", "selects": "discarded"}
+    return [
+        dataclasses.replace(c, how=dropped[c.how]) if c.module in unreached else c for c in found
+    ]
+
+
+def _units(dead: set[str], trainable: list[str]) -> dict[str, list[str]]:
+    """Each dead parameter under the outermost module whose trainable parameters are all dead."""
     units: dict[str, list[str]] = {}
     for name in sorted(dead):
         unit = name.rpartition(".")[0]
@@ -612,12 +639,7 @@ def cuts(
             if under and all(t in dead for t in under):
                 unit = ancestor
         units.setdefault(unit, []).append(name)
-    found = [Cut(unit, _how(unit, names, rows, by_name.get(unit), dead), tuple(names))
-             for unit, names in units.items()]  # fmt: skip
-    dropped = {"after": "dropped", "inside": "discarded", "selects": "discarded"}
-    return [
-        dataclasses.replace(c, how=dropped[c.how]) if c.module in unreached else c for c in found
-    ]
+    return units
 
 
 def _how(
@@ -628,12 +650,17 @@ def _how(
     if any(r["has_grad"] for r in mine):
         return "zero"
     others = [r for r in rows if r["trainable"] and r["qualname"] not in dead]
-    partial = any(not unit or r["qualname"].startswith(unit + ".") for r in others)
-    if partial:  # some parameters of a module that works otherwise: how each one was read
+    if any(not unit or r["qualname"].startswith(unit + ".") for r in others):
+        # some parameters of a module that works otherwise: how each one was read
         uses = {r["use"] for r in mine}
         if uses == {"dropped"}:
             return "unused"
         return "detached" if uses <= {"detached", "dropped"} else "after"
+    return _how_called(call)
+
+
+def _how_called(call: ModuleCall | None) -> str:
+    """How a module none of whose parameters got a gradient ran in the pass."""
     if call is None or not call.called:
         return "not called"
     if not call.grad_enabled:
@@ -644,46 +671,9 @@ def _how(
 
 
 def _reachability(m: Measurement) -> list[Finding]:
-    findings = []
     rows = list(m.rows)
     dead, gated = _dead(rows), _gated(rows)
-    if dead:
-        found = cuts(rows, m.calls, m.unreached)
-        places = "; ".join(
-            CUT_HOW[c.how].format(m=c.module or "the whole model")
-            + f" ({len(c.parameters)} tensor(s))"
-            for c in found
-        )
-        crippling = any(c.how in CRIPPLING for c in found)
-        selects = any(c.how == "selects" for c in found)
-        findings.append(
-            finding(
-                Code.NO_GRADIENT,
-                NAME,
-                f"{len(dead)} trainable parameter tensor(s) get no gradient, at init or in any of "
-                f"a few training steps: {places}"
-                + (
-                    ""
-                    if crippling or selects
-                    else "; they do not affect the loss and stay at their init"
-                ),
-                where=[c.module or "model" for c in found],
-                evidence={
-                    "parameters": [r["parameter"] for r in dead],
-                    "cuts": {c.module or "model": c.how for c in found},
-                },
-                # A selection the loss depends on but no gradient crosses: the rest of the model
-                # trains, these parameters only with an auxiliary loss.
-                severity=None if crippling else Severity.WARNING if selects else Severity.INFO,
-                hint=None
-                if crippling
-                else "Add the auxiliary loss that trains the selecting module, or freeze it "
-                "(requires_grad=False) if its init is meant to stay."
-                if selects
-                else "Remove the unused modules, or use their output; under "
-                "DistributedDataParallel pass find_unused_parameters=True.",
-            )
-        )
+    findings = [_no_gradient(dead, cuts(rows, m.calls, m.unreached))] if dead else []
     if gated:
         findings.append(
             finding(
@@ -697,6 +687,42 @@ def _reachability(m: Measurement) -> list[Finding]:
             )
         )
     return findings
+
+
+def _no_gradient(dead: list[Row], found: list[Cut]) -> Finding:
+    """An error where a cut path crippled the loss; a warning where a module only selects (the
+    loss depends on it, no gradient crosses: an auxiliary loss trains it); else info (nothing of
+    it reaches the loss)."""
+    places = "; ".join(
+        CUT_HOW[c.how].format(m=c.module or "the whole model") + f" ({len(c.parameters)} tensor(s))"
+        for c in found
+    )
+    crippling = any(c.how in CRIPPLING for c in found)
+    selects = any(c.how == "selects" for c in found)
+    message = (
+        f"{len(dead)} trainable parameter tensor(s) get no gradient, at init or in any of a few "
+        f"training steps: {places}"
+    )
+    evidence = {
+        "parameters": [r["parameter"] for r in dead],
+        "cuts": {c.module or "model": c.how for c in found},
+    }
+    where = [c.module or "model" for c in found]
+    if crippling:
+        return finding(Code.NO_GRADIENT, NAME, message, where=where, evidence=evidence)
+    if selects:
+        return finding(
+            Code.NO_GRADIENT, NAME, message, where=where, evidence=evidence,
+            severity=Severity.WARNING,
+            hint="Add the auxiliary loss that trains the selecting module, or freeze it "
+            "(requires_grad=False) if its init is meant to stay.",
+        )  # fmt: skip
+    return finding(
+        Code.NO_GRADIENT, NAME, message + "; they do not affect the loss and stay at their init",
+        where=where, evidence=evidence, severity=Severity.INFO,
+        hint="Remove the unused modules, or use their output; under DistributedDataParallel "
+        "pass find_unused_parameters=True.",
+    )  # fmt: skip
 
 
 def _frozen(rows: list[Row], config: Config) -> list[Finding]:
@@ -749,59 +775,64 @@ def _frozen(rows: list[Row], config: Config) -> list[Finding]:
 
 
 def _depth(metrics: dict[str, Any], m: Measurement, config: Config) -> list[Finding]:
-    evidence = {k: v for k, v in metrics.items() if k not in ("first_layers", "last_layers")}
     vanishing, exploding = metrics.get("vanishing_ratio"), metrics.get("exploding_ratio")
-    after = m.vanishing_after_steps
-    threshold = config.vanish_first_over_last
-    opens = (
-        vanishing is not None
-        and after is not None
-        and math.isfinite(after)
-        and (after >= threshold or after >= vanishing * config.gate_opening_min)
-    )
-    if vanishing is not None and vanishing < threshold and opens:
-        return [
-            finding(
-                Code.GATED_AT_INIT,
-                NAME,
-                f"toward the input the best-fed of the first layers gets ‖g‖/‖W‖ {vanishing:.2g}x "
-                f"the last layers' median at init and {after:.2g}x after a few training steps: "
-                "gates closed at init (LayerScale, zero-initialised branches) that open",
-                where=metrics["first_layers"],
-                evidence={**evidence, "vanishing_ratio_after_steps": after},
-            )
-        ]
-    if vanishing is not None and vanishing < threshold:
-        return [
-            finding(
-                Code.VANISHING_GRADIENTS,
-                NAME,
-                f"toward the input: the best-fed of the first layers gets ‖g‖/‖W‖ {vanishing:.2g}x "
-                f"the last layers' median (threshold {config.vanish_first_over_last:g}); slope "
-                f"{metrics['log10_slope_per_layer']:.2g} decades per layer",
-                where=metrics["first_layers"],
-                evidence=evidence,
-            )
-        ]
+    if vanishing is not None and vanishing < config.vanish_first_over_last:
+        return [_vanishing(vanishing, metrics, m.vanishing_after_steps, config)]
     if exploding is not None and exploding > config.explode_first_over_last:
-        # An error only when training confirms it: still exploding after a few steps.
-        later = m.exploding_after_steps
-        confirmed = (
-            later is None or not math.isfinite(later) or later > config.explode_first_over_last
-        )
-        return [
-            finding(
-                Code.EXPLODING_GRADIENTS,
-                NAME,
-                f"toward the input: the first layers' median ‖g‖/‖W‖ is {exploding:.3g}x the "
-                f"best-fed of the last layers (threshold {config.explode_first_over_last:g})"
-                + (f", {later:.3g}x after a few training steps" if later is not None else ""),
-                where=metrics["first_layers"],
-                evidence={**evidence, "exploding_ratio_after_steps": later},
-                severity=None if confirmed else Severity.WARNING,
-            )
-        ]
+        return [_exploding(exploding, metrics, m.exploding_after_steps, config)]
     return []
+
+
+def _profile_evidence(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if k not in ("first_layers", "last_layers")}
+
+
+def _vanishing(
+    vanishing: float, metrics: dict[str, Any], after: float | None, config: Config
+) -> Finding:
+    """vanishing-gradients, or gated-at-init when the ratio recovers past the bound (or grows
+    gate_opening_min-fold) within the confirmation steps."""
+    evidence = _profile_evidence(metrics)
+    if (
+        after is not None
+        and math.isfinite(after)
+        and (after >= config.vanish_first_over_last or after >= vanishing * config.gate_opening_min)
+    ):
+        return finding(
+            Code.GATED_AT_INIT,
+            NAME,
+            f"toward the input the best-fed of the first layers gets ‖g‖/‖W‖ {vanishing:.2g}x "
+            f"the last layers' median at init and {after:.2g}x after a few training steps: "
+            "gates closed at init (LayerScale, zero-initialised branches) that open",
+            where=metrics["first_layers"],
+            evidence={**evidence, "vanishing_ratio_after_steps": after},
+        )
+    return finding(
+        Code.VANISHING_GRADIENTS,
+        NAME,
+        f"toward the input: the best-fed of the first layers gets ‖g‖/‖W‖ {vanishing:.2g}x "
+        f"the last layers' median (threshold {config.vanish_first_over_last:g}); slope "
+        f"{metrics['log10_slope_per_layer']:.2g} decades per layer",
+        where=metrics["first_layers"],
+        evidence=evidence,
+    )
+
+
+def _exploding(
+    exploding: float, metrics: dict[str, Any], later: float | None, config: Config
+) -> Finding:
+    """An error only when training confirms it: still exploding after a few steps."""
+    confirmed = later is None or not math.isfinite(later) or later > config.explode_first_over_last
+    return finding(
+        Code.EXPLODING_GRADIENTS,
+        NAME,
+        f"toward the input: the first layers' median ‖g‖/‖W‖ is {exploding:.3g}x the "
+        f"best-fed of the last layers (threshold {config.explode_first_over_last:g})"
+        + (f", {later:.3g}x after a few training steps" if later is not None else ""),
+        where=metrics["first_layers"],
+        evidence={**_profile_evidence(metrics), "exploding_ratio_after_steps": later},
+        severity=None if confirmed else Severity.WARNING,
+    )
 
 
 def _off_scale(rows: list[Row], config: Config) -> list[Row]:
@@ -809,27 +840,32 @@ def _off_scale(rows: list[Row], config: Config) -> list[Row]:
     # The last affine layer to run (modules used functionally, never called, sort after it).
     called = [r for r in profiled if r["called"]]
     output_layer = called[-1]["parameter"] if called else None
-    off = []
-    for r in profiled:
-        if r["feeds_norm"] or r["convention"] or not math.isfinite(r["signal_gain"]):
-            continue  # normalised next, or a documented fan-out convention
-        too_big = (
-            r["init_gain"] > config.init_gain_max and r["signal_gain"] > config.signal_gain_max
-        )
-        too_small = (
-            r["init_gain"] < config.init_gain_min
-            and r["signal_gain"] < config.signal_gain_min
-            # A bias that carries the output is a gate by design (gMLP's spatial gate: W ≈ 0,
-            # b = 1, the identity at init), not a layer that shrinks its signal.
-            and not r["output_gain"] >= config.signal_gain_min
-            # A residual branch gated shut at init (timm's SwiGLU gate, std 1e-6 without bias):
-            # the block around it carries the signal past it.
-            and not r["block_gain"] >= config.signal_gain_min
-            and r["parameter"] != output_layer  # a small last layer is recommended
-        )
-        if too_big or too_small:
-            off.append(r)
-    return off
+    # Skipped: a layer normalised next, a documented fan-out convention, and (when small) the
+    # output layer, where a small init is recommended.
+    judged = [
+        r for r in profiled
+        if not (r["feeds_norm"] or r["convention"] or not math.isfinite(r["signal_gain"]))
+    ]  # fmt: skip
+    return [
+        r for r in judged
+        if _too_big(r, config) or (_too_small(r, config) and r["parameter"] != output_layer)
+    ]  # fmt: skip
+
+
+def _too_big(r: Row, config: Config) -> bool:
+    return r["init_gain"] > config.init_gain_max and r["signal_gain"] > config.signal_gain_max
+
+
+def _too_small(r: Row, config: Config) -> bool:
+    """Small by init and by measured gain, unless something carries the signal past it: its
+    bias (gMLP's spatial gate: W ≈ 0, b = 1, the identity at init) or the block around it (a
+    residual branch gated shut at init: timm's SwiGLU gate, std 1e-6 without bias)."""
+    return (
+        r["init_gain"] < config.init_gain_min
+        and r["signal_gain"] < config.signal_gain_min
+        and not r["output_gain"] >= config.signal_gain_min
+        and not r["block_gain"] >= config.signal_gain_min
+    )
 
 
 def _init_scale(rows: list[Row], config: Config) -> list[Finding]:
