@@ -54,3 +54,12 @@ def golden(request: pytest.FixtureRequest):
 def _not_in_ci_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     """CI=1 turns --isolate on by default; tests run checks in process unless they say so."""
     monkeypatch.delenv("CI", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _seeded() -> None:
+    """Every test starts from the same global RNG state: a model built without a seed (tests'
+    mlp()) is the same whichever tests ran before it."""
+    import torch
+
+    torch.manual_seed(0)

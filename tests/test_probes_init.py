@@ -136,6 +136,25 @@ def test_output_ignores_input_for_float_and_integer_inputs(tokens: bool) -> None
     assert "output-ignores-input" not in codes(run("init-loss", mlp(), class_batch()))
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_inputs_drawn_from_nndiags_own_seed_are_still_redrawn(seed: int) -> None:
+    """Tokens a user drew after torch.manual_seed(0) (or 1) are what a generator seeded alike
+    draws: the redraw must still differ, or every input looks ignored."""
+    from nndiag.core.dependence import any_input_varies, redrawn
+
+    torch.manual_seed(seed)
+    tokens, floats = torch.randint(0, 50, (16, 8)), torch.randn(16, 8)
+    for t in (tokens, floats):
+        fresh = redrawn(t, torch.Generator().manual_seed(seed))
+        assert not torch.equal(fresh, t) and fresh.dtype == t.dtype
+    assert bool((redrawn(tokens, torch.Generator().manual_seed(seed)) != tokens).all())
+    assert any_input_varies(tokens)
+    torch.manual_seed(seed)
+    x = torch.randint(0, 50, (16, 8))
+    result = run("init-loss", Constant(embed=True), (x, torch.randint(0, 4, (16,))))
+    assert "output-ignores-input" in codes(result)
+
+
 def test_nonfinite_names_first_module() -> None:
     class Log(nn.Module):
         def forward(self, x):

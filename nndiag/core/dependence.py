@@ -22,18 +22,27 @@ from nndiag.core.tensors import named_tensors, replace_tensor
 
 def redrawn(t: Tensor, generator: torch.Generator) -> Tensor:
     """An independent draw like `t`: noise of its mean and scale for floats, ids from its range
-    for integers (unchanged when it holds a single value: the range of valid ids is unknown)."""
+    for integers (unchanged when it holds a single value: the range of valid ids is unknown).
+
+    Never `t` again: a batch drawn by the user from the same seed as `generator` (tokens from
+    torch.manual_seed(0), redrawn from a generator seeded 0) would come back identical, and the
+    input would look ignored. Integers move by a random non-zero offset within their range;
+    floats are drawn again while they match `t`."""
     if t.is_floating_point():
         scale = t.float().std().nan_to_num(1.0) if t.numel() > 1 else torch.tensor(1.0)
-        noise = torch.randn(t.shape, generator=generator).to(t.device)
         mean = t.float().mean().nan_to_num(0.0)
-        return (noise * (scale if scale > 0 else 1.0) + mean).to(t.dtype)
+        while True:
+            noise = torch.randn(t.shape, generator=generator).to(t.device)
+            if not torch.allclose(noise, t.float(), rtol=0.0, atol=1e-6):
+                return (noise * (scale if scale > 0 else 1.0) + mean).to(t.dtype)
     if t.dtype == torch.bool:
         return ~t
     low, high = int(t.min()), int(t.max())
     if high == low:
         return t
-    return torch.randint(low, high + 1, t.shape, generator=generator).to(t.device, t.dtype)
+    span = high - low + 1
+    offset = torch.randint(1, span, t.shape, generator=generator).to(t.device, t.dtype)
+    return (t - low + offset) % span + low
 
 
 @contextmanager
