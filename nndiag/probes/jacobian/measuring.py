@@ -50,58 +50,84 @@ def measure_jacobian(ctx: Context, config: Config, advance: Advance) -> Measurem
     origin = "input" if s.entry is None else f"{names[s.entry]} output"
     generator = torch.Generator().manual_seed(ctx.options.seed)
     profile = hutchinson_profile(s, order, config.hutchinson_probes, generator, advance)
-    zero = profile is None or sum(profile.frobenius_sq) == 0
-    if zero:
-        from nndiag.core.dependence import input_that_moves_output
-
-        moves = input_that_moves_output(
-            s.model, s.inputs, config.same_output_rtol, ctx.options.seed
-        )
-        return Measurement((), {
-            "measured_from": origin, "frobenius_sq": 0.0, "zero_jacobian": True,
-            "output_moves_with": moves or "",
-            "zero_after_steps": None if moves else _zero_after_steps(ctx, config),
-        })  # fmt: skip
-    assert profile is not None
-    keys = sorted(profile.norms_sq)
-    k = config.hutchinson_probes
-    norms_sq = {key: list(profile.norms_sq[key]) for key in keys}
+    if profile is None or sum(profile.frobenius_sq) == 0:
+        return _zero(ctx, config, s, origin)
+    norms_sq = {key: list(profile.norms_sq[key]) for key in sorted(profile.norms_sq)}
     rows = block_rows(norms_sq, [names[b] for b in order], [type(b).__name__ for b in order])
-    frobenius = norms_sq[-1]
-    examples = s.x0.shape[0] if s.x0.dim() > 1 else 1
-    d = min(s.x0[0].numel() if s.x0.dim() > 1 else s.x0.numel(), profile.out_shape[1:].numel() or 1)
-    frob_sq = sum(frobenius) / len(frobenius)
-    mean_sq_singular = frob_sq / examples / d
     notes: list[str] = []
-    sigma, products = _spectral(s, config, generator, advance, notes)
-    norms = [r["grad_norm"] for r in rows if r["grad_norm"] > 0]
-    deviation, change = nonlinearity(s)
-    metrics: dict[str, Any] = {
+    metrics = {
         "measured_from": origin,
         "zero_jacobian": False,
         "blocks": len(rows) - 1,
+        "probes": config.hutchinson_probes,
+        **_spectrum(s, profile.out_shape, norms_sq[-1], config, generator, advance, notes),
+        **_gains(rows),
+        "nonlinearity": score(*nonlinearity(s)),
+    }
+    _confirm(ctx, config, metrics)
+    temporal = _temporal(ctx, s, profile.out_shape, config, generator, advance, metrics)
+    radii = recurrent_radii(s.model)
+    if radii:
+        metrics["max_recurrent_radius"] = max(r["spectral_radius"] for r in radii)
+    return Measurement(tuple(rows), metrics, tuple(temporal), tuple(radii), tuple(notes))
+
+
+def _zero(ctx: Context, config: Config, s: Surface, origin: str) -> Measurement:
+    """An exactly zero Jacobian: does some input still move the output (a cut gradient path,
+    the gradients probe's to report), and is it still zero after the confirmation steps?"""
+    from nndiag.core.dependence import input_that_moves_output
+
+    moves = input_that_moves_output(s.model, s.inputs, config.same_output_rtol, ctx.options.seed)
+    return Measurement((), {
+        "measured_from": origin, "frobenius_sq": 0.0, "zero_jacobian": True,
+        "output_moves_with": moves or "",
+        "zero_after_steps": None if moves else _zero_after_steps(ctx, config),
+    })  # fmt: skip
+
+
+def _spectrum(
+    s: Surface,
+    out_shape: torch.Size,
+    frobenius: list[float],
+    config: Config,
+    generator: torch.Generator,
+    advance: Advance,
+    notes: list[str],
+) -> dict[str, Any]:
+    """‖J‖_F² (Hutchinson), the mean squared singular value per example, σ_max (Lanczos) and
+    their ratio, the isometry spread (1 for a dynamically isometric network)."""
+    examples = s.x0.shape[0] if s.x0.dim() > 1 else 1
+    d = min(s.x0[0].numel() if s.x0.dim() > 1 else s.x0.numel(), out_shape[1:].numel() or 1)
+    frob_sq = sum(frobenius) / len(frobenius)
+    mean_sq_singular = frob_sq / examples / d
+    sigma, products = _spectral(s, config, generator, advance, notes)
+    return {
         "examples": int(examples),
-        "probes": k,
         "frobenius_sq": frob_sq,
         "frobenius_rel_stderr": relative_stderr(frobenius),
         "mean_sq_singular": mean_sq_singular,
         "spectral_norm": sigma,
         "spectral_products": products,
         "isometry_spread": sigma**2 / mean_sq_singular if mean_sq_singular > 0 else math.nan,
-        "total_gain": norms[0] / norms[-1] if len(norms) >= 2 else math.nan,
-        "log10_gain_per_block": log10_slope(norms) if len(norms) >= 2 else math.nan,
-        "nonlinearity": score(deviation, change),
     }
-    if metrics["nonlinearity"] < config.nonlinearity_min and ctx.trainable:
+
+
+def _gains(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """The output-to-input gain over the blocks on the gradient path, and its slope."""
+    norms = [r["grad_norm"] for r in rows if r["grad_norm"] > 0]
+    if len(norms) < 2:
+        return {"total_gain": math.nan, "log10_gain_per_block": math.nan}
+    return {"total_gain": norms[0] / norms[-1], "log10_gain_per_block": log10_slope(norms)}
+
+
+def _confirm(ctx: Context, config: Config, metrics: dict[str, Any]) -> None:
+    """The confirmation copy's nonlinearity and gain, where the init's are out of bounds."""
+    if not ctx.trainable:
+        return
+    if metrics["nonlinearity"] < config.nonlinearity_min:
         metrics["nonlinearity_after_steps"] = _nonlinearity_after_steps(ctx, config)
-    gain = metrics["total_gain"]
-    if not config.gain_vanish <= gain <= config.gain_explode and ctx.trainable:
+    if not config.gain_vanish <= metrics["total_gain"] <= config.gain_explode:
         metrics["total_gain_after_steps"] = _gain_after_steps(ctx, config)
-    temporal = _temporal(ctx, s, profile.out_shape, config, generator, advance, metrics)
-    radii = recurrent_radii(s.model)
-    if radii:
-        metrics["max_recurrent_radius"] = max(r["spectral_radius"] for r in radii)
-    return Measurement(tuple(rows), metrics, tuple(temporal), tuple(radii), tuple(notes))
 
 
 def _spectral(
