@@ -176,3 +176,20 @@ def test_the_integrations_default_to_the_quick_probes() -> None:
     assert not any(spec(n).trains for n in quick)  # quick: nothing trains a copy
     for callback in (NndiagTrainerCallback, NndiagCallback):
         assert inspect.signature(callback.__init__).parameters["probes"].default == quick
+
+
+def test_no_function_above_cyclomatic_complexity_15() -> None:
+    """radon's count (branches, loops, boolean operators, comprehensions' conditions): a
+    function above 15 is split into named steps a newcomer can read one at a time."""
+    from pathlib import Path
+
+    from radon.complexity import cc_visit
+
+    package = Path(nndiag.__file__).parent
+    too_complex = [
+        f"{path.relative_to(package)}:{block.lineno} {block.name} ({block.complexity})"
+        for path in sorted(package.rglob("*.py"))
+        for block in cc_visit(path.read_text(encoding="utf-8"))
+        if block.complexity > 15
+    ]
+    assert not too_complex, too_complex

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import itertools
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -175,6 +176,18 @@ class SyntheticSpec:
     seed: int
 
 
+def _batch_elements(input_shape: tuple[int, ...], size: int) -> int:
+    """Values in one synthetic batch; too many means the shape given included the batch."""
+    elements = size * math.prod(input_shape)
+    if elements > MAX_SYNTHETIC_ELEMENTS:
+        raise OptionError(
+            f"--input-shape {','.join(map(str, input_shape))} at batch size {size} is "
+            f"{elements:,} values per batch (more than {MAX_SYNTHETIC_ELEMENTS:,}): give the "
+            "shape of one example, without the batch dimension"
+        )
+    return elements
+
+
 def synthetic_source(
     model: nn.Module, spec: SyntheticSpec, batch_size: int | None, device: torch.device
 ) -> BatchSource:
@@ -187,15 +200,7 @@ def synthetic_source(
     """
     size = batch_size or DEFAULT_BATCH_SIZE
     shape = (size, *spec.input_shape)
-    elements = size
-    for dim in spec.input_shape:
-        elements *= dim
-    if elements > MAX_SYNTHETIC_ELEMENTS:
-        raise OptionError(
-            f"--input-shape {','.join(map(str, spec.input_shape))} at batch size {size} is "
-            f"{elements:,} values per batch (more than {MAX_SYNTHETIC_ELEMENTS:,}): give the "
-            "shape of one example, without the batch dimension"
-        )
+    elements = _batch_elements(spec.input_shape, size)
     generator = torch.Generator().manual_seed(spec.seed)
     vocab = spec.vocab_size
 

@@ -342,13 +342,7 @@ def build_context(
     prepare: Callable[[nn.Module], nn.Module] | None = None,
 ) -> Context:
     """Validate the contract end to end and return the context the probes share."""
-    original = getattr(model, "_orig_mod", None)
-    if isinstance(original, nn.Module) and type(model).__name__ == "OptimizedModule":
-        # torch.compile's wrapper: hooks and dispatch modes see the compiled graph's internals
-        # (dynamo asserts, run-to-run rounding). The probes read the module it compiles.
-        model = original
-        note = "checked the original module of the torch.compile'd model (model._orig_mod)"
-        definition = dataclasses.replace(definition, notes=(*definition.notes, note))
+    model, definition = _uncompiled(model, definition)
     if not any(True for _ in model.parameters()):
         raise ContractError(
             f"{type(model).__name__} has no parameters: there is nothing to train or diagnose"
@@ -379,8 +373,7 @@ def build_context(
         _user_optimizer(optimizer_for, probe_copy)
     task = options.task
     if task is Task.AUTO:
-        classify = is_classification(targets) if targets is not None else bool(calls & CLASS_LOSSES)
-        task = Task.CLASSIFICATION if classify else Task.REGRESSION
+        task = _task(targets, calls)
     return Context(
         target=target,
         model=model,
@@ -400,6 +393,23 @@ def build_context(
         whole=whole,
         notes=definition.notes,
     )
+
+
+def _uncompiled(model: nn.Module, definition: Definition) -> tuple[nn.Module, Definition]:
+    """torch.compile's wrapper unwrapped, with a note: hooks and dispatch modes would see the
+    compiled graph's internals (dynamo asserts, run-to-run rounding)."""
+    original = getattr(model, "_orig_mod", None)
+    if not (isinstance(original, nn.Module) and type(model).__name__ == "OptimizedModule"):
+        return model, definition
+    note = "checked the original module of the torch.compile'd model (model._orig_mod)"
+    return original, dataclasses.replace(definition, notes=(*definition.notes, note))
+
+
+def _task(targets: Any, calls: set[str]) -> Task:
+    """Classification for class-index targets, or a class loss called when the step has no
+    targets of its own; regression otherwise."""
+    classify = is_classification(targets) if targets is not None else bool(calls & CLASS_LOSSES)
+    return Task.CLASSIFICATION if classify else Task.REGRESSION
 
 
 CLASS_LOSSES = frozenset({"cross_entropy", "nll_loss"})

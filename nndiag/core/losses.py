@@ -71,20 +71,29 @@ class LossObserver(TorchFunctionMode):
         pair = [a for a in args[:2] if isinstance(a, Tensor) and a.dim() > 0]
         # A model may compute its own loss in forward (Hugging Face models given labels): loss
         # calls count even there.
+        self._loss_reads(name, args, kwargs or {}, pair)
+        if not self.paused:
+            self.calls.add(name)
+            self._broadcast(name, pair, out)
+        return out
+
+    def _loss_reads(self, name: str, args: Any, kwargs: dict[str, Any], pair: list[Tensor]) -> None:
+        """What a softmax reader and the first target loss call read."""
         if name in SOFTMAX_READERS and args and isinstance(args[0], Tensor):
             self.softmax_reads.setdefault(name, args[0].detach())
         if name in TARGET_LOSS_CALLS and self.loss_call is None and len(pair) == 2:
-            ignore = (kwargs or {}).get("ignore_index", -100)
-            self.loss_call = LossCall(name, pair[0].detach(), pair[1].detach(), int(ignore))
+            ignore = int(kwargs.get("ignore_index", -100))
+            self.loss_call = LossCall(name, pair[0].detach(), pair[1].detach(), ignore)
             self.calls.add(name)
-        if self.paused:
-            return out
-        self.calls.add(name)
-        if len(pair) == 2 and pair[0].shape != pair[1].shape:
-            grew = isinstance(out, Tensor) and out.numel() > max(pair[0].numel(), pair[1].numel())
-            if name in ELEMENTWISE_LOSSES or (name in BINARY_OPS and grew):
-                self.broadcasts.append(f"{name}({list(pair[0].shape)}, {list(pair[1].shape)})")
-        return out
+
+    def _broadcast(self, name: str, pair: list[Tensor], out: Any) -> None:
+        """An elementwise loss, or a binary op whose result outgrew both operands, between two
+        tensors of different shapes: broadcasting where the loss meant matching elements."""
+        if len(pair) != 2 or pair[0].shape == pair[1].shape:
+            return
+        grew = isinstance(out, Tensor) and out.numel() > max(pair[0].numel(), pair[1].numel())
+        if name in ELEMENTWISE_LOSSES or (name in BINARY_OPS and grew):
+            self.broadcasts.append(f"{name}({list(pair[0].shape)}, {list(pair[1].shape)})")
 
     @property
     def loss_calls(self) -> list[str]:
