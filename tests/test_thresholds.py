@@ -17,6 +17,7 @@ import pytest
 import torch
 from torch import nn
 
+from nndiag.core.losses import BaselineKind
 from nndiag.probes import (
     activations,
     data,
@@ -229,7 +230,7 @@ def test_saturation_bands_at_their_bound(kind: str) -> None:
 # ---- init-loss -----------------------------------------------------------------------------------
 
 
-def init_measurement(loss: float, baseline: float, kind: str) -> init_loss.Measurement:
+def init_measurement(loss: float, baseline: float, kind: BaselineKind) -> init_loss.Measurement:
     return init_loss.Measurement(
         loss=loss, baseline=baseline, baseline_kind=kind, classes=10, logit_mean=0.0,
         logit_std=1.0, finite_outputs=True, first_nonfinite="", probabilities=False,
@@ -244,7 +245,7 @@ def init_measurement(loss: float, baseline: float, kind: str) -> init_loss.Measu
 def test_overconfident_cross_entropy_at_its_bound(scale: float, fires: bool) -> None:
     config = init_loss.Config()
     chance = math.log(10)
-    m = init_measurement(chance + config.ce_excess_nats_max * scale, chance, "ln C")
+    m = init_measurement(chance + config.ce_excess_nats_max * scale, chance, BaselineKind.CHANCE)
     assert ("loss-at-init" in codes(init_loss.diagnose(m, config))) is fires
 
 
@@ -252,7 +253,7 @@ def test_overconfident_cross_entropy_at_its_bound(scale: float, fires: bool) -> 
 @pytest.mark.parametrize(("scale", "fires"), [(1 + EPS, True), (1 - EPS, False)])
 def test_mse_at_init_at_its_bound(scale: float, fires: bool) -> None:
     config = init_loss.Config()
-    m = init_measurement(2.0 * config.mse_ratio_max * scale, 2.0, "target variance")
+    m = init_measurement(2.0 * config.mse_ratio_max * scale, 2.0, BaselineKind.VARIANCE)
     assert ("loss-at-init" in codes(init_loss.diagnose(m, config))) is fires
 
 

@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import torch
@@ -123,13 +124,21 @@ class LossObserver(TorchFunctionMode):
                 handle.remove()
 
 
+class BaselineKind(StrEnum):
+    """Which uninformed predictor the baseline is the loss of (the value is its display)."""
+
+    CHANCE = "ln C (cross-entropy)"
+    VARIANCE = "target variance (MSE)"
+    UNKNOWN = "unknown"
+
+
 @dataclass(frozen=True)
 class Baseline:
     """The loss of an uninformed predictor: ln C for C-way cross-entropy, the target variance for
     MSE (the loss of predicting the mean); NaN with kind 'unknown' for other losses."""
 
     value: float
-    kind: str
+    kind: BaselineKind
 
     @property
     def known(self) -> bool:
@@ -144,18 +153,18 @@ def chance_baseline(observer: LossObserver, reduce: Reducer | None = None) -> Ba
     rank's slice."""
     call = observer.loss_call
     if call is None:
-        return Baseline(math.nan, "unknown")
+        return Baseline(math.nan, BaselineKind.UNKNOWN)
     if call.name in ("cross_entropy", "nll_loss") and call.input.dim() >= 1:
         classes = call.input.shape[1] if call.input.dim() >= 2 else call.input.shape[0]
-        return Baseline(math.log(classes), "ln C (cross-entropy)")
+        return Baseline(math.log(classes), BaselineKind.CHANCE)
     if call.name in MSE_LOSSES and call.target.numel() > 1:
         reduce = reduce or LocalReducer()
         y = call.target.double().flatten()
         sums = reduce.sum(torch.stack([y.sum(), y.pow(2).sum(), torch.tensor(float(y.numel()))]))
         total, squares, count = sums.tolist()
         variance = (squares - total * total / count) / count
-        return Baseline(variance, "target variance (MSE)")
-    return Baseline(math.nan, "unknown")
+        return Baseline(variance, BaselineKind.VARIANCE)
+    return Baseline(math.nan, BaselineKind.UNKNOWN)
 
 
 def accuracy(call: LossCall | None) -> float:

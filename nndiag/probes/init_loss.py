@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from torch import Tensor, nn
 
     from nndiag.core.context import Context
+    from nndiag.core.losses import BaselineKind
 
 NAME = "init-loss"
 
@@ -67,7 +68,7 @@ class Config:
 class Measurement:
     loss: float
     baseline: float
-    baseline_kind: str
+    baseline_kind: BaselineKind
     classes: int
     logit_mean: float
     logit_std: float
@@ -268,8 +269,10 @@ def diagnose(m: Measurement, config: Config) -> list[Finding]:
 
 
 def _loss_scale(m: Measurement, config: Config) -> list[Finding]:
+    from nndiag.core.losses import BaselineKind
+
     excess = m.loss - m.baseline
-    if m.baseline_kind.startswith("ln C") and excess > config.ce_excess_nats_max:
+    if m.baseline_kind is BaselineKind.CHANCE and excess > config.ce_excess_nats_max:
         message = (
             f"cross-entropy at init is {m.loss:.3g}, {excess:.2g} nats above chance "
             f"ln {m.classes} = {m.baseline:.3g}: logits are overconfident (std {m.logit_std:.3g})"
@@ -298,7 +301,7 @@ def _loss_scale(m: Measurement, config: Config) -> list[Finding]:
             )
         ]
     ratio = m.loss / m.baseline if m.baseline > 0 else math.nan
-    if m.baseline_kind.startswith("target") and ratio > config.mse_ratio_max:
+    if m.baseline_kind is BaselineKind.VARIANCE and ratio > config.mse_ratio_max:
         return [
             finding(
                 Code.LOSS_AT_INIT,

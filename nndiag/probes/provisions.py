@@ -4,6 +4,10 @@ context's Provisions by type, and a probe that `needs` one reads it with ctx.pro
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nndiag.core.losses import BaselineKind
 
 
 @dataclass(frozen=True)
@@ -12,7 +16,7 @@ class InitLoss:
 
     loss: float
     baseline: float  # NaN when unknown
-    baseline_kind: str
+    baseline_kind: BaselineKind
 
 
 @dataclass(frozen=True)
