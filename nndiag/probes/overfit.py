@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from nndiag.config import SUGGESTED
@@ -303,17 +304,27 @@ def _train(
 # ---- diagnosing ------------------------------------------------------------------------------------
 
 
-def verdict(m: Measurement) -> str:
-    """passed | diverged | rose | stalled | plateau | slow (still falling, would pass within
-    reach_factor x steps) | crawling (still falling, too slowly to ever pass)"""
+class Verdict(StrEnum):
+    """How the run ended."""
+
+    PASSED = "passed"
+    DIVERGED = "diverged"
+    ROSE = "rose"
+    STALLED = "stalled"  # accuracy no better than in the first half, the loss flat
+    PLATEAU = "plateau"
+    SLOW = "slow"  # still falling, would pass within reach_factor x steps
+    CRAWLING = "crawling"  # still falling, too slowly to ever pass
+
+
+def verdict(m: Measurement) -> Verdict:
     run, config = m.run, m.config
     losses = run.losses
     if run.passed_at is not None:
-        return "passed"
+        return Verdict.PASSED
     if run.nonfinite_at is not None:
-        return "diverged"
+        return Verdict.DIVERGED
     if losses[-1] > losses[0]:
-        return "rose"
+        return Verdict.ROSE
     accuracies = [r["accuracy"] for r in run.rows]
     early = [a for a in accuracies[: len(accuracies) // 2] if not math.isnan(a)]
     if (
@@ -322,11 +333,11 @@ def verdict(m: Measurement) -> str:
         and accuracies[-1] <= max(early)
         and not _still_falling(losses, config)
     ):
-        return "stalled"
+        return Verdict.STALLED
     if not _still_falling(losses, config):
-        return "plateau"
+        return Verdict.PLATEAU
     reach = config.steps * config.reach_factor
-    return "slow" if _within_reach(losses, m.threshold, round(reach)) else "crawling"
+    return Verdict.SLOW if _within_reach(losses, m.threshold, round(reach)) else Verdict.CRAWLING
 
 
 CAPACITY_CAUSES = (
@@ -335,7 +346,7 @@ CAPACITY_CAUSES = (
 )
 
 
-STUCK = ("rose", "diverged")
+STUCK = (Verdict.ROSE, Verdict.DIVERGED)
 
 
 def diagnose(m: Measurement, config: Config) -> list[Finding]:
@@ -345,7 +356,7 @@ def diagnose(m: Measurement, config: Config) -> list[Finding]:
     (ELBO terms, label smoothing, examples the model cannot tell apart, a slow dense task), so
     not reaching the pass line is then an info that says how far it got."""
     kind = verdict(m)
-    if kind == "passed":
+    if kind is Verdict.PASSED:
         return []
     run = m.run
     findings = [_failure(m, kind, config)]
@@ -377,7 +388,7 @@ def _message(m: Measurement) -> str:
     return message
 
 
-def _failure(m: Measurement, kind: str, config: Config) -> Finding:
+def _failure(m: Measurement, kind: Verdict, config: Config) -> Finding:
     message = _message(m)
     learns = _inputs_help(m, config)
     calm = m.calmer
@@ -420,7 +431,7 @@ def _failure(m: Measurement, kind: str, config: Config) -> Finding:
     share = m.run.final_loss / m.zeroed.final_loss if m.zeroed.final_loss > 0 else math.nan
     trend = (
         f"still falling ({_rate_per_100(m.run.losses):.0%} per 100 steps)"
-        if kind in ("slow", "crawling")
+        if kind in (Verdict.SLOW, Verdict.CRAWLING)
         else "levelling off"
     )
     return finding(
@@ -452,19 +463,19 @@ def _rate_per_100(losses: list[float]) -> float:
     return 1 - per_step**100
 
 
-def _hint(kind: str, m: Measurement) -> str:
-    if kind == "diverged":
+def _hint(kind: Verdict, m: Measurement) -> str:
+    if kind is Verdict.DIVERGED:
         return "The loss diverged to NaN/Inf: lower the learning rate, check for log(0) or division by zero."
-    if kind == "rose":
+    if kind is Verdict.ROSE:
         lower = f" (try --lr {m.lr / 10:g})" if m.lr else ""
         return f"The loss rose: the learning rate is too high{lower}."
-    if kind == "crawling":
+    if kind is Verdict.CRAWLING:
         rate = _rate_per_100(m.run.losses)
         return (
             f"The loss still falls, but at {rate:.1%} per 100 steps it would not pass within "
             f"{m.config.reach_factor:g}x the steps: {CAPACITY_CAUSES}"
         )
-    if kind == "stalled":
+    if kind is Verdict.STALLED:
         return f"Accuracy stalled at {m.run.final_accuracy:.0%} over the second half of the run: {CAPACITY_CAUSES}"
     return f"The loss plateaued: {CAPACITY_CAUSES}"
 
@@ -504,7 +515,7 @@ def present(m: Measurement, config: Config) -> Presentation:
         )
     lr_text = f"lr {m.lr:.2g}" if m.lr is not None else "the optimizer's lr"
     of = f" (the first of the batch of {m.batch})" if m.batch > m.examples else ""
-    if kind == "passed":
+    if kind is Verdict.PASSED:
         headline = (
             f"memorised {m.examples} examples{of} in {run.passed_at} steps at {lr_text} "
             f"(loss {run.rows[0]['loss']:.3g} -> {run.final_loss:.3g})"
