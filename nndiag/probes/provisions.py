@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from nndiag.core.losses import BaselineKind
+    from nndiag.probes.lr_range import Confidence
 
 
 @dataclass(frozen=True)
@@ -24,5 +25,5 @@ class SuggestedLR:
     """The LR range test's pick (None when it made none), for `--lr suggested` (from lr-range)."""
 
     lr: float | None
-    confidence: str
+    confidence: Confidence
     batch_size: int

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from nndiag.findings import Code, Finding, finding
 from nndiag.probes.base import Presentation, ProbeSpec, setting
+from nndiag.probes.lr_range.analysis import Placement
 from nndiag.probes.provisions import SuggestedLR
 from nndiag.report import Plot, Row, Table
 
@@ -193,8 +194,8 @@ class Measurement:
     learnable: Learnable
     trials: tuple[Trial, ...]
     suggested: float | None
-    confidence: str  # high, medium, low, none
-    placement: str  # where the sweep's best sat
+    confidence: Confidence
+    placement: Placement  # where the sweep's best sat
     batch_size: int
     batch_origin: str
     optimizer: str
@@ -231,13 +232,10 @@ def measure(ctx: Context, config: Config) -> Measurement:
     )
     learnable, pooled, pool_curve = _learnability(ctx, lrs, config, chance, fresh[0], trials)
     if pooled is not None and suggested is None and pooled.estimate is not None:
-        analysis, suggested, placement = (
-            pooled,
-            pooled.estimate,
-            "rules only",
-        )  # the fixed batches' pick
+        # no pick on fresh batches: the fixed batches' pick
+        analysis, suggested, placement = pooled, pooled.estimate, Placement.RULES_ONLY
     if learnable is Learnable.NO:  # no rate lowers the loss: a suggestion would contradict that
-        suggested, placement = None, "none"
+        suggested, placement = None, Placement.NONE
     optimizer = ctx.optimizer(ctx.fresh_model())
     return Measurement(
         curves=tuple(curves),
@@ -379,16 +377,16 @@ def learns_on_pool(pooled: Analysis, chance: float | None, config: Config) -> bo
 
 def _sweep(
     ctx: Context, config: Config, estimate: float | None, lo: float, hi: float
-) -> tuple[list[Trial], float | None, str]:
+) -> tuple[list[Trial], float | None, Placement]:
     """Successive halving around the estimate. Round one: short runs from the same weights on
     the same batches at the estimate and its neighbours `sweep_spacing` decades apart, extended
     past an edge where the best sits. Round two: the best two train on for `sweep_continue`
     steps; the better of them at that longer horizon wins (short runs favour learning rates
     that lose later), and the suggestion is `margin` times the winner."""
     if estimate is None:
-        return [], None, "none"
+        return [], None, Placement.NONE
     if config.sweep_steps == 0:
-        return [], estimate, "rules only"
+        return [], estimate, Placement.RULES_ONLY
     from nndiag.probes.lr_range.analysis import sweep_candidates
     from nndiag.probes.lr_range.running import batch_pool
 
@@ -414,7 +412,7 @@ def _round_one(
     config: Config,
     bounds: tuple[float, float],
     advance: Any,
-) -> tuple[dict[float, Trial], float | None, str]:
+) -> tuple[dict[float, Trial], float | None, Placement]:
     """Short runs at the candidates, then one more past the edge where the best sits (up to
     `sweep_extensions` times, inside the range): every trial, the best and its placement."""
     from nndiag.probes.lr_range.analysis import sweep_best
@@ -429,8 +427,8 @@ def _round_one(
                 trials[lr].train(ctx, pool, config.sweep_steps, advance)
         best, placement = sweep_best({lr: t.score for lr, t in trials.items()})
         beyond = {
-            "low edge": best / step if best else None,
-            "high edge": best * step if best else None,
+            Placement.LOW_EDGE: best / step if best else None,
+            Placement.HIGH_EDGE: best * step if best else None,
         }.get(placement)
         if beyond is None or not bounds[0] <= beyond <= bounds[1]:
             break
@@ -456,24 +454,33 @@ def _round_two(
     return finalists
 
 
+class Confidence(StrEnum):
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    NONE = "none"
+
+
 def confidence(
-    analysis: Analysis, learnable: Learnable, placement: str, trials: Any, config: Config
-) -> str:
-    """high | medium | low | none, calibrated in benchmarks/lr_quality.py."""
-    if placement == "none" or (analysis.estimate is None and not trials):
-        return "none"
+    analysis: Analysis, learnable: Learnable, placement: Placement, trials: Any, config: Config
+) -> Confidence:
+    """Calibrated in benchmarks/lr_quality.py: highest for a pick the sweep bracketed from both
+    sides on data that proved learnable; one step lower at an edge of the sweep, or where the
+    estimate came from the divergence point or learnability is in doubt."""
+    if placement is Placement.NONE or (analysis.estimate is None and not trials):
+        return Confidence.NONE
     capped = analysis.source == "divergence" or learnable is not Learnable.YES
-    if placement == "interior":
-        return "medium" if capped else "high"
-    if placement in ("low edge", "high edge"):
-        return "low" if capped else "medium"
+    if placement is Placement.INTERIOR:
+        return Confidence.MEDIUM if capped else Confidence.HIGH
+    if placement in (Placement.LOW_EDGE, Placement.HIGH_EDGE):
+        return Confidence.LOW if capped else Confidence.MEDIUM
     # rules only (no sweep)
     strong = (
         analysis.descent is not None and analysis.descent.significance >= 10 * config.noise_sigmas
     )
     if strong and analysis.spread_decades <= 2 and not capped:
-        return "high"
-    return "low" if capped else "medium"
+        return Confidence.HIGH
+    return Confidence.LOW if capped else Confidence.MEDIUM
 
 
 # ---- diagnosing ------------------------------------------------------------------------------------

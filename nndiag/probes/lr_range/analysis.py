@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from nndiag.core.stats import running_median
@@ -112,19 +113,28 @@ def sweep_candidates(centre: float, spacing: float, lo: float, hi: float) -> lis
     return [lr for lr in (centre / step, centre, centre * step) if lo <= lr <= hi]
 
 
-def sweep_best(scores: dict[float, float]) -> tuple[float | None, str]:
-    """The LR with the lowest score, and where it sits: 'interior', 'low edge', 'high edge' or
-    'none' when every trial diverged."""
+class Placement(StrEnum):
+    """Where the sweep's best LR sat among its candidates."""
+
+    INTERIOR = "interior"
+    LOW_EDGE = "low edge"
+    HIGH_EDGE = "high edge"
+    NONE = "none"  # every trial diverged, or no estimate to sweep around
+    RULES_ONLY = "rules only"  # no sweep ran: the rules' estimate stands
+
+
+def sweep_best(scores: dict[float, float]) -> tuple[float | None, Placement]:
+    """The LR with the lowest score, and where it sits among the candidates."""
     finite_scores = {lr: s for lr, s in scores.items() if math.isfinite(s)}
     if not finite_scores:
-        return None, "none"
+        return None, Placement.NONE
     best = min(finite_scores, key=finite_scores.__getitem__)
     ordered = sorted(scores)
     if best == ordered[0]:
-        return best, "low edge"
+        return best, Placement.LOW_EDGE
     if best == ordered[-1]:
-        return best, "high edge"
-    return best, "interior"
+        return best, Placement.HIGH_EDGE
+    return best, Placement.INTERIOR
 
 
 def refine(scores: dict[float, float], best: float) -> float:
