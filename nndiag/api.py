@@ -38,7 +38,7 @@ from nndiag.errors import (
     collective_failure,
     describe_exception,
 )
-from nndiag.loading import load_spec, model_namespace
+from nndiag.loading import ModelSpec, load_spec, model_namespace
 from nndiag.probes import registry, select, spec
 from nndiag.probes.base import ProbeSpec
 from nndiag.report import ModelInfo, ProbeResult, Report, Status, Table
@@ -179,42 +179,38 @@ def _context(
     progress: Progress | None,
     session: Session | None,
 ) -> Context:
+    file = None if isinstance(target_or_model, nn.Module) else load_spec(os.fspath(target_or_model))
     sharding: dict[str, Any] = {}
     if session is not None:
         from nndiag.distributed import DistReducer, sharder
 
-        shard_model = (
-            None
-            if isinstance(target_or_model, nn.Module)
-            else load_spec(os.fspath(target_or_model)).shard_model
-        )
+        shard_model = file.shard_model if file is not None else None
         sharding = {"reduce": DistReducer(session), "prepare": sharder(session, shard_model)}
-    if isinstance(target_or_model, nn.Module):
+    if file is None:
+        assert isinstance(target_or_model, nn.Module)
         return build_context(
             target_or_model, opts, target=type(target_or_model).__name__, definition=definition,
             progress=progress, **sharding,
         )  # fmt: skip
-    target = os.fspath(target_or_model)
-    spec_ = load_spec(target)
-    model = user_call(f"{target}: the model factory", spec_.factory)
+    model = user_call(f"{file.target}: the model factory", file.factory)
     if not isinstance(model, nn.Module):
         raise ContractError(
-            f"{target}: the factory returned {type(model).__name__}, not an nn.Module"
+            f"{file.target}: the factory returned {type(model).__name__}, not an nn.Module"
         )
-    from_file = Definition(
-        make_batch=definition.make_batch or spec_.make_batch,
-        make_loader=definition.make_loader or spec_.make_loader,
-        loss_fn=definition.loss_fn or spec_.loss_fn,
-        make_optimizer=definition.make_optimizer or spec_.make_optimizer,
-        factory=spec_.factory,
-        init_weights=spec_.init_weights,
-        training_step=definition.training_step or spec_.training_step,
-        optimizer_for=definition.optimizer_for,
-        optimizer_name=definition.optimizer_name,
-        notes=definition.notes,
-    )
     return build_context(
-        model, opts, target=target, definition=from_file, progress=progress, **sharding
+        model, opts, target=file.target, definition=_completed(definition, file),
+        progress=progress, **sharding,
+    )  # fmt: skip
+
+
+def _completed(definition: Definition, file: ModelSpec) -> Definition:
+    """The API's callables, and the model file's where the API gave none (every name the two
+    share: make_batch, loss_fn, factory, training_step...)."""
+    shared = {f.name for f in dataclasses.fields(file)} & {
+        f.name for f in dataclasses.fields(definition)
+    }
+    return dataclasses.replace(
+        definition, **{n: getattr(definition, n) or getattr(file, n) for n in sorted(shared)}
     )
 
 
