@@ -25,7 +25,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nndiag.findings import Code, Finding, Severity, finding
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from torch import Tensor, nn
 
     from nndiag.core.context import Context
-    from nndiag.core.hooks import Calls
+    from nndiag.core.hooks import Call, Calls
 
 NAME = "gradients"
 
@@ -112,22 +113,11 @@ class Config:
 
 
 @dataclass(frozen=True)
-class ModuleCall:
-    """How a module ran in the measured pass (qualified name, "" for the root)."""
-
-    name: str
-    called: bool
-    grad_enabled: bool  # autograd was recording where it was called
-    output_graph: bool  # its output carries a graph
-    output_use: str = "used"  # used | detached (read only by detach/.data/.item) | dropped
-    discrete: bool = False  # returns only integer/boolean tensors (indices, masks)
-
-
-@dataclass(frozen=True)
 class Measurement:
     rows: tuple[Row, ...]
     loss: float
-    calls: tuple[ModuleCall, ...] = ()
+    # How each module that ran ran (qualified name, "" for the root); absent: never called.
+    calls: Mapping[str, Call] = field(default_factory=dict)
     vanishing_after_steps: float | None = None  # the profile's ratios on the confirmation copy
     exploding_after_steps: float | None = None
     unreached: tuple[str, ...] = ()  # cut modules of which nothing reaches the loss (_unreached)
@@ -344,16 +334,13 @@ def _rows(ctx: Context, run: _Pass) -> list[Row]:
     return rows
 
 
-def _module_calls(run: _Pass) -> tuple[ModuleCall, ...]:
-    """How the pass ran each module (never called: called=False)."""
-    return tuple(
-        ModuleCall(
-            name, True, call.grad_enabled, call.output_requires_grad, call.output_use, call.discrete
-        )
-        if (call := run.calls.modules.get(module)) is not None
-        else ModuleCall(name, False, False, False, "")
+def _module_calls(run: _Pass) -> dict[str, Call]:
+    """How the pass ran each module it called, by qualified name."""
+    return {
+        name: call
         for name, module in run.model.named_modules()
-    )
+        if (call := run.calls.modules.get(module)) is not None
+    }
 
 
 def _block_gain(
@@ -612,16 +599,13 @@ def _ancestors(path: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(len(parts), -1, -1)]
 
 
-def cuts(
-    rows: list[Row], calls: tuple[ModuleCall, ...], unreached: tuple[str, ...] = ()
-) -> list[Cut]:
+def cuts(rows: list[Row], calls: Mapping[str, Call], unreached: tuple[str, ...] = ()) -> list[Cut]:
     """Group the parameters without gradient by the outermost module all of whose trainable
     parameters are without gradient: the place to look (a detached backbone, not its layers).
     `unreached` units are 'dropped' or 'discarded': nothing of them reaches the loss."""
     dead = {r["qualname"] for r in _dead(rows)}
     units = _units(dead, [r["qualname"] for r in rows if r["trainable"]])
-    by_name = {c.name: c for c in calls}
-    found = [Cut(unit, _how(unit, names, rows, by_name.get(unit), dead), tuple(names))
+    found = [Cut(unit, _how(unit, names, rows, calls.get(unit), dead), tuple(names))
              for unit, names in units.items()]  # fmt: skip
     dropped = {"after": "dropped", "inside": "discarded", "selects": "discarded"}
     return [
@@ -642,9 +626,7 @@ def _units(dead: set[str], trainable: list[str]) -> dict[str, list[str]]:
     return units
 
 
-def _how(
-    unit: str, names: list[str], rows: list[Row], call: ModuleCall | None, dead: set[str]
-) -> str:
+def _how(unit: str, names: list[str], rows: list[Row], call: Call | None, dead: set[str]) -> str:
     """How the path is cut at `unit` (a key of CUT_HOW), from how the pass ran it."""
     mine = [r for r in rows if r["qualname"] in names]
     if any(r["has_grad"] for r in mine):
@@ -659,13 +641,13 @@ def _how(
     return _how_called(call)
 
 
-def _how_called(call: ModuleCall | None) -> str:
-    """How a module none of whose parameters got a gradient ran in the pass."""
-    if call is None or not call.called:
+def _how_called(call: Call | None) -> str:
+    """How a module none of whose parameters got a gradient ran in the pass (None: not called)."""
+    if call is None:
         return "not called"
     if not call.grad_enabled:
         return "no_grad"
-    if not call.output_graph:
+    if not call.output_requires_grad:
         return "selects" if call.discrete else "inside"
     return {"detached": "detached", "dropped": "dropped"}.get(call.output_use, "after")
 
