@@ -25,7 +25,9 @@ class Severity(StrEnum):
         return {"error": 2, "warning": 1, "info": 0}[self.value]
 
 
-class Status(StrEnum):
+class CodeStatus(StrEnum):
+    """A code's lifecycle: codes are a public API, deprecated rather than renamed."""
+
     STABLE = "stable"
     DEPRECATED = "deprecated"
 
@@ -65,7 +67,7 @@ class CodeInfo:
     probes: tuple[str, ...]  # the probes that raise it
     title: str
     hint: str
-    status: Status = Status.STABLE
+    status: CodeStatus = CodeStatus.STABLE
     page: str = ""  # Markdown for `nndiag explain`; built-in codes ship nndiag/codes/<code>.md
 
 

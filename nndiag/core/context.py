@@ -49,10 +49,10 @@ from nndiag.errors import (
     describe_exception,
     from_user_code,
 )
+from nndiag.report import Row
 
 LossFn = Callable[[Any, Tensor], Tensor]
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
-Row = dict[str, Any]
 T = TypeVar("T")
 
 DEFAULT_LR = 1e-3  # Adam's default step size (Kingma & Ba 2015), the optimizer when none is given
