@@ -20,7 +20,7 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from nndiag.condense import cell_text, view
-from nndiag.findings import Finding
+from nndiag.findings import Finding, Severity
 from nndiag.plot import lines, sparkline, text_chart
 from nndiag.report import ProbeResult, Report, Status, Table
 
@@ -38,9 +38,9 @@ ALL = "all"
 def verdict(report: Report, strict: bool = False) -> tuple[str, str]:
     """The first line of every report, and its style."""
     text = report.verdict(strict)
-    if report.interrupted or " error" in text or "did not finish" in text:
+    if report.interrupted or report.fails(Severity.ERROR, strict):
         return text, "bold red"
-    return text, "yellow" if " warning" in text else "bold green"
+    return text, "yellow" if report.fails(Severity.WARNING, strict) else "bold green"
 
 
 def _finding_row(f: Finding, indent: bool) -> tuple[Text, Text]:

@@ -211,6 +211,14 @@ class Report:
         strict (None: as the check was run, `Report.strict`)."""
         return at_or_above(self._counted(strict), Severity(fail_on))
 
+    def fails(self, fail_on: Severity | str, strict: bool | None = None) -> bool:
+        """The release gate every consumer applies (exit code, assert_healthy, the callbacks,
+        the first line's colour): a finding at or above `fail_on` ('never': none counts), or a
+        probe that could not finish (its check did not run)."""
+        if str(fail_on) == "never":
+            return False
+        return bool(self.failing(fail_on, strict) or self.unfinished)
+
     def _counted(self, strict: bool | None) -> list[Finding]:
         strict = self.strict if strict is None else strict
         return [f for f in self.findings if strict or f.caused_by is None]
@@ -248,7 +256,7 @@ class Report:
         self, fail_on: Severity | str = Severity.ERROR, strict: bool | None = None
     ) -> None:
         """Raise AssertionError with the findings block at or above `fail_on` (for pytest)."""
-        if self.failing(fail_on, strict) or self.unfinished:
+        if self.fails(fail_on, strict):
             text = self.findings_text(fail_on, strict)
             raise AssertionError(f"{self.model.target} is not healthy:\n" + text)
 

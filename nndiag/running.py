@@ -138,6 +138,4 @@ def exit_code(report: Any, fail_on: FailOn, strict: bool = False) -> int:
     130 for a run stopped by Ctrl-C, whatever --fail-on says: a partial report proves nothing."""
     if report.interrupted:
         return EXIT_INTERRUPTED
-    if fail_on is FailOn.NEVER:
-        return EXIT_OK
-    return EXIT_FINDINGS if report.failing(fail_on.value, strict) or report.unfinished else EXIT_OK
+    return EXIT_FINDINGS if report.fails(fail_on.value, strict) else EXIT_OK

@@ -26,7 +26,7 @@ class CheckFailed(AssertionError):
 
 def verdict(report: Report, fail_on: str, strict: bool) -> None:
     """Raise CheckFailed when the report fails the gate."""
-    if fail_on != "never" and (report.failing(fail_on, strict) or report.unfinished):
+    if report.fails(fail_on, strict):
         raise CheckFailed(report, fail_on, strict)
 
 
