@@ -267,3 +267,27 @@ def test_nan_mid_range_stops_the_curve_without_poisoning_it() -> None:
     rows = result.table("curve").rows
     assert all(math.isfinite(r["loss"]) for r in rows)
     assert "non-finite loss" in result.metrics["stopped"] or rows[-1]["lr"] < 10
+
+
+def test_a_confidence_below_high_says_what_would_raise_it() -> None:
+    import dataclasses
+
+    from nndiag.probes import spec
+    from nndiag.probes.lr_range import Confidence, Measurement, present
+    from nndiag.probes.lr_range.analysis import Placement
+
+    from probing import config, context
+
+    ctx = context(mlp(), class_batch())
+    settings = config("lr-range", num_steps=40, sweep_steps=0)
+    measured: Measurement = spec("lr-range").measure(ctx, settings)
+    edge = dataclasses.replace(measured, placement=Placement.LOW_EDGE, confidence=Confidence.MEDIUM)
+    notes = [n for n in present(edge, settings).notes if n.startswith("confidence medium")]
+    assert notes == [
+        "confidence medium: the sweep's best sat at its low edge; to raise it, set lr-range "
+        "start_lr lower so that the sweep brackets the pick from both sides"
+    ]
+    high = dataclasses.replace(measured, confidence=Confidence.HIGH)
+    assert not [n for n in present(high, settings).notes if n.startswith("confidence")]
+    cut = dataclasses.replace(measured, placement=Placement.RULES_ONLY, confidence=Confidence.LOW)
+    assert any("--budget" in n for n in present(cut, settings).notes)

@@ -621,7 +621,35 @@ def _notes(m: Measurement, config: Config) -> tuple[str, ...]:
         )
     if m.learnable is Learnable.NOT_ACROSS_BATCHES and m.suggested is not None:
         notes.append("the suggestion comes from a range test over a few fixed batches")
+    if m.confidence in (Confidence.MEDIUM, Confidence.LOW):
+        notes += [
+            f"confidence {m.confidence}: {why}; to raise it, {what}" for why, what in _limits(m)
+        ]
     return tuple(notes)
+
+
+def _limits(m: Measurement) -> list[tuple[str, str]]:
+    """What held the confidence below high, each with what would raise it."""
+    limits = []
+    if m.placement is Placement.RULES_ONLY:
+        limits.append(("no sweep ran (cut by --budget)", "give the check a larger --budget"))
+    elif m.placement in (Placement.LOW_EDGE, Placement.HIGH_EDGE):
+        end = "start_lr lower" if m.placement is Placement.LOW_EDGE else "end_lr higher"
+        limits.append((
+            f"the sweep's best sat at its {m.placement.value}",
+            f"set lr-range {end} so that the sweep brackets the pick from both sides",
+        ))  # fmt: skip
+    if m.analysis.source == "divergence":
+        limits.append((
+            "the loss showed no clear descent: the estimate is a fraction of where it diverged",
+            "check the data and the loss (the overfit probe tells whether the model can learn)",
+        ))  # fmt: skip
+    if m.learnable is not Learnable.YES:
+        limits.append((
+            f"learnability {m.learnable.value}",
+            "use a batch whose targets the inputs predict",
+        ))  # fmt: skip
+    return limits
 
 
 def provide(m: Measurement) -> SuggestedLR:
