@@ -1,11 +1,16 @@
-"""The default `nndiag check` of real-sized models, as a user runs it: wall time against the
-budget the check planned, the per-probe split, and the one-screen report (lines at 120 columns,
-the verdict on line 1, no `nan`).
+"""The default `nndiag check` of real-sized models, as a user runs it, priced in the model's own
+training steps: a plain PyTorch step of the same model, batch and loss (Adam, warm-up excluded,
+the median of timed steps) is measured in the same run, and the check's wall time, each probe's
+time and the cuts the budget made are recorded beside it; the sick twins must keep their
+findings under the default plan. The report's shape too: lines at 120 columns, the verdict on
+line 1, no `nan`.
 
-    python benchmarks/real_size/run.py                 # GPT-2 small and ResNet-50
-    python benchmarks/real_size/run.py resnet50 --budget 60
+    python benchmarks/real_size/run.py                 # every model below
+    python benchmarks/real_size/run.py resnet50 sick_resnet50 --budget 60
 
-Each check runs in its own process, exactly as `nndiag check MODEL --json OUT` at 120 columns.
+Each check runs in its own process, exactly as `nndiag check MODEL --json OUT` at 120 columns,
+and so does each plain step timing. Results are stamped (commit, machine, torch, date) into
+benchmarks/results/real_size.json, one entry per model.
 """
 
 from __future__ import annotations
@@ -21,7 +26,51 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
-MODELS = ("gpt2_small", "resnet50")
+MODELS = ("gpt2_small", "resnet50", "sick_resnet50")
+EXPECTED = {"sick_resnet50": "no-gradient"}  # the root a sick twin must keep
+sys.path.insert(0, str(HERE.parent))
+
+from stamp import RESULTS, stamp  # noqa: E402
+
+WARMUP, TIMED = 2, 5
+
+
+def plain_step_s(name: str) -> float:
+    """The median wall time of a plain training step of the model file's model on its default
+    batch (Adam; cross-entropy on the logits), after WARMUP untimed steps: what a user's loop
+    pays per step."""
+    import importlib.util
+    import statistics
+
+    import torch
+    import torch.nn.functional as F
+
+    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.build_model().train()
+    inputs, targets = module.make_batch()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    times = []
+    for i in range(WARMUP + TIMED):
+        started = time.perf_counter()
+        out = model(**inputs) if isinstance(inputs, dict) else model(inputs)
+        logits = getattr(out, "logits", out)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if i >= WARMUP:
+            times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def timed_in_a_process(name: str) -> float:
+    done = subprocess.run(
+        [sys.executable, __file__, "--plain", name], capture_output=True, text=True, check=True
+    )
+    return float(done.stdout.strip().splitlines()[-1])
 
 
 def check(name: str, extra: list[str]) -> dict:
@@ -43,33 +92,66 @@ def check(name: str, extra: list[str]) -> dict:
         "nan": bool(re.search(r"\bnan\b", done.stdout, re.IGNORECASE)),
         "stderr": done.stderr.strip().splitlines(),
         "probes": [(p["name"], p["seconds"], p["cut"]) for p in report.get("probes", ())],
+        "roots": sorted(
+            {
+                (f["code"], f["severity"])
+                for f in report.get("findings", ())
+                if not f.get("caused_by")
+            }
+        ),
         "notes": report.get("notes", []),
         "stdout": done.stdout,
     }
 
 
+def save(rows: dict[str, dict]) -> Path:
+    path = RESULTS / "real_size.json"
+    known = json.loads(path.read_text()) if path.exists() else {}
+    known.update(rows)
+    path.write_text(json.dumps(known, indent=1, sort_keys=True) + "\n")
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="*", help=f"of {', '.join(MODELS)} (default: both)")
-    parser.add_argument("--budget", help="pass --budget SECONDS (default: the default budget)")
+    parser.add_argument("models", nargs="*", help=f"of {', '.join(MODELS)} (default: all)")
+    parser.add_argument("--budget", help="pass --budget (default: the default budget)")
     parser.add_argument("--show", action="store_true", help="print each report")
+    parser.add_argument("--plain", help=argparse.SUPPRESS)  # the step-timing worker
     args = parser.parse_args()
+    if args.plain:
+        print(plain_step_s(args.plain))
+        return
     if unknown := set(args.models) - set(MODELS):
         parser.error(f"unknown model(s): {', '.join(sorted(unknown))}")
     extra = ["--budget", args.budget] if args.budget else []
+    rows = {}
     for name in args.models or MODELS:
+        step = timed_in_a_process(name)
         r = check(name, extra)
-        print(f"## {name}: exit {r['exit']}, {r['wall_s']:.0f} s wall, {r['lines']} lines, "
-              f"nan: {'yes' if r['nan'] else 'no'}")  # fmt: skip
+        steps = r["wall_s"] / step
+        print(f"## {name}: exit {r['exit']}, {r['wall_s']:.0f} s wall = {steps:.0f} plain steps "
+              f"of {step:.2f} s, {r['lines']} lines, nan: {'yes' if r['nan'] else 'no'}")  # fmt: skip
         print(f"line 1: {r['first']}")
+        print(f"roots: {', '.join(f'{c} ({s})' for c, s in r['roots']) or 'none'}")
+        if name in EXPECTED and EXPECTED[name] not in {c for c, _ in r["roots"]}:
+            print(f"MISSED: {name} must keep {EXPECTED[name]}")
         for note in r["notes"] + r["stderr"][-3:]:
             print(f"note: {note}")
-        print("| probe | seconds | cut |\n| --- | --- | --- |")
+        print("| probe | seconds | plain steps | cut |\n| --- | --- | --- | --- |")
         for probe, seconds, cut in r["probes"]:
-            print(f"| {probe} | {seconds:.1f} | {cut or ''} |")
+            print(f"| {probe} | {seconds:.1f} | {seconds / step:.1f} | {cut or ''} |")
         if args.show:
             print(r["stdout"])
         sys.stdout.flush()
+        rows[name] = {
+            **stamp(), "plain_step_s": step, "check_wall_s": r["wall_s"], "check_steps": steps,
+            "exit": r["exit"], "lines": r["lines"], "nan": r["nan"], "roots": r["roots"],
+            "budget": args.budget or "default", "notes": r["notes"],
+            "probes": [{"name": p, "seconds": sec, "steps": sec / step, "cut": cut}
+                       for p, sec, cut in r["probes"]],
+        }  # fmt: skip
+    print(f"wrote {save(rows)}")
 
 
 if __name__ == "__main__":
