@@ -10,7 +10,7 @@ line 1, no `nan`.
 
 Each check runs in its own process, exactly as `nndiag check MODEL --json OUT` at 120 columns,
 and so does each plain step timing. Results are stamped (commit, machine, torch, date) into
-benchmarks/results/real_size.json, one entry per model.
+benchmarks/results/real_size.json, one entry per model (and per --budget given).
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def main() -> None:
         if args.show:
             print(r["stdout"])
         sys.stdout.flush()
-        rows[name] = {
+        rows[name if not args.budget else f"{name} --budget {args.budget}"] = {
             **stamp(), "plain_step_s": step, "check_wall_s": r["wall_s"], "check_steps": steps,
             "exit": r["exit"], "lines": r["lines"], "nan": r["nan"], "roots": r["roots"],
             "budget": args.budget or "default", "notes": r["notes"],
