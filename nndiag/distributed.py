@@ -60,10 +60,10 @@ def collective_timeout() -> timedelta:
     )
 
 
-def _stop_on_sigterm(rank: int, world: int) -> None:
+def _stop_on_sigterm(rank: int, world: int) -> Callable[[int, Any], None]:
     """torchrun ends the ranks still running with SIGTERM once one fails (a collective timed
     out there): this rank says so in one line and leaves with the failed run's code, rather than
-    die of the signal mid-probe."""
+    die of the signal mid-probe. Returns the handler installed."""
 
     def stop(_signum: int, _frame: Any) -> None:
         sys.stderr.write(
@@ -74,6 +74,7 @@ def _stop_on_sigterm(rank: int, world: int) -> None:
         os._exit(EXIT_STOPPED)
 
     signal.signal(signal.SIGTERM, stop)
+    return stop
 
 
 @contextmanager
@@ -95,7 +96,8 @@ def session(strategy: Distributed, device: str) -> Iterator[Session]:
             torch.cuda.set_device(target)
         backend = "nccl" if cuda else "gloo"
         dist.init_process_group(backend, timeout=collective_timeout())
-    _stop_on_sigterm(rank, world)
+    previous = signal.getsignal(signal.SIGTERM)
+    stop = _stop_on_sigterm(rank, world)
     try:
         mesh = None
         if strategy is Distributed.FSDP:
@@ -104,6 +106,10 @@ def session(strategy: Distributed, device: str) -> Iterator[Session]:
             mesh = init_device_mesh(target.type, (world,))
         yield Session(strategy, rank, world, target, mesh)
     finally:
+        # The caller's handler back (an API user's script), unless the exit path already chose
+        # one (agreed_exit ignores SIGTERM for the teardown race).
+        if signal.getsignal(signal.SIGTERM) is stop:
+            signal.signal(signal.SIGTERM, previous)
         if owner:
             gc.collect()  # the check's sharded copies and meshes go while the group is alive
             dist.destroy_process_group()
