@@ -3,6 +3,7 @@ peak memory, and the parameter bytes each rank holds in a sharded copy.
 
     python benchmarks/distributed.py                      # 2 ranks, gloo on CPU, a GPT-2 of 4 layers
     python benchmarks/distributed.py --ranks 4 --layers 8
+    python benchmarks/distributed.py --toy               # 1 layer, gradients only, no ddp run
 
 Three runs of `nndiag check` with every probe: one process, then `torchrun --nproc_per_node N`
 with `--distributed ddp` and with `--distributed fsdp`. Each rank reports its peak resident set
@@ -18,8 +19,11 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+from stamp import Table, arguments, record
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 2**20
@@ -49,7 +53,7 @@ def peak_rss() -> float:
     return float("nan")
 
 
-def worker(target: str, strategy: str, out: str) -> None:
+def worker(target: str, strategy: str, out: str, probes: str) -> None:
     """One rank (or the single process): the check, then its memory figures as JSON lines."""
     import torch
 
@@ -57,7 +61,8 @@ def worker(target: str, strategy: str, out: str) -> None:
     from nndiag.loading import load_spec
 
     started = time.perf_counter()
-    report = nndiag.check(target, distributed=strategy, budget=0)
+    chosen = probes.split(",") if probes else None
+    report = nndiag.check(target, distributed=strategy, budget=0, probes=chosen)
     seconds = time.perf_counter() - started
     model = load_spec(target).factory()
     total = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -85,9 +90,9 @@ def worker(target: str, strategy: str, out: str) -> None:
         f.write(json.dumps(row) + "\n")
 
 
-def run(target: Path, strategy: str, ranks: int, out: Path) -> float:
+def run(target: Path, strategy: str, ranks: int, out: Path, probes: str) -> float:
     out.unlink(missing_ok=True)
-    here = [str(Path(__file__).resolve()), "--worker", str(target), strategy, str(out)]
+    here = [str(Path(__file__).resolve()), "--worker", str(target), strategy, str(out), probes]
     if strategy == "none":
         command = [sys.executable, *here]
     else:
@@ -106,41 +111,49 @@ def run(target: Path, strategy: str, ranks: int, out: Path) -> float:
     return time.perf_counter() - started
 
 
+def ranks_rows(folder: Path, args: argparse.Namespace) -> list[tuple[object, ...]]:
+    """One row per run: one process, then each strategy under torchrun."""
+    target = folder / "gpt2.py"
+    target.write_text(MODEL.format(layers=args.layers))
+    out = folder / "ranks.jsonl"
+    rows, baseline = [], None
+    for strategy in ("none", "fsdp") if args.toy else ("none", "ddp", "fsdp"):
+        wall = run(target, strategy, args.ranks, out, args.probes)
+        ranks = sorted(
+            (json.loads(line) for line in out.read_text().splitlines()), key=lambda r: r["rank"]
+        )
+        codes = ranks[0]["codes"]
+        baseline = codes if baseline is None else baseline
+        rows.append((
+            "one process" if strategy == "none" else f"{strategy}, {args.ranks} ranks",
+            wall, max(r["seconds"] for r in ranks),
+            " / ".join(f"{r['peak_rss'] / MB:.0f}" for r in ranks),
+            " / ".join(f"{r['held'] / MB:.1f}" for r in ranks) + f" of {ranks[0]['params'] / MB:.1f}",
+            "yes" if all(r["codes"] == baseline for r in ranks) else f"NO: {codes}",
+        ))  # fmt: skip
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ranks", type=int, default=2)
     parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--worker", nargs=3, metavar=("TARGET", "STRATEGY", "OUT"))
+    parser.add_argument("--probes", default="", help="comma-separated (default: every probe)")
+    parser.add_argument("--worker", nargs=4, metavar=("TARGET", "STRATEGY", "OUT", "PROBES"))
+    arguments(parser)
     args = parser.parse_args()
     if args.worker:
         worker(*args.worker)
         return
-    target = Path("/tmp/nndiag_bench_distributed.py")
-    target.write_text(MODEL.format(layers=args.layers))
-    out = Path("/tmp/nndiag_bench_distributed.jsonl")
-    print(
-        f"GPT-2 of {args.layers} layers (width 256, vocab 2000), batch 8 of 64 tokens, every probe"
-    )
-    print(
-        "| run | wall s | check s (slowest rank) | peak RSS MB per rank | parameter MB held per rank | same codes |"
-    )
-    print("| --- | --- | --- | --- | --- | --- |")
-    baseline: list[str] | None = None
-    for strategy in ("none", "ddp", "fsdp"):
-        wall = run(target, strategy, args.ranks, out)
-        rows = sorted(
-            (json.loads(line) for line in out.read_text().splitlines()), key=lambda r: r["rank"]
-        )
-        codes = rows[0]["codes"]
-        baseline = codes if baseline is None else baseline
-        name = "one process" if strategy == "none" else f"{strategy}, {args.ranks} ranks"
-        rss = " / ".join(f"{r['peak_rss'] / MB:.0f}" for r in rows)
-        held = " / ".join(f"{r['held'] / MB:.1f}" for r in rows)
-        same = "yes" if all(r["codes"] == baseline for r in rows) else f"NO: {codes}"
-        print(
-            f"| {name} | {wall:.1f} | {max(r['seconds'] for r in rows):.1f} | {rss} | "
-            f"{held} of {rows[0]['params'] / MB:.1f} | {same} |"
-        )
+    if args.toy:
+        args.layers, args.probes = 1, "gradients"
+    with tempfile.TemporaryDirectory(prefix="nndiag-distributed-") as folder:  # this run's own
+        rows = ranks_rows(Path(folder), args)
+    title = (f"GPT-2 of {args.layers} layers (width 256, vocab 2000), batch 8 of 64 tokens, "
+             f"{args.probes or 'every probe'}")  # fmt: skip
+    columns = ("run", "wall s", "check s (slowest rank)", "peak RSS MB per rank",
+               "parameter MB held per rank", "same codes")  # fmt: skip
+    record("distributed", [Table(title, columns, rows)], args)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 
 Columns: the whole probe; the Hutchinson profile alone (one forward, k backward passes; issue 4's
 budget is (k+2)x with k = the probe's `hutchinson_probes`); the spectral norm (Lanczos on JᵀJ) with its number
-of JᵀJ products. Nothing here is a test.
+of JᵀJ products, each as a multiple of one plain forward+backward. Nothing here is a test.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from nndiag.core.surface import calibrated_copy, ordered_blocks, surface
 from nndiag.probes import spec
 from nndiag.probes.jacobian.estimators import hutchinson_profile, spectral_norm
 
-from common import Context, contexts, plain_fwd_bwd, probe, timed
+from common import TOY, Context, contexts, plain_fwd_bwd, probe, timed
+from stamp import Table, arguments, record
 
 CONFIG = spec("jacobian").config()
 
@@ -52,22 +53,21 @@ def parts(ctx: Context, repeats: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
+    arguments(parser)
     args = parser.parse_args()
     k = CONFIG.hutchinson_probes
-    print(
-        f"{'model':11} {'fwd+bwd ms':>10} {'probe x':>8} {'profile x':>10} "
-        f"{'(k+2) budget':>12} {'spectral x':>10} {'products':>8}"
-    )
-    for name, ctx in contexts(args.device):
-        p = parts(ctx, args.repeats)
+    rows = []
+    for name, ctx in contexts(args.device, TOY if args.toy else None):
+        p = parts(ctx, 1 if args.toy else args.repeats)
         base = p["fwd_bwd"]
-        print(
-            f"{name:11} {base * 1e3:10.2f} {p['probe'] / base:8.1f} {p['profile'] / base:10.1f} "
-            f"{k + 2:12} {p['spectral'] / base:10.1f} {p['products']:8.0f}"
-        )
+        rows.append((name, base * 1e3, p["probe"] / base, p["profile"] / base, k + 2,
+                     p["spectral"] / base, int(p["products"])))  # fmt: skip
+    columns = ("model", "fwd+bwd ms", "probe x", "profile x", "(k+2) budget", "spectral x",
+               "products")  # fmt: skip
+    record("jacobian", [Table("The jacobian probe, part by part", columns, rows)], args)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,9 @@ models, a CNN with BatchNorm, recurrent models), in one run:
   LR's (1.0 is as good as the best grid point; below 1, better), the geometric mean over
   `--seeds` data orders (one order is a lottery near the edge of stability).
 
-Prints the table, each tool's geometric mean and worst ratio, and nndiag's calibration: how
+Records the table, each tool's geometric mean and worst ratio, and nndiag's calibration: how
 often a "high" suggestion came within 1.25x of the grid's best and a "medium" within 1.5x.
-Nothing here is a test (about 10 minutes on a 2-core CPU).
+Nothing here is a test (about 10 minutes on a 2-core CPU for the easy set).
 """
 
 from __future__ import annotations
@@ -34,12 +34,14 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
-from lr_tasks import HARD, TASKS, Task
 from torch import nn
 
 import nndiag
 from nndiag.core.stats import geometric_mean
 from nndiag.probes.lr_range.rules import smooth, valley
+
+from lr_tasks import HARD, TASKS, Task
+from stamp import Table, arguments, record
 
 GRID = [10 ** (-5 + k / 2) for k in range(11)]  # 1e-5 ... 1, half a decade apart
 TAIL = 20
@@ -151,7 +153,7 @@ def valley_pick(task: Task) -> float | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="*", default=[])
     parser.add_argument("--set", choices=("all", "easy", "hard"), default="all",
                         help="hard: the families range tests miss (recurrent near its stability "
@@ -162,51 +164,60 @@ def main() -> None:
         "--seeds", type=int, default=2, help="data orders; a task's ratio is their geometric mean"
     )
     parser.add_argument("--verbose", action="store_true", help="print nndiag's estimate and sweep")
+    arguments(parser)
     args = parser.parse_args()
     global VERBOSE
     VERBOSE = args.verbose
     torch.set_num_threads(2)
-    tools = ("nndiag", "steepest", "valley")
-    ratios: dict[str, list[float]] = defaultdict(list)
-    calibration: dict[str, list[float]] = defaultdict(list)
-    print(
-        f"{'task':22} {'grid lr':>8} {'loss':>8}  "
-        + "  ".join(f"{t + ' lr':>11} {'ratio':>6}" for t in tools)
-    )
     chosen = {"all": TASKS + HARD, "easy": TASKS, "hard": HARD}[args.set]
+    chosen = [t for t in chosen if not args.tasks or t.name in args.tasks][
+        : 1 if args.toy else None
+    ]
+    steps, seeds = (25, 1) if args.toy else (args.steps, args.seeds)
+    rows, ratios, calibration = [], defaultdict(list), defaultdict(list)
     for task in chosen:
-        if args.tasks and task.name not in args.tasks:
-            continue
-        datas = [batches(task, args.steps, seed=seed) for seed in range(args.seeds)]
-        grids = [{lr: score(task, lr, data) for lr in GRID} for data in datas]
-        best = [min(grid.values()) for grid in grids]
-        best_lr = min(grids[0], key=grids[0].__getitem__)
-        if VERBOSE:
-            print("    grid " + ", ".join(f"{lr:.0e}: {v:.4f}" for lr, v in grids[0].items()))
-        suggested, label = nndiag_pick(task)
-        picks = {"nndiag": suggested, "steepest": steepest_pick(task), "valley": valley_pick(task)}
-        cells = []
-        for tool, lr in picks.items():
-            ratio = geometric_mean(
-                [min(score(task, lr, d) / b, 1e3) for d, b in zip(datas, best, strict=True)]
-            )
+        row = task_row(task, steps, seeds)
+        rows.append(row)
+        for tool, ratio in zip(TOOLS, row[4::2], strict=True):
             ratios[tool].append(ratio)
-            cells.append(f"{'-' if lr is None else f'{lr:.1e}':>11} {ratio:6.2f}")
-        calibration[label].append(ratios["nndiag"][-1])
-        print(
-            f"{task.name:22} {best_lr:8.1e} {best[0]:8.4f}  " + "  ".join(cells) + f"  ({label})",
-            flush=True,
-        )
-    print()
-    for tool in tools:
-        finite = [min(r, 1e3) for r in ratios[tool]]
-        print(f"{tool:9} geometric mean x{geometric_mean(finite):.3f}   worst x{max(finite):.2f}")
-    print("\nnndiag's confidence against the ratio it reached:")
-    for label, values in sorted(calibration.items()):
-        within = {limit: sum(v <= limit for v in values) / len(values) for limit in (1.25, 1.5)}
-        print(
-            f"  {label:7} {len(values):3} tasks   within 1.25x {within[1.25]:5.0%}   within 1.5x {within[1.5]:5.0%}"
-        )
+        calibration[row[-1]].append(row[4])
+    columns = ("task", "grid lr", "loss", *(f"{t} {c}" for t in TOOLS for c in ("lr", "ratio")),
+               "confidence")  # fmt: skip
+    summary = [(tool, geometric_mean([min(r, 1e3) for r in ratios[tool]]),
+                max(min(r, 1e3) for r in ratios[tool])) for tool in TOOLS]  # fmt: skip
+    calibrated = [
+        (label, len(values), *(sum(v <= limit for v in values) / len(values) for limit in LIMITS))
+        for label, values in sorted(calibration.items())
+    ]
+    title = f"Loss at each pick over the grid's best, {steps} steps, {seeds} data order(s)"
+    record("lr_quality", [
+        Table(title, columns, rows),
+        Table("Each tool over all tasks", ("tool", "geometric mean", "worst"), summary),
+        Table("nndiag's confidence against the ratio it reached",
+              ("confidence", "tasks", *(f"share within {x}x" for x in LIMITS)), calibrated),
+    ], args)  # fmt: skip
+
+
+TOOLS = ("nndiag", "steepest", "valley")
+LIMITS = (1.25, 1.5)
+
+
+def task_row(task: Task, steps: int, seeds: int) -> tuple[object, ...]:
+    """(task, best grid lr, its loss, then each tool's pick and ratio, nndiag's confidence)."""
+    datas = [batches(task, steps, seed=seed) for seed in range(seeds)]
+    grids = [{lr: score(task, lr, data) for lr in GRID} for data in datas]
+    best = [min(grid.values()) for grid in grids]
+    best_lr = min(grids[0], key=grids[0].__getitem__)
+    if VERBOSE:
+        print("    grid " + ", ".join(f"{lr:.0e}: {v:.4f}" for lr, v in grids[0].items()))
+    suggested, label = nndiag_pick(task)
+    picks = {"nndiag": suggested, "steepest": steepest_pick(task), "valley": valley_pick(task)}
+    cells: list[object] = []
+    for lr in picks.values():
+        scores = [min(score(task, lr, d) / b, 1e3) for d, b in zip(datas, best, strict=True)]
+        cells += [math.nan if lr is None else lr, geometric_mean(scores)]
+    print(f"{task.name}: " + " ".join(f"{c:.3g}" for c in cells), flush=True)
+    return (task.name, best_lr, best[0], *cells, label)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """Time of nndiag's lr-range probe against torch-lr-finder's `range_test` (pip install
-torch-lr-finder, or `pip install -e ".[bench]"`), same steps, model, optimizer and batch stream.
+torch-lr-finder, a dev dependency), same steps, model, optimizer and batch stream.
 
     python benchmarks/lr_range.py [--device cpu|cuda] [--steps 100]
 
 Both run Adam over an exponential schedule from 1e-7 to 1e-2 without stopping on divergence, for
 the same number of steps, each step on a fresh batch from the model's make_batch. nndiag's side is
 the probe's range loop (`run_range`): the probe adds a short LR sweep around the estimate, which
-the peer has no counterpart for. Prints seconds for each and the ratio (issue 6/8's target: within 1.15x).
+the peer has no counterpart for. Records seconds for each and the ratio (issue 6/8's target: within
+1.15x).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from torch import nn
 
 from nndiag.probes.lr_range.running import run_range, schedule
 
-from common import Context, call_model, contexts, sync
+from common import TOY, Context, call_model, contexts, criterion, sync
+from stamp import Table, arguments, record
 
 START_LR, END_LR = 1e-7, 1e-2
 
@@ -55,7 +57,7 @@ def peer_seconds(ctx: Context, steps: int) -> float:
     model = CallWithContract(copy.deepcopy(ctx.model).to(ctx.device))
     optimizer = torch.optim.Adam(model.parameters(), lr=START_LR)
     loader = torch.utils.data.DataLoader(Batches(ctx), batch_size=None)
-    finder = LRFinder(model, optimizer, ctx.loss, device=ctx.device)
+    finder = LRFinder(model, optimizer, criterion(ctx), device=ctx.device)
     sync(ctx.device)
     start = time.perf_counter()
     quiet = io.StringIO()  # its tqdm bar and closing message
@@ -76,17 +78,22 @@ def our_seconds(ctx: Context, steps: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=100)
+    arguments(parser)
     args = parser.parse_args()
-    print(f"{'model':12} {'nndiag s':>9} {'torch-lr-finder s':>18} {'ratio':>6}")
-    for name, ctx in contexts(args.device):
+    steps = 3 if args.toy else args.steps
+    rows = []
+    for name, ctx in contexts(args.device, TOY if args.toy else None):
         our_seconds(ctx, 5)  # warm-up (imports, allocator)
-        ours = our_seconds(ctx, args.steps)
+        ours = our_seconds(ctx, steps)
         peer_seconds(ctx, 5)  # warm-up
-        peer = peer_seconds(ctx, args.steps)
-        print(f"{name:12} {ours:9.3f} {peer:18.3f} {ours / peer:6.2f}")
+        peer = peer_seconds(ctx, steps)
+        rows.append((name, ours, peer, ours / peer))
+    title = f"LR range test against torch-lr-finder, {steps} steps"
+    columns = ("model", "nndiag s", "torch-lr-finder s", "ratio")
+    record("lr_range", [Table(title, columns, rows)], args)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 
 Both train a fresh copy of the same model on the same fixed batch with Adam at 1e-3 for the same
 number of steps (the probe never passes early and runs no extension or zeroed-input baseline).
-Prints ms per step for each and the ratio (issue 5's target: within 10%); the probe's figure
+Records ms per step for each and the ratio (issue 5's target: within 10%); the probe's figure
 includes its copy and set-up.
 """
 
@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import argparse
 
-from common import contexts, plain_training, probe
+from common import TOY, contexts, plain_training, probe
+from stamp import Table, arguments, record
 
 NEVER_PASS = {
     "pass_loss_fraction": 0.0,
@@ -23,17 +24,21 @@ NEVER_PASS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=100)
+    arguments(parser)
     args = parser.parse_args()
-    print(f"{'model':12} {'probe ms/step':>14} {'plain ms/step':>14} {'ratio':>6}")
-    for name, ctx in contexts(args.device):
+    steps = 3 if args.toy else args.steps
+    rows = []
+    for name, ctx in contexts(args.device, TOY if args.toy else None):
         plain_training(ctx, 5, fresh_batches=False)  # warm-up
-        plain = plain_training(ctx, args.steps, fresh_batches=False) / args.steps
-        result = probe(ctx, "overfit", steps=args.steps, lr=1e-3, **NEVER_PASS)
-        ours = result.seconds / args.steps
-        print(f"{name:12} {ours * 1e3:14.3f} {plain * 1e3:14.3f} {ours / plain:6.2f}")
+        plain = plain_training(ctx, steps, fresh_batches=False) / steps
+        result = probe(ctx, "overfit", steps=steps, lr=1e-3, **NEVER_PASS)
+        ours = result.seconds / steps
+        rows.append((name, ours * 1e3, plain * 1e3, ours / plain))
+    columns = ("model", "probe ms/step", "plain ms/step", "ratio")
+    record("overfit", [Table(f"Overfit per step, {steps} steps", columns, rows)], args)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ import nndiag  # noqa: E402
 from nndiag.core.batches import DEFAULT_BATCH_SIZE, default_batch_size  # noqa: E402
 from nndiag.loading import load_spec  # noqa: E402
 
+from stamp import Table, arguments, record  # noqa: E402
+
 MODELS = ["mlp.py", "cnn.py", "char_lm.py", "llama_lm.py", "t5_seq2seq.py"]
 PROBES = ["structure", "dependencies", "precision"]
 
@@ -65,17 +67,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--model", action="append", help="model files (default: the samples)")
+    arguments(parser)
     args = parser.parse_args()
-    targets = args.model or [str(ROOT / "sample_models" / name) for name in MODELS]
-    print(f"{'model':<22} {'step ms':>9} " + " ".join(f"{p:>13}" for p in PROBES))
+    names = MODELS[:1] if args.toy else MODELS
+    targets = args.model or [str(ROOT / "sample_models" / name) for name in names]
+    rows = []
     for target in targets:
         step = plain_step_seconds(target, args.device)
         report = nndiag.check(target, probes=PROBES, device=args.device)
-        ratios = [report.result(p).seconds / step for p in PROBES]
-        print(
-            f"{Path(target).name:<22} {step * 1e3:>9.2f} "
-            + " ".join(f"{r:>12.1f}x" for r in ratios)
-        )
+        rows.append((Path(target).name, step * 1e3,
+                     *(report.result(p).seconds / step for p in PROBES)))  # fmt: skip
+    title = "structure, dependencies, precision: multiples of one plain training step"
+    record("probe_cost", [Table(title, ("model", "step ms", *PROBES), rows)], args)
 
 
 if __name__ == "__main__":

@@ -39,9 +39,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from stamp import RESULTS, fingerprint, stamp  # noqa: E402
+from stamp import Table, arguments, fingerprint, record, stamp  # noqa: E402
 
-RESULTS_FILE = RESULTS / "registry.jsonl"
+TOY = ["project/deeponet"]  # a --toy sweep: one small project model, checked again
 TIMEOUT_S = 900.0
 SOURCES = ("timm", "transformers", "project")
 
@@ -65,9 +65,10 @@ def zoo(sources: Iterable[str]) -> dict[str, Any]:
 
 def check_one(name: str) -> dict[str, Any]:
     import torch
-    from zoo.base import Excluded
 
     import nndiag
+
+    from zoo.base import Excluded
 
     torch.set_num_threads(1)
     source, _, short = name.partition("/")
@@ -156,6 +157,30 @@ def healthy(row: dict[str, Any]) -> bool:
     return row["errors"] == 0 and row["warnings"] == 0 and not row["unfinished"]
 
 
+def _counts(rows: list[dict[str, Any]]) -> tuple[int, int, int, int]:
+    return (len(rows), sum(healthy(r) for r in rows), sum(r["errors"] > 0 for r in rows),
+            sum(r["warnings"] > 0 for r in rows))  # fmt: skip
+
+
+def summaries(results: dict[str, dict[str, Any]]) -> list[Table]:
+    """Totals per source and domain, and per calibration half."""
+    checked = [r for r in results.values() if r["outcome"] == "checked"]
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in checked:
+        groups[(row["name"].split("/")[0], row["domain"])].append(row)
+    counts = ("checked", "0 errors and 0 warnings", "with an error", "with a warning")
+    by_source = [(source, domain, *_counts(rows), sum(bool(r["unfinished"]) for r in rows))
+                 for (source, domain), rows in sorted(groups.items())]  # fmt: skip
+    by_source.append(("all", "", *_counts(checked), sum(bool(r["unfinished"]) for r in checked)))
+    halves = [(name, *_counts([r for r in checked if half(r["family"]) == name]))
+              for name in ("tuning", "held-out")]  # fmt: skip
+    return [
+        Table("Per source and domain", ("source", "domain", *counts, "probes unfinished"),
+              by_source),
+        Table("Per calibration half", ("half", *counts), halves),
+    ]  # fmt: skip
+
+
 def table(results: dict[str, dict[str, Any]]) -> str:
     """The published table: totals per source and domain, every model with an error or a
     warning (its root codes), and every exclusion with its reason."""
@@ -174,33 +199,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         + ", ".join(f"`{k}` ({v})" for k, v in stamps.most_common()),
         f"Commits: {', '.join(sorted({r.get('commit', '?') for r in checked}))}",
         "",
-        "| source | domain | checked | 0 errors and 0 warnings | with an error | with a warning | probes unfinished |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in checked:
-        groups[(row["name"].split("/")[0], row["domain"])].append(row)
-    for (source, domain), rows in sorted(groups.items()):
-        lines.append(
-            f"| {source} | {domain} | {len(rows)} | {sum(healthy(r) for r in rows)} | "
-            f"{sum(r['errors'] > 0 for r in rows)} | {sum(r['warnings'] > 0 for r in rows)} | "
-            f"{sum(bool(r['unfinished']) for r in rows)} |"
-        )
-    lines.append(
-        f"| **all** | | **{len(checked)}** | **{sum(healthy(r) for r in checked)}** | "
-        f"**{sum(r['errors'] > 0 for r in checked)}** | **{sum(r['warnings'] > 0 for r in checked)}** | "
-        f"**{sum(bool(r['unfinished']) for r in checked)}** |"
-    )
-    lines += ["", "| half | checked | 0 errors and 0 warnings | with an error | with a warning |",
-              "| --- | --- | --- | --- | --- |"]  # fmt: skip
-    for name in ("tuning", "held-out"):
-        rows = [r for r in checked if half(r["family"]) == name]
-        lines.append(
-            f"| {name} | {len(rows)} | {sum(healthy(r) for r in rows)} | "
-            f"{sum(r['errors'] > 0 for r in rows)} | {sum(r['warnings'] > 0 for r in rows)} |"
-        )
-    lines += [
-        "",
+        *(t.markdown() + "\n" for t in summaries(results)),
         "Held-out half: families by a hash of their name (`registry.half`); since the split was "
         "introduced, rules and thresholds are changed only for architectures of the tuning half "
         "(benchmarks/README.md says which earlier fixes drew on both).",
@@ -267,15 +266,17 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=TIMEOUT_S)
     parser.add_argument("--rerun", action="store_true", help="also those checked at this code")
     parser.add_argument("--limit", type=int, default=0, help="at most this many (0: all)")
-    parser.add_argument("--table", action="store_true", help="only rewrite the table")
-    parser.add_argument("--results", type=Path, default=RESULTS_FILE, help="the results file "
-                        "(the table is written beside it, .md)")  # fmt: skip
+    parser.add_argument("--table", action="store_true", help="only rewrite the tables")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # the worker
+    arguments(parser)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(check_one(args.one)), flush=True)
         return
-    results = load(args.results)
+    if args.toy:
+        args.only, args.rerun = TOY, True
+    rows_file = args.results / "registry.jsonl"
+    results = load(rows_file)
     if not args.table:
         names = args.only or sorted(zoo(args.source))
         current = fingerprint()
@@ -286,10 +287,13 @@ def main() -> None:
         todo.sort(key=lambda n: n in results)  # never checked first: a partial sweep widens
         todo = todo[: args.limit] if args.limit else todo
         print(f"{len(todo)} of {len(names)} architectures to check at {current}", flush=True)
-        sweep(todo, results, args.workers, args.timeout, args.results)
-    table_file = args.results.with_suffix(".md")
+        sweep(todo, results, args.workers, args.timeout, rows_file)
+    table_file = args.results / "registry.md"
     table_file.write_text(table(results))
     print(f"wrote {table_file}")
+    record("registry", summaries(results), args,
+           notes=("Every flagged architecture and every exclusion: [results/registry.md]"
+                  "(results/registry.md).",))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
     python benchmarks/run_all.py [--device cpu|cuda] [--repeats 3] [--steps 50] [--batch-size N]
                                  [--models NAME ...]
 
-Per model and probe it prints the probe's time as a multiple of the plain-PyTorch equivalent
+Per model and probe it records the probe's time as a multiple of the plain-PyTorch equivalent
 measured in the same run, and its peak memory as a multiple of one plain training step's:
 
 | probe | plain equivalent | target (issue 8) |
@@ -37,11 +37,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from overfit import NEVER_PASS
 
-from common import ROOT, SAMPLES, Context, contexts, plain_training, probe, timed
+from common import ROOT, SAMPLES, TOY, Context, contexts, plain_training, probe, timed
 from jacobian import CONFIG as JACOBIAN
 from jacobian import parts as jacobian_parts
+from overfit import NEVER_PASS
+from stamp import Table, arguments, record
 
 INIT_PROBES = ["summary", "data", "structure", "init-loss", "gradients", "activations"]
 INIT_TARGET, TRAINING_TARGET, MEMORY_TARGET = 3.0, 1.15, 2.5
@@ -101,6 +102,13 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
 def worker_args(args: argparse.Namespace) -> list[str]:
     extra = ["--batch-size", str(args.batch_size)] if args.batch_size else []
     return ["--device", args.device, "--steps", str(args.steps), *extra]
+
+
+def shrink(args: argparse.Namespace) -> None:
+    """A --toy run: one model, one init probe, one repeat, two steps (every path, in seconds)."""
+    if args.toy:
+        args.models, args.repeats, args.steps = list(TOY), 1, 2
+        INIT_PROBES[1:] = []
 
 
 def peak_bytes(model: str, what: str, args: argparse.Namespace) -> float:
@@ -166,26 +174,20 @@ def wall(args: list[str], repeats: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--models", nargs="+", default=None, help="default: every model")
     parser.add_argument("--memory-worker", nargs=2, metavar=("MODEL", "WHAT"))
+    arguments(parser)
     args = parser.parse_args()
+    shrink(args)
     if args.memory_worker:
         memory_worker(*args.memory_worker, args)
         return
-    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
-    batch = f"batch size {args.batch_size}" if args.batch_size else "each model's batch size"
-    print(f"device: {args.device} ({device_name}), torch {torch.__version__}, {batch}\n")
-    header = (
-        f"{'model':10} {'probe':13} {'probe ms':>9} {'plain ms':>9} {'ratio':>6} {'target':>6} "
-        f"{'peak MB':>8} {'step MB':>8} {'mem x':>6}"
-    )
-    print(header + "\n" + "-" * len(header))
-    misses = []
+    rows, misses = [], []
     models = tuple(args.models) if args.models else None
     for name, ctx in contexts(args.device, models, **model_options(args)):
         for model, what, seconds, base, target, memory, step_memory in probe_rows(name, ctx, args):
@@ -195,20 +197,29 @@ def main() -> None:
             if late or heavy:
                 misses.append(f"{model} {what.strip()}" + (f" {ratio:.2f}x time" if late else "")
                               + (f" {mem_ratio:.2f}x memory" if heavy else ""))  # fmt: skip
-            print(
-                f"{model:10} {what:13} {seconds * 1e3:9.2f} {base * 1e3:9.2f} {ratio:6.2f} "
-                f"{target:6.2f} {memory / MB:8.1f} {step_memory / MB:8.1f} {mem_ratio:6.2f}"
-                + (" *" if late or heavy else "")
-            )
-    print("\n* over a target (time, or memory 2.5x): " + ("; ".join(misses) or "none"))
-    print("jacobian: no single target; its Hutchinson profile (the row below it) has (k+2)x.")
-    print("mem x is nan where one plain training step raised the peak by less than 1 MB.\n")
+            rows.append((model, what.strip(), seconds * 1e3, base * 1e3, ratio, target,
+                         memory / MB, step_memory / MB, mem_ratio))  # fmt: skip
+    columns = ("model", "probe", "probe ms", "plain ms", "ratio", "target", "peak MB", "step MB",
+               "mem x")  # fmt: skip
+    batch = f"batch size {args.batch_size}" if args.batch_size else "each model's batch size"
+    tables = [Table(f"Every probe against plain PyTorch ({batch})", columns, rows),
+              Table("Whole commands, start-up included", ("command", "seconds"), commands(args))]  # fmt: skip
+    notes = (
+        "Over a target (time, or memory 2.5x): " + ("; ".join(misses) or "none") + ".",
+        "The jacobian has no single target; its Hutchinson profile (the row below it) has (k+2)x. "
+        "mem x is '-' where one plain training step raised the peak by less than 1 MB.",
+    )
+    record("run_all", tables, args, notes)
+
+
+def commands(args: argparse.Namespace) -> list[tuple[str, float]]:
     nndiag = [sys.executable, "-m", "nndiag.cli"]
-    print(f"nndiag --help: {wall([*nndiag, '--help'], 5) * 1e3:.0f} ms (start-up)")
-    for sample in SAMPLES:
+    rows = [("nndiag --help", wall([*nndiag, "--help"], 5))]
+    for sample in () if args.toy else SAMPLES:
         target = str(ROOT / "sample_models" / sample)
         cmd = [*nndiag, "check", target, "--device", args.device, "--quiet", "--fail-on", "never"]
-        print(f"nndiag check {sample}: {wall(cmd, 1):.2f} s (whole command, start-up included)")
+        rows.append((f"nndiag check {sample}", wall(cmd, 1)))
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Are the verdicts right? Findings per model on a calibration set: every sample model (healthy,
 by-design and sick, sample_models/MANIFEST.toml says which), and the families of
 benchmarks/families.py (real architectures from transformers and timm, on learnable data and on
-random labels). Prints errors, warnings and infos per model, then the totals issue 15 asks for:
+random labels). Records errors, warnings and infos per model, then the totals issue 15 asks for:
 
 - 0 error-level findings on every healthy model;
 - 0 warnings on healthy models with learnable data, at most 0.2 per model with random labels;
@@ -27,6 +27,7 @@ import nndiag
 from nndiag.findings import Severity
 
 from families import ROOT, families
+from stamp import Table, arguments, record
 
 SAMPLES = ROOT / "sample_models"
 
@@ -131,39 +132,39 @@ def _line(row: Row, report: nndiag.Report) -> str:
             f"failed {c['failed']}  {row.seconds:6.1f} s  {_codes(report)}")  # fmt: skip
 
 
-def summary(rows: list[Row]) -> None:
+def summary(rows: list[Row]) -> list[tuple[str, str]]:
     healthy = [r for r in rows if r.healthy]
     learnable = [r for r in healthy if r.kind == "learnable"]
     random_labels = [r for r in healthy if r.kind == "random"]
     sick = [r for r in rows if not r.healthy]
-    print()
-    print(
-        f"healthy models with an error:            {sum(r.counts['error'] > 0 for r in healthy)} of {len(healthy)}"
-    )
-    print(
-        "warnings per healthy learnable model:   ",
-        f"{sum(r.counts['warning'] for r in learnable) / max(1, len(learnable)):.2f}",
-    )
-    print(
-        "warnings per healthy random-label model:",
-        f"{sum(r.counts['warning'] for r in random_labels) / max(1, len(random_labels)):.2f}",
-    )
-    print(f"sick models that get their code:         {sum(r.ok for r in sick)} of {len(sick)}")
-    print(f"probes that could not finish:            {sum(r.counts['failed'] for r in rows)}")
+    per = lambda part: f"{sum(r.counts['warning'] for r in part) / max(1, len(part)):.2f}"  # noqa: E731
+    return [
+        ("healthy models with an error", f"{sum(r.counts['error'] > 0 for r in healthy)} of {len(healthy)}"),
+        ("warnings per healthy learnable model", per(learnable)),
+        ("warnings per healthy random-label model", per(random_labels)),
+        ("sick models that get their code", f"{sum(r.ok for r in sick)} of {len(sick)}"),
+        ("probes that could not finish", str(sum(r.counts["failed"] for r in rows))),
+    ]  # fmt: skip
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", default=[])
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--samples-only", action="store_true")
     group.add_argument("--families-only", action="store_true")
+    arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    only = set(args.only)
+    only = {"mlp", families()[0].name} if args.toy else set(args.only)
     rows = [] if args.families_only else run_samples(only)
     rows += [] if args.samples_only else run_families(only)
-    summary(rows)
+    columns = ("model", "kind", "ok", "errors", "warnings", "infos", "unfinished", "seconds",
+               "codes")  # fmt: skip
+    table = [(r.name, r.kind, r.ok, r.counts["error"], r.counts["warning"], r.counts["info"],
+              r.counts["failed"], r.seconds, " ".join(r.codes)) for r in rows]  # fmt: skip
+    record("verdicts", [Table("Totals", ("measure", "value"), summary(rows)),
+                        Table("Per model", columns, table)], args)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -287,7 +287,7 @@ def run_probe(s: ProbeSpec[Any, Any], ctx: Context, config: Any) -> ProbeResult:
             findings = s.diagnose(measurement, config)
             shown = s.present(measurement, config)
         if s.provide is not None:
-            ctx.provided.put(s.provide(measurement))
+            ctx.provided.put(s.provide(measurement, config))
     except out_of_memory_errors():
         return _failed(
             s.name,

@@ -635,7 +635,7 @@ def explain(code: CodeArg = None) -> None:
 
     from nndiag import codes
     from nndiag.findings import CATALOG
-    from nndiag.probes import catalog
+    from nndiag.probes import BUILTIN, catalog, raised_by
 
     console = Console()
     known_codes = CATALOG if code in CATALOG else catalog()  # plugins load only when needed
@@ -647,7 +647,8 @@ def explain(code: CodeArg = None) -> None:
         for column in ("severity", "raised by", "the disease"):
             table.add_column(column)
         for known, info in known_codes.items():
-            table.add_row(str(known), info.severity.value, ", ".join(info.probes), info.title)
+            probes = ", ".join(raised_by(known, probe_names()))
+            table.add_row(str(known), info.severity.value, probes, info.title)
         console.print(table)
         console.print("nndiag explain CODE shows one code's page.")
         return
@@ -659,11 +660,8 @@ def explain(code: CodeArg = None) -> None:
               "; run `nndiag explain` for the list", debug=False)  # fmt: skip
     from rich.markdown import Markdown
 
-    console.print(
-        Markdown(
-            codes.page(code) if code in CATALOG else codes.plugin_page(code, known_codes[code])
-        )
-    )
+    names = list(BUILTIN) if code in CATALOG else probe_names()
+    console.print(Markdown(codes.page(code, known_codes[code], raised_by(code, names))))
 
 
 def _probe_command(name: str) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nndiag.findings import CATALOG
-from nndiag.probes import BUILTIN, spec
+from nndiag.probes import BUILTIN, raised_by, spec
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -51,7 +51,7 @@ def settings_table(config: type) -> str:
 def codes_table(probe: str) -> str:
     rows = ["| code | severity | status |", "| --- | --- | --- |"]
     for code, info in CATALOG.items():
-        if probe in info.probes:
+        if code in spec(probe).codes:
             rows.append(
                 f"| [`{code}`](../../nndiag/codes/{code}.md) | {info.severity} | {info.status} |"
             )
@@ -61,7 +61,7 @@ def codes_table(probe: str) -> str:
 def catalogue_table() -> str:
     rows = ["| code | severity | probes | status | title |", "| --- | --- | --- | --- | --- |"]
     for code, info in CATALOG.items():
-        probes = ", ".join(info.probes)
+        probes = ", ".join(raised_by(code))
         rows.append(
             f"| [`{code}`](../nndiag/codes/{code}.md) | {info.severity} | {probes} | {info.status} "
             f"| {_cell(info.title)} |"

@@ -1,8 +1,9 @@
 """Findings: the stable, public vocabulary of nndiag's diagnoses.
 
 Finding codes are a public API (users grep them, CI keys on them): a code may be added, never
-renamed. CATALOG is the one table of every code: its default severity, the probes that raise it,
-its one-line title and hint, and its status; its page is nndiag/codes/<code>.md (`nndiag explain`).
+renamed. CATALOG is the one table of every code: its default severity, its one-line title and
+hint, and its status; its page is nndiag/codes/<code>.md (`nndiag explain`). Which probes raise a
+code is declared by each probe (`ProbeSpec.raises`), and derived here by `nndiag.probes.raised_by`.
 This module imports nothing heavy so that the CLI's help and `nndiag explain` stay fast.
 """
 
@@ -64,7 +65,6 @@ class Code(StrEnum):
 @dataclass(frozen=True)
 class CodeInfo:
     severity: Severity
-    probes: tuple[str, ...]  # the probes that raise it
     title: str
     hint: str
     status: CodeStatus = CodeStatus.STABLE
@@ -76,168 +76,142 @@ E, W, I = Severity.ERROR, Severity.WARNING, Severity.INFO  # noqa: E741 (the cat
 CATALOG: dict[str, CodeInfo] = {
     Code.NONFINITE_VALUES: CodeInfo(
         E,
-        ("data", "init-loss", "gradients", "jacobian", "overfit"),
         "NaN/Inf in inputs, outputs, loss or gradients",
         "Find the first module named in the finding; check for log(0), division by zero, "
         "overflowing exp, or NaN already present in the data.",
     ),
     Code.NO_GRADIENT: CodeInfo(
         E,
-        ("gradients",),
         "trainable parameters get no gradient from the loss, even after a few steps",
         "Look for .detach(), .item(), torch.no_grad() or .data in the forward path, or modules "
         "that are built but never called.",
     ),
     Code.GATED_AT_INIT: CodeInfo(
         I,
-        ("gradients", "init-loss", "jacobian"),
         "zero at init by design (a gate, LayerScale, an adapter): gradients flow after a step",
         "Nothing to do when the zero gate is intended (ReZero, LoRA's B = 0, adaLN-Zero, a "
         "zero-initialised output layer).",
     ),
     Code.EXPLODING_GRADIENTS: CodeInfo(
         E,
-        ("gradients", "jacobian"),
         "gradient or signal grows exponentially with depth or time",
         "Lower the init scale (He/Glorot), add normalisation or residual scaling, clip gradients.",
     ),
     Code.VANISHING_GRADIENTS: CodeInfo(
         W,
-        ("gradients", "jacobian"),
         "gradient or signal shrinks exponentially toward the input",
         "Use ReLU-family activations or residual connections, normalisation, or a larger init.",
     ),
     Code.DEAD_UNITS: CodeInfo(
         W,
-        ("activations",),
         "ReLU-family units output zero for the whole batch",
         "Check the bias init and input scale; try LeakyReLU/GELU or a smaller learning rate.",
     ),
     Code.SATURATED_UNITS: CodeInfo(
         W,
-        ("activations",),
         "sigmoid/tanh units stuck in their flat regions",
         "Normalise inputs, shrink the init scale, or use a non-saturating activation.",
     ),
     Code.INIT_SCALE: CodeInfo(
         W,
-        ("gradients",),
         "weight scale far from the fan-in-appropriate scale",
         "Re-initialise with nn.init.kaiming_normal_ (ReLU) or xavier_uniform_ (tanh/linear).",
     ),
     Code.LOSS_AT_INIT: CodeInfo(
         W,
-        ("init-loss",),
         "initial loss far from the chance-level baseline",
         "Shrink the last layer's init (e.g. zero it or scale by 0.01) and check the loss and "
         "the number of classes.",
     ),
     Code.DOUBLE_SOFTMAX: CodeInfo(
         E,
-        ("init-loss",),
         "probabilities fed to a loss that applies (log-)softmax itself",
         "Remove the final softmax from the model, or use NLLLoss on log-probabilities.",
     ),
     Code.LOSS_BROADCAST: CodeInfo(
         E,
-        ("init-loss",),
         "loss between tensors of different shapes that silently broadcast",
         "Make output and target shapes equal, e.g. output.squeeze(-1) or target.unsqueeze(-1).",
     ),
     Code.OUTPUT_IGNORES_INPUT: CodeInfo(
         E,
-        ("init-loss", "jacobian"),
         "model output does not depend on the input",
         "Check that forward() uses its argument, and that no layer zeroes or detaches the signal.",
     ),
     Code.NO_NONLINEARITY: CodeInfo(
         W,
-        ("jacobian",),
         "the network is (nearly) an affine map of its input",
         "Insert activations between Linear/Conv layers; stacked linear layers collapse into one.",
     ),
     Code.INPUT_SCALE: CodeInfo(
         W,
-        ("data",),
         "float inputs far from zero-mean, unit-scale",
         "Standardise inputs: (x - mean) / std per feature or channel (e.g. pixels / 255 then "
         "normalise).",
     ),
     Code.DEGENERATE_TARGETS: CodeInfo(
         W,
-        ("data",),
         "constant targets, or one class for (nearly) the whole batch",
         "Check the label pipeline and shuffling; a batch should contain varied targets.",
     ),
     Code.FROZEN_PARAMETERS: CodeInfo(
         W,
-        ("gradients",),
         "frozen parameters that look untrained (a checkpoint not loaded?), or all of them",
         "If the freeze is intended, load the trained weights before freezing; otherwise set "
         "requires_grad=True.",
     ),
     Code.OVERFIT_FAILED: CodeInfo(
         E,
-        ("overfit",),
         "the model cannot memorise one small batch",
         "Check capacity (bottlenecks), dead units, the learning rate and the loss function.",
     ),
     Code.LR_RANGE_UNSTABLE: CodeInfo(
         W,
-        ("lr-range",),
         "on learnable data, no learning-rate range where the loss falls",
         "Check that the loss decreases at all (overfit probe); widen the LR range.",
     ),
     Code.UNLEARNABLE_DATA: CodeInfo(
         I,
-        ("lr-range",),
         "targets cannot be predicted from inputs across batches (random labels per call?)",
         "If make_batch draws labels independently of the inputs, that is expected; otherwise "
         "check that inputs and targets stay paired in the data pipeline.",
     ),
     Code.BATCH_MIXING: CodeInfo(
         E,
-        ("dependencies",),
         "an example's output depends on other examples' inputs (in eval mode)",
         "Look for a softmax/mean/sum over dim 0, a view/reshape that swaps batch and time, or a "
         "recurrent layer missing batch_first=True.",
     ),
     Code.CAUSAL_LEAK: CodeInfo(
         E,
-        ("dependencies",),
         "a next-token model's output at position t depends on inputs after t",
         "Apply a causal mask in attention (is_causal=True / a lower-triangular mask) and check "
         "reshapes that mix positions.",
     ),
     Code.PRECISION_OVERFLOW: CodeInfo(
         E,
-        ("precision",),
         "non-finite values under fp16/bf16 autocast at init where fp32 is finite",
         "Scale the offending activations down (init, normalisation), or train in bf16.",
     ),
     Code.PRECISION_UNDERFLOW: CodeInfo(
         W,
-        ("precision",),
         "many gradients flush to zero in fp16 without loss scaling",
         "Use torch.amp.GradScaler with fp16, or train in bf16.",
     ),
     Code.UNREGISTERED_PARAMETERS: CodeInfo(
         E,
-        ("structure",),
         "tensors that take part in the forward pass and require grad, outside model.parameters()",
         "Hold layers in nn.ModuleList/nn.ModuleDict, weights in nn.Parameter, and build layers "
         "in __init__, not in forward.",
     ),
     Code.IGNORED_TARGETS: CodeInfo(
         E,
-        ("data",),
         "every target equals ignore_index: the loss has nothing to average",
         "Check the label pipeline: a masking or padding step that sets every label to "
         "ignore_index (-100), e.g. a shift applied twice or a mask inverted.",
     ),
     Code.NONDETERMINISTIC_FORWARD: CodeInfo(
         E,
-        ("structure",),
         "two eval-mode forwards of the same batch disagree",
         "Build layers in __init__; use nn.Dropout (off in eval) for randomness; do not keep "
         "state between calls.",

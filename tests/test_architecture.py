@@ -163,6 +163,28 @@ def test_every_alias_a_probe_declares_is_a_flag_of_check_and_names_a_setting() -
         assert setting in {f.name for f in dataclasses.fields(spec(probe).config)}, alias
 
 
+def test_a_new_builtin_probe_reaches_every_derived_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A newcomer's probe module declares its codes and aliases; the catalogue's "raised by",
+    the generated docs and the alias table pick them up with no other edit."""
+    import dataclasses
+
+    from nndiag import docgen
+    from nndiag.settings import alias_table
+
+    new = dataclasses.replace(SPEC_OF("activations"), name="weight-norms",
+                              raises=("dead-units",), aliases={"norm_steps": "dead_fraction_max"})  # fmt: skip
+    builtin = (*probes.BUILTIN, "weight-norms")
+    lookup = lambda name: new if name == "weight-norms" else SPEC_OF(name)
+    for module in (probes, docgen):
+        monkeypatch.setattr(module, "BUILTIN", builtin)
+        monkeypatch.setattr(module, "spec", lookup)
+    assert probes.raised_by("dead-units") == ("activations", "weight-norms")
+    assert "| activations, weight-norms |" in docgen.catalogue_table()
+    assert "dead-units" in docgen.codes_table("weight-norms")
+    assert ROOT / "docs" / "probes" / "weight-norms.md" in docgen.blocks()
+    assert alias_table()["norm_steps"] == ("weight-norms", "dead_fraction_max")
+
+
 def test_the_integrations_default_to_the_quick_probes() -> None:
     """ProbeSpec.quick decides the callbacks' default set: a new quick probe joins it."""
     import inspect
@@ -193,3 +215,14 @@ def test_no_function_above_cyclomatic_complexity_15() -> None:
         if block.complexity > 15
     ]
     assert not too_complex, too_complex
+
+
+def test_the_module_map_names_every_module() -> None:
+    """docs/architecture.md's map is a newcomer's first page: a module missing from it drifts."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    map_ = text.split("## Module map", 1)[1].split("## ", 1)[0]
+    package = Path(nndiag.__file__).parent
+    modules = [p for p in [*package.glob("*.py"), *(package / "core").glob("*.py")]
+               if p.name != "__init__.py"]  # fmt: skip
+    missing = [str(p.relative_to(package)) for p in modules if p.name not in map_]
+    assert not missing, f"add to the module map: {missing}"

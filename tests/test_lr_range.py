@@ -273,7 +273,7 @@ def test_a_confidence_below_high_says_what_would_raise_it() -> None:
     import dataclasses
 
     from nndiag.probes import spec
-    from nndiag.probes.lr_range import Confidence, Measurement, present
+    from nndiag.probes.lr_range import Confidence, Learnable, Measurement, confidence, present
     from nndiag.probes.lr_range.analysis import Placement
 
     from probing import config, context
@@ -281,13 +281,17 @@ def test_a_confidence_below_high_says_what_would_raise_it() -> None:
     ctx = context(mlp(), class_batch())
     settings = config("lr-range", num_steps=40, sweep_steps=0)
     measured: Measurement = spec("lr-range").measure(ctx, settings)
-    edge = dataclasses.replace(measured, placement=Placement.LOW_EDGE, confidence=Confidence.MEDIUM)
+    learnable = dataclasses.replace(measured, learnable=Learnable.YES)
+    edge = dataclasses.replace(learnable, placement=Placement.LOW_EDGE)
+    assert confidence(edge, settings) is Confidence.MEDIUM
     notes = [n for n in present(edge, settings).notes if n.startswith("confidence medium")]
     assert notes == [
         "confidence medium: the sweep's best sat at its low edge; to raise it, set lr-range "
         "start_lr lower so that the sweep brackets the pick from both sides"
     ]
-    high = dataclasses.replace(measured, confidence=Confidence.HIGH)
+    high = dataclasses.replace(learnable, placement=Placement.INTERIOR)
+    assert confidence(high, settings) is Confidence.HIGH
     assert not [n for n in present(high, settings).notes if n.startswith("confidence")]
-    cut = dataclasses.replace(measured, placement=Placement.RULES_ONLY, confidence=Confidence.LOW)
+    cut = dataclasses.replace(measured, placement=Placement.RULES_ONLY, learnable=Learnable.UNKNOWN)
+    assert confidence(cut, settings) is Confidence.LOW
     assert any("--budget" in n for n in present(cut, settings).notes)

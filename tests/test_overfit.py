@@ -137,7 +137,7 @@ def _measured(
     losses: list[float], zeroed: list[float] | None, accuracy: float = math.nan
 ) -> Measurement:
     zero = _run(zeroed) if zeroed is not None else None
-    return Measurement(_run(losses, accuracy), zero, 0.05, 3e-3, "default", 16, True, Config())
+    return Measurement(_run(losses, accuracy), zero, 0.05, 3e-3, "default", 16, True)
 
 
 def _geometric(start: float, end: float, steps: int = 301) -> list[float]:

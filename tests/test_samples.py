@@ -9,8 +9,7 @@ import tomllib
 import pytest
 
 import nndiag
-from nndiag.findings import CATALOG
-from nndiag.probes import BUILTIN
+from nndiag.probes import BUILTIN, raised_by, spec
 
 from conftest import SAMPLES
 
@@ -29,7 +28,7 @@ def _probes(entry: dict) -> list[str] | None:
     if entry.get("healthy"):
         return None
     pinned = {**entry["roots"], **entry.get("consequences", {})}
-    needed = {p for code in pinned for p in CATALOG[code].probes}
+    needed = {p for code in pinned for p in raised_by(code)}
     return [p for p in BUILTIN if p not in TRAINING or p in needed]
 
 
@@ -39,6 +38,8 @@ def test_sample_gets_exactly_its_pinned_findings(name: str) -> None:
     # budget=0: what a sample must produce does not depend on how busy the machine is.
     report = nndiag.check(str(SAMPLES / name), device="cpu", probes=_probes(entry), budget=0)
     assert not report.unfinished, [(r.name, r.error) for r in report.unfinished]
+    undeclared = [(f.probe, f.code) for f in report.findings if f.code not in spec(f.probe).codes]
+    assert not undeclared, f"codes a probe raises without declaring them in its spec: {undeclared}"
     roots = {(f.code, f.severity.value) for f in report.findings if f.caused_by is None}
     consequences = {(f.code, f.severity.value) for f in report.findings if f.caused_by}
     for code, severity in entry["roots"].items():

@@ -442,11 +442,17 @@ def test_frozen_untrained_share_at_its_bound(matching: int, severity: str) -> No
 # ---- jacobian ------------------------------------------------------------------------------------
 
 
-def jacobian_measurement(total: float, blocks: int = 6, **metrics: Any) -> Any:
+def jacobian_measurement(
+    total: float,
+    blocks: int = 6,
+    total_gain_after_steps: float | None = None,
+    **measured: Any,
+) -> Any:
     rows = tuple({"block": f"b{i}", "grad_norm": 1.0, "gain": 1.0} for i in range(blocks))
-    base = {"zero_jacobian": False, "frobenius_sq": 1.0, "total_gain": total,
-            "log10_gain_per_block": 0.0, "blocks": blocks, "nonlinearity": 1.0}  # fmt: skip
-    return jacobian_probe.Measurement(rows, {**base, **metrics})
+    depth = jacobian_probe.Depth(total, 0.0, total_gain_after_steps)
+    return jacobian_probe.Measurement(
+        "input", rows, depth=depth, **{"nonlinearity": 1.0, **measured}
+    )
 
 
 def jacobian_codes(m: Any) -> dict[str, str]:
@@ -502,9 +508,10 @@ def test_affine_network_at_its_bound(scale: float, fires: bool) -> None:
     assert "no-nonlinearity" not in jacobian_codes(opens)
 
 
-def temporal(growth: float, horizon: int, steps: int = 20, **after: Any) -> Any:
-    return jacobian_measurement(1.0, memory_horizon=horizon, sequence_length=steps,
-                                earliest_over_last=growth, recurrent=True, **after)  # fmt: skip
+def temporal(growth: float, horizon: int, steps: int = 20, later: float | None = None) -> Any:
+    memory = jacobian_probe.Memory(horizon, steps, growth, recurrent=True,
+                                   earliest_over_last_after_steps=later)  # fmt: skip
+    return jacobian_measurement(1.0, memory=memory)
 
 
 @bound("jacobian", "temporal_growth_max")
@@ -512,7 +519,7 @@ def temporal(growth: float, horizon: int, steps: int = 20, **after: Any) -> Any:
 def test_exploding_through_time_at_its_bound(scale: float, fires: bool) -> None:
     limit = jacobian_probe.Config().temporal_growth_max
     assert ("exploding-gradients" in jacobian_codes(temporal(limit * scale, 20))) is fires
-    settles = temporal(limit * 2, 20, earliest_over_last_after_steps=limit * (1 - EPS))
+    settles = temporal(limit * 2, 20, later=limit * (1 - EPS))
     assert jacobian_codes(settles) == {"exploding-gradients": "info"}
 
 
@@ -625,7 +632,7 @@ def test_plateau_at_its_bound(scale: float, verdict: str) -> None:
     config = overfit.Config()
     losses = falling(1.0, 1 - config.plateau_improvement * scale)
     losses[0] = 2.0  # the run fell before: not 'rose'
-    found = overfit.verdict(overfit_measurement(losses, threshold=1e-6))
+    found = overfit.verdict(overfit_measurement(losses, threshold=1e-6), overfit.Config())
     assert (found == "plateau") is (verdict == "plateau")
 
 
@@ -639,13 +646,13 @@ def test_slow_or_crawling_at_reach_factor(scale: float, verdict: str) -> None:
     per_step = math.log(losses[-1] / losses[-tail]) / (tail - 1)  # the rate _within_reach reads
     steps_left = config.steps * config.reach_factor * scale
     threshold = losses[-1] * math.exp(per_step * steps_left)
-    assert overfit.verdict(overfit_measurement(losses, threshold)) == verdict
+    assert overfit.verdict(overfit_measurement(losses, threshold), overfit.Config()) == verdict
 
 
 def overfit_measurement(losses: list[float], threshold: float) -> overfit.Measurement:
     rows = tuple({"step": i, "loss": v, "accuracy": math.nan} for i, v in enumerate(losses))
     run_ = overfit.Run(rows, None, None, 0)
-    return overfit.Measurement(run_, None, threshold, 3e-3, "default", 16, False, overfit.Config())
+    return overfit.Measurement(run_, None, threshold, 3e-3, "default", 16, False)
 
 
 @bound("overfit", "inputs_help_fraction")

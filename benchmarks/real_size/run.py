@@ -9,8 +9,9 @@ line 1, no `nan`.
     python benchmarks/real_size/run.py resnet50 sick_resnet50 --budget 60
 
 Each check runs in its own process, exactly as `nndiag check MODEL --json OUT` at 120 columns,
-and so does each plain step timing. Results are stamped (commit, machine, torch, date) into
-benchmarks/results/real_size.json, one entry per model (and per --budget given).
+and so does each plain step timing. Each run is stamped (commit, machine, torch, date) into
+results/real_size.json, one entry per model (and per --budget given), kept across invocations;
+the tables are drawn from all of them. `--toy` checks toy.py, a small CNN, with 20 steps.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ MODELS = ("gpt2_small", "resnet50", "sick_resnet50")
 EXPECTED = {"sick_resnet50": "no-gradient"}  # the root a sick twin must keep
 sys.path.insert(0, str(HERE.parent))
 
-from stamp import RESULTS, stamp  # noqa: E402
+from stamp import Table, arguments, record, stamp  # noqa: E402
 
 WARMUP, TIMED = 2, 5
 
@@ -76,7 +77,8 @@ def timed_in_a_process(name: str) -> float:
 def check(name: str, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "report.json"
-        command = ["nndiag", "check", str(HERE / f"{name}.py"), "--json", str(out), *extra]
+        command = [sys.executable, "-m", "nndiag", "check", str(HERE / f"{name}.py"), "--json",
+                   str(out), *extra]  # fmt: skip
         env = {**os.environ, "COLUMNS": "120", "TERM": "dumb"}
         started = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
@@ -104,12 +106,44 @@ def check(name: str, extra: list[str]) -> dict:
     }
 
 
-def save(rows: dict[str, dict]) -> Path:
-    path = RESULTS / "real_size.json"
-    known = json.loads(path.read_text()) if path.exists() else {}
-    known.update(rows)
-    path.write_text(json.dumps(known, indent=1, sort_keys=True) + "\n")
-    return path
+def tables(runs: dict[str, dict]) -> list[Table]:
+    """Each run's cost in its model's own training steps, then where the time went."""
+    whole = [(name, r["commit"], r["plain_step_s"], r["check_wall_s"], r["check_steps"],
+              "; ".join(f"{p['name']} ({p['cut']})" for p in r["probes"] if p["cut"]) or "none",
+              ", ".join(f"{c} ({s})" for c, s in r["roots"]) or "none", r["exit"])
+             for name, r in sorted(runs.items())]  # fmt: skip
+    split = [(name, p["name"], p["seconds"], p["steps"]) for name, r in sorted(runs.items())
+             for p in r["probes"]]  # fmt: skip
+    return [
+        Table("The default check in the model's own training steps",
+              ("run", "commit", "plain step s", "check wall s", "in plain steps", "cuts", "roots",
+               "exit"), whole),
+        Table("Per probe", ("run", "probe", "seconds", "plain steps"), split),
+    ]  # fmt: skip
+
+
+def measure(name: str, extra: list[str], show: bool) -> dict:
+    """One model's plain step and check, printed as it goes, as a stamped run."""
+    step = timed_in_a_process(name)
+    r = check(name, extra)
+    steps = r["wall_s"] / step
+    print(f"## {name}: exit {r['exit']}, {r['wall_s']:.0f} s wall = {steps:.0f} plain steps "
+          f"of {step:.2f} s, {r['lines']} lines, nan: {'yes' if r['nan'] else 'no'}")  # fmt: skip
+    print(f"line 1: {r['first']}")
+    if name in EXPECTED and EXPECTED[name] not in {c for c, _ in r["roots"]}:
+        print(f"MISSED: {name} must keep {EXPECTED[name]}")
+    for note in r["notes"] + r["stderr"][-3:]:
+        print(f"note: {note}")
+    if show:
+        print(r["stdout"])
+    sys.stdout.flush()
+    return {
+        **stamp(), "plain_step_s": step, "check_wall_s": r["wall_s"], "check_steps": steps,
+        "exit": r["exit"], "lines": r["lines"], "nan": r["nan"], "roots": r["roots"],
+        "budget": extra[-1] if extra else "default", "notes": r["notes"],
+        "probes": [{"name": p, "seconds": sec, "steps": sec / step, "cut": cut}
+                   for p, sec, cut in r["probes"]],
+    }  # fmt: skip
 
 
 def main() -> None:
@@ -118,40 +152,23 @@ def main() -> None:
     parser.add_argument("--budget", help="pass --budget (default: the default budget)")
     parser.add_argument("--show", action="store_true", help="print each report")
     parser.add_argument("--plain", help=argparse.SUPPRESS)  # the step-timing worker
+    arguments(parser)
     args = parser.parse_args()
     if args.plain:
         print(plain_step_s(args.plain))
         return
     if unknown := set(args.models) - set(MODELS):
         parser.error(f"unknown model(s): {', '.join(sorted(unknown))}")
+    if args.toy:
+        args.models, args.budget = ["toy"], "20steps"
     extra = ["--budget", args.budget] if args.budget else []
-    rows = {}
+    path = args.results / "real_size.json"
+    runs = json.loads(path.read_text()).get("runs", {}) if path.exists() else {}
     for name in args.models or MODELS:
-        step = timed_in_a_process(name)
-        r = check(name, extra)
-        steps = r["wall_s"] / step
-        print(f"## {name}: exit {r['exit']}, {r['wall_s']:.0f} s wall = {steps:.0f} plain steps "
-              f"of {step:.2f} s, {r['lines']} lines, nan: {'yes' if r['nan'] else 'no'}")  # fmt: skip
-        print(f"line 1: {r['first']}")
-        print(f"roots: {', '.join(f'{c} ({s})' for c, s in r['roots']) or 'none'}")
-        if name in EXPECTED and EXPECTED[name] not in {c for c, _ in r["roots"]}:
-            print(f"MISSED: {name} must keep {EXPECTED[name]}")
-        for note in r["notes"] + r["stderr"][-3:]:
-            print(f"note: {note}")
-        print("| probe | seconds | plain steps | cut |\n| --- | --- | --- | --- |")
-        for probe, seconds, cut in r["probes"]:
-            print(f"| {probe} | {seconds:.1f} | {seconds / step:.1f} | {cut or ''} |")
-        if args.show:
-            print(r["stdout"])
-        sys.stdout.flush()
-        rows[name if not args.budget else f"{name} --budget {args.budget}"] = {
-            **stamp(), "plain_step_s": step, "check_wall_s": r["wall_s"], "check_steps": steps,
-            "exit": r["exit"], "lines": r["lines"], "nan": r["nan"], "roots": r["roots"],
-            "budget": args.budget or "default", "notes": r["notes"],
-            "probes": [{"name": p, "seconds": sec, "steps": sec / step, "cut": cut}
-                       for p, sec, cut in r["probes"]],
-        }  # fmt: skip
-    print(f"wrote {save(rows)}")
+        runs[name if not args.budget else f"{name} --budget {args.budget}"] = measure(
+            name, extra, args.show
+        )
+    record("real_size", tables(runs), args, extra={"runs": runs})
 
 
 if __name__ == "__main__":

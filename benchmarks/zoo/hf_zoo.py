@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from nndiag.synthetic import markov_tokens, teacher
+
 from zoo.base import Arch, Excluded, dense_cross_entropy, token_cross_entropy
 
 VOCAB = 99

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nndiag.synthetic import markov_tokens, teacher, teacher_classification
+
 from zoo.base import Arch, Batch, Excluded, logits_of, token_cross_entropy, use_stand_in_torchvision
 
 VOCAB, LENGTH, WIDTH = 48, 16, 32

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from nndiag.synthetic import teacher_classification
+
 from zoo.base import RESULTS, Arch, Excluded, use_stand_in_torchvision
 
 CLASSES = 5

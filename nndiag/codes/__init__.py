@@ -9,15 +9,14 @@ if TYPE_CHECKING:
     from nndiag.findings import CodeInfo
 
 
-def page(code: str) -> str:
-    return resources.files(__name__).joinpath(f"{code}.md").read_text(encoding="utf-8")
-
-
-def plugin_page(code: str, info: CodeInfo) -> str:
-    """A plugin code's page: its own `CodeInfo.page`, or one built from the catalog's fields."""
-    if info.page:
-        return info.page
-    return (
-        f"# `{code}`\n\n**Severity:** {info.severity.value} · **raised by:** "
-        f"{', '.join(info.probes)} (a plugin)\n\n{info.title}.\n\n## What to do\n\n{info.hint}\n"
-    )
+def page(code: str, info: CodeInfo, probes: tuple[str, ...]) -> str:
+    """What `nndiag explain CODE` prints: the page's title, the catalogue's line (severity and the
+    probes that raise it, from their specs), then the page: nndiag/codes/<code>.md for a built-in
+    code; for a plugin's, its `CodeInfo.page` or its title and hint."""
+    line = f"**Severity:** {info.severity.value} · **raised by:** {', '.join(probes)}"
+    source = resources.files(__name__).joinpath(f"{code}.md")
+    if source.is_file():
+        title, _, body = source.read_text(encoding="utf-8").partition("\n")
+        return f"{title}\n\n{line}\n{body}"
+    body = info.page or f"{info.title}.\n\n## What to do\n\n{info.hint}\n"
+    return f"# `{code}`\n\n{line} (a plugin)\n\n{body}"

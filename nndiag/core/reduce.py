@@ -4,6 +4,7 @@ its shards of the parameters, so one collective per probe makes it global (docs/
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import torch
@@ -49,6 +50,17 @@ class LocalReducer:
 
     def average_gradients(self, model: nn.Module) -> None:
         """One process: the gradients are the whole batch's already."""
+
+
+def across(
+    reduction: Callable[[Tensor], Tensor], rows: Sequence[Sequence[float]]
+) -> list[list[float]]:
+    """Rows of this rank's numbers through one collective (`reducer.sum`, `.shard_sum`, ...),
+    in float64: the sums of every row, tensor or site a probe reports, in a single call."""
+    if not rows:
+        return []
+    result: list[list[float]] = reduction(torch.tensor(rows, dtype=torch.float64)).tolist()
+    return result
 
 
 def any_true(reducer: Reducer, flag: bool) -> bool:

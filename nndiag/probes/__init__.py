@@ -89,6 +89,11 @@ def catalog() -> dict[str, CodeInfo]:
     return found
 
 
+def raised_by(code: str, names: list[str] | None = None) -> tuple[str, ...]:
+    """The probes (of `names`, default the built-in ones) whose spec declares `code`."""
+    return tuple(name for name in names or BUILTIN if code in spec(name).codes)
+
+
 def select(include: list[str] | None = None, exclude: list[str] | None = None) -> list[str]:
     """Names in run order, restricted to `include` (when given) and without `exclude`."""
     known = probe_names()

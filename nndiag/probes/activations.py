@@ -121,15 +121,14 @@ def _beyond(rows: list[Row], config: Config) -> bool:
 def _site_rows(ctx: Context, model: Any, batches: list[Any], config: Config) -> list[Row]:
     import torch
 
+    from nndiag.core.reduce import across
     from nndiag.core.sites import record_sites
 
     forwards = [functools.partial(ctx.forward, model, b) for b in batches]
     sites = record_sites(model, forwards, config.tanh_saturation, config.sigmoid_saturation)
     stats = list(sites.values())
     if stats:  # one collective for the sums, one for the alive masks
-        sums = ctx.reduce.sum(torch.tensor(
-            [[s.values, s.total, s.total_sq, s.saturated] for s in stats], dtype=torch.float64
-        ))  # fmt: skip
+        sums = across(ctx.reduce.sum, [[s.values, s.total, s.total_sq, s.saturated] for s in stats])
         masks = [s.alive for s in stats if s.alive is not None]
         if masks:
             alive = ctx.reduce.max(torch.cat(masks).float()).bool()
@@ -137,7 +136,7 @@ def _site_rows(ctx: Context, model: Any, batches: list[Any], config: Config) -> 
                 if s.alive is not None:
                     count = s.alive.numel()
                     s.alive, alive = alive[:count], alive[count:]
-        for s, (values, total, total_sq, saturated) in zip(stats, sums.tolist(), strict=True):
+        for s, (values, total, total_sq, saturated) in zip(stats, sums, strict=True):
             s.values, s.total, s.total_sq, s.saturated = (
                 int(values),
                 total,
@@ -250,6 +249,7 @@ def present(m: Measurement, config: Config) -> Presentation:
 
 SPEC = ProbeSpec(
     name=NAME,
+    raises=(Code.DEAD_UNITS, Code.SATURATED_UNITS),
     summary="dead ReLU units, saturated sigmoid/tanh per activation site (modules and functional calls)",
     config=Config,
     measure=measure,

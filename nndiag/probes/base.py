@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from nndiag.findings import CATALOG, CodeInfo, Finding
+from nndiag.findings import CodeInfo, Finding
 from nndiag.report import Table
 
 if TYPE_CHECKING:
@@ -76,11 +76,14 @@ class ProbeSpec(Generic[C, M]):
     sharded: bool = False
     needs: tuple[type, ...] = ()  # provisions it reads when an earlier probe provided them
     provides: type | None = None  # the provision it hands to later probes
-    provide: Callable[[M], object | None] | None = None  # builds that provision
+    provide: Callable[[M, C], object | None] | None = None  # builds that provision
     requires: Callable[[C], tuple[type, ...]] = _no_requirements  # providers join the run
     cost: Callable[[C], float] = _one_step  # in training-step equivalents
     shrink: Callable[[C, float], tuple[C, str]] | None = None  # a cheaper config, and the cut
-    catalog: Mapping[str, CodeInfo] = field(default_factory=dict)  # codes a plugin adds
+    # The finding codes its diagnose can return: built-in codes, and a plugin's own (`catalog`,
+    # the codes it adds). The catalogue's "raised by" is derived from these (probes.raised_by).
+    raises: tuple[str, ...] = ()
+    catalog: Mapping[str, CodeInfo] = field(default_factory=dict)
     # Short names for settings, as CLI flags and check() keywords: {"steps": "steps"} makes
     # `nndiag check --steps 50` set this probe's `steps`. A built-in alias needs its flag in
     # cli.check (tests/test_architecture.py fails until it has one).
@@ -89,5 +92,5 @@ class ProbeSpec(Generic[C, M]):
 
     @property
     def codes(self) -> tuple[str, ...]:
-        known = {**CATALOG, **self.catalog}
-        return tuple(code for code, info in known.items() if self.name in info.probes)
+        """Every code it raises: those it declares, then its own catalogue's."""
+        return tuple(dict.fromkeys([*self.raises, *self.catalog]))

@@ -247,6 +247,7 @@ def present(m: Measurement, config: Config) -> Presentation:
 
 SPEC = ProbeSpec(
     name=NAME,
+    raises=(Code.NONFINITE_VALUES, Code.INPUT_SCALE, Code.DEGENERATE_TARGETS, Code.IGNORED_TARGETS),
     summary="input and target statistics, class histogram",
     config=Config,
     measure=measure,

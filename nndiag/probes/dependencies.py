@@ -369,6 +369,7 @@ def present(m: Measurement, config: Config) -> Presentation:
 
 SPEC = ProbeSpec(
     name=NAME,
+    raises=(Code.BATCH_MIXING, Code.CAUSAL_LEAK),
     feeds_inputs=True,
     summary="batch mixing across examples, causal leaks across positions for next-token models",
     config=Config,

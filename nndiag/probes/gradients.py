@@ -244,15 +244,12 @@ def _gains(
 ) -> dict[nn.Module, tuple[float, float]]:
     """rms(W·x)/rms(x) and rms(W·x + b)/rms(x) per layer, over the whole batch (one collective
     under torchrun)."""
-    import torch
+    from nndiag.core.reduce import across
 
-    if not squares:
-        return {}
-    means = ctx.reduce.sum(torch.tensor(list(squares.values()), dtype=torch.float64))
-    means /= ctx.reduce.world
+    sums = across(ctx.reduce.sum, list(squares.values()))  # ratios of sums: the world cancels
     return {
         module: (math.sqrt(out / into), math.sqrt(whole / into)) if into > 0 else NO_GAIN
-        for module, (out, into, whole) in zip(squares, means.tolist(), strict=True)
+        for module, (out, into, whole) in zip(squares, sums, strict=True)
     }
 
 
@@ -374,8 +371,8 @@ def _unreached(ctx: Context, suspects: list[Cut]) -> tuple[str, ...]:
 def _after_steps(ctx: Context, rows: list[Row]) -> list[Row]:
     """The rows with ‖g‖/‖W‖ from the confirmation copy's last step (one collective for the
     sums under torchrun)."""
-    import torch
 
+    from nndiag.core.reduce import across
     from nndiag.core.tensors import magnitude64
     from nndiag.core.training import after_steps
     from nndiag.distributed import local
@@ -389,7 +386,7 @@ def _after_steps(ctx: Context, rows: list[Row]) -> list[Row]:
             float(magnitude64(local(grad)).pow(2).sum()) if grad is not None else 0.0,
             float(magnitude64(local(p)).pow(2).sum()) if p is not None else 0.0,
         ])  # fmt: skip
-    totals = ctx.reduce.shard_sum(torch.tensor(sums, dtype=torch.float64)).tolist()
+    totals = across(ctx.reduce.shard_sum, sums)
     return [
         dict(row, ratio=math.sqrt(g) / math.sqrt(w) if w > 0 and g > 0 else math.nan)
         for row, (g, w) in zip(rows, totals, strict=True)
@@ -448,11 +445,12 @@ def _param_row(module_name: str, module: nn.Module, pname: str, param: Tensor) -
 
 def _reduce_sums(ctx: Context, rows: list[Row]) -> None:
     """One collective for every tensor's sums, then the columns derived from them."""
-    import torch
+    from nndiag.core.reduce import across
 
     if ctx.reduce.world > 1:
-        stacked = torch.tensor([r["sums"] for r in rows], dtype=torch.float64)
-        for row, sums in zip(rows, ctx.reduce.shard_sum(stacked).tolist(), strict=True):
+        for row, sums in zip(
+            rows, across(ctx.reduce.shard_sum, [r["sums"] for r in rows]), strict=True
+        ):
             row["sums"] = sums
     for row in rows:
         grad_sq, weight_sq, total, count, nonzero = row.pop("sums")
@@ -969,6 +967,15 @@ def _module_rows(rows: list[Row]) -> list[Row]:
 
 SPEC = ProbeSpec(
     name=NAME,
+    raises=(
+        Code.NONFINITE_VALUES,
+        Code.NO_GRADIENT,
+        Code.GATED_AT_INIT,
+        Code.EXPLODING_GRADIENTS,
+        Code.VANISHING_GRADIENTS,
+        Code.INIT_SCALE,
+        Code.FROZEN_PARAMETERS,
+    ),
     sharded=True,
     summary="per-layer ‖g‖, ‖W‖, ratios, depth profile, init scale, no-gradient and frozen parameters",
     config=Config,

@@ -392,12 +392,20 @@ def present(m: Measurement, config: Config) -> Presentation:
     )
 
 
-def provide(m: Measurement) -> InitLoss:
+def provide(m: Measurement, _config: Config) -> InitLoss:
     return InitLoss(m.loss, m.baseline, m.baseline_kind)
 
 
 SPEC = ProbeSpec(
     name=NAME,
+    raises=(
+        Code.NONFINITE_VALUES,
+        Code.GATED_AT_INIT,
+        Code.LOSS_AT_INIT,
+        Code.DOUBLE_SOFTMAX,
+        Code.LOSS_BROADCAST,
+        Code.OUTPUT_IGNORES_INPUT,
+    ),
     sharded=True,
     summary="loss at init vs chance; double softmax, loss broadcasting, input-independent output",
     config=Config,

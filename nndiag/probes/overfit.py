@@ -147,7 +147,6 @@ class Measurement:
     lr_source: str  # "default", "--lr", "suggested", "optimizer", "suggested (none: default)"
     examples: int
     classify: bool
-    config: Config
     calmer: Run | None = None  # at a tenth of nndiag's default LR, when the loss rose there
     batch: int = 0  # the fixed batch's examples, of which the first `examples` are memorised
 
@@ -193,7 +192,6 @@ def measure(ctx: Context, config: Config) -> Measurement:
         source,
         count * ctx.reduce.world,
         classify,
-        config,
         calmer,
         ctx.rows * ctx.reduce.world,
     )
@@ -316,8 +314,8 @@ class Verdict(StrEnum):
     CRAWLING = "crawling"  # still falling, too slowly to ever pass
 
 
-def verdict(m: Measurement) -> Verdict:
-    run, config = m.run, m.config
+def verdict(m: Measurement, config: Config) -> Verdict:
+    run = m.run
     losses = run.losses
     if run.passed_at is not None:
         return Verdict.PASSED
@@ -355,7 +353,7 @@ def diagnose(m: Measurement, config: Config) -> list[Finding]:
     that baseline learns from its inputs: one batch is memorisable only as far as the loss allows
     (ELBO terms, label smoothing, examples the model cannot tell apart, a slow dense task), so
     not reaching the pass line is then an info that says how far it got."""
-    kind = verdict(m)
+    kind = verdict(m, config)
     if kind is Verdict.PASSED:
         return []
     run = m.run
@@ -415,7 +413,11 @@ def _failure(m: Measurement, kind: Verdict, config: Config) -> Finding:
         if m.zeroed is not None:
             message += f"; zeroed inputs reach {m.zeroed.final_loss:.3g}: the model gains nothing from them"
         return finding(
-            Code.OVERFIT_FAILED, NAME, message, hint=_hint(kind, m), evidence={"verdict": kind}
+            Code.OVERFIT_FAILED,
+            NAME,
+            message,
+            hint=_hint(kind, m, config),
+            evidence={"verdict": kind},
         )
     evidence = {"verdict": kind, "steps": len(m.run.rows) - 1}
     if learns is None:  # the budget cut the run and the zeroed-input baseline
@@ -463,7 +465,7 @@ def _rate_per_100(losses: list[float]) -> float:
     return 1 - per_step**100
 
 
-def _hint(kind: Verdict, m: Measurement) -> str:
+def _hint(kind: Verdict, m: Measurement, config: Config) -> str:
     if kind is Verdict.DIVERGED:
         return "The loss diverged to NaN/Inf: lower the learning rate, check for log(0) or division by zero."
     if kind is Verdict.ROSE:
@@ -473,7 +475,7 @@ def _hint(kind: Verdict, m: Measurement) -> str:
         rate = _rate_per_100(m.run.losses)
         return (
             f"The loss still falls, but at {rate:.1%} per 100 steps it would not pass within "
-            f"{m.config.reach_factor:g}x the steps: {CAPACITY_CAUSES}"
+            f"{config.reach_factor:g}x the steps: {CAPACITY_CAUSES}"
         )
     if kind is Verdict.STALLED:
         return f"Accuracy stalled at {m.run.final_accuracy:.0%} over the second half of the run: {CAPACITY_CAUSES}"
@@ -482,7 +484,7 @@ def _hint(kind: Verdict, m: Measurement) -> str:
 
 def present(m: Measurement, config: Config) -> Presentation:
     run = m.run
-    kind = verdict(m)
+    kind = verdict(m, config)
     metrics: dict[str, Any] = {
         "passed": run.passed_at is not None,
         "verdict": kind,
@@ -549,6 +551,7 @@ MIN_STEPS = 15
 
 SPEC = ProbeSpec(
     name=NAME,
+    raises=(Code.NONFINITE_VALUES, Code.OVERFIT_FAILED),
     sharded=True,
     summary="trains a copy on one fixed batch: can it memorise it? steps to pass, loss curve",
     config=Config,

@@ -355,6 +355,7 @@ def present(m: Measurement, config: Config) -> Presentation:
 
 SPEC = ProbeSpec(
     name=NAME,
+    raises=(Code.PRECISION_OVERFLOW, Code.PRECISION_UNDERFLOW),
     summary="fp32, bf16 and fp16 autocast at init: activation ranges, overflow, gradient underflow",
     config=Config,
     measure=measure,

@@ -69,39 +69,21 @@ def _graph_leaves(root: Any) -> list[Tensor]:
     return leaves
 
 
-def _summaries(model: nn.Module, store: list[tuple[str, float, float]]) -> Any:
-    """Forward hooks keeping (module, sum, sum of |.|) of every float output, in order."""
-    from nndiag.core.hooks import forward_hooks, module_names
-    from nndiag.core.tensors import tensors_in
-
-    names = module_names(model)
-
-    def hook(module: Any, _inputs: Any, output: Any) -> None:
-        for t in tensors_in(output):
-            if t.is_floating_point():
-                x = t.detach().double()
-                store.append((names[module], float(x.sum()), float(x.abs().sum())))
-                return
-
-    return forward_hooks(dict.fromkeys(model.modules(), hook))
-
-
 def measure(ctx: Context, config: Config) -> Measurement:
     import torch
 
     from nndiag.core.contract import output_tensor
+    from nndiag.core.leaks import first_changed
 
     model = ctx.fresh_model().eval()
     state = torch.get_rng_state()
-    runs: list[list[tuple[str, float, float]]] = [[], []]
-    outputs = []
-    for store in runs:
-        with _summaries(model, store):
-            outputs.append(output_tensor(ctx.forward(model)).detach().double())
+    outputs = [output_tensor(ctx.forward(model)).detach().double() for _ in range(2)]
     difference = _relative(outputs[0], outputs[1])
     first, rng_driven = "", None
     if difference > config.forward_rtol:
-        first = _first_differing(runs[0], runs[1], config.forward_rtol)
+        forward = lambda: ctx.forward(model)  # noqa: E731
+        place = first_changed(model, (forward, forward), lambda t: t, config.forward_rtol)
+        first = place.module or str(place)  # "" is the model's own forward
         torch.set_rng_state(state)
         again = output_tensor(ctx.forward(model)).detach().double()
         rng_driven = _relative(outputs[0], again) <= config.forward_rtol
@@ -182,17 +164,6 @@ def _relative(a: Tensor, b: Tensor) -> float:
         return float("inf")
     scale = float(a.abs().max()) if a.numel() else 0.0
     return float((a - b).abs().max()) / (scale + 1e-30) if a.numel() else 0.0
-
-
-def _first_differing(
-    a: list[tuple[str, float, float]], b: list[tuple[str, float, float]], rtol: float
-) -> str:
-    for (name, sum_a, abs_a), (_, sum_b, abs_b) in zip(a, b, strict=False):
-        if abs(sum_a - sum_b) > rtol * (abs_a + 1e-30) or abs(abs_a - abs_b) > rtol * (
-            abs_a + 1e-30
-        ):
-            return name
-    return "the model's own forward, outside its submodules"
 
 
 def _containers(model: nn.Module, registered: set[int], leaves: set[int]) -> list[Row]:
@@ -314,6 +285,7 @@ def present(m: Measurement, config: Config) -> Presentation:
 
 SPEC = ProbeSpec(
     name=NAME,
+    raises=(Code.UNREGISTERED_PARAMETERS, Code.NONDETERMINISTIC_FORWARD),
     summary="unregistered parameters (plain lists, layers built in forward), nondeterministic forwards",
     config=Config,
     measure=measure,

@@ -32,6 +32,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from nndiag.findings import Code
 from nndiag.probes.base import Presentation, ProbeSpec, setting
 from nndiag.probes.jacobian.diagnosis import diagnose
 from nndiag.report import Highlight, Row, Table
@@ -148,12 +149,85 @@ class Config:
 
 
 @dataclass(frozen=True)
+class Zero:
+    """An exactly zero Jacobian: an input that still moves the output ('' if none: the output
+    ignores its input), and whether it is still zero after the confirmation steps."""
+
+    output_moves_with: str
+    zero_after_steps: bool | None
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    """‖J‖_F² (Hutchinson), the mean squared singular value per example, σ_max (Lanczos) and
+    their ratio, the isometry spread (1 for a dynamically isometric network)."""
+
+    examples: int
+    frobenius_sq: float
+    frobenius_rel_stderr: float
+    mean_sq_singular: float
+    spectral_norm: float
+    spectral_products: int
+    isometry_spread: float
+
+
+@dataclass(frozen=True)
+class Depth:
+    """The output-to-input gain over the blocks on the gradient path, its slope, and the gain
+    on the confirmation copy where the init's is out of bounds (None: not needed)."""
+
+    total_gain: float
+    log10_gain_per_block: float
+    total_gain_after_steps: float | None = None
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Through time: how many steps back the last output still feels, of how many, the first
+    step's sensitivity over the last's (and on the confirmation copy where it is too high)."""
+
+    memory_horizon: int
+    sequence_length: int
+    earliest_over_last: float
+    recurrent: bool  # an nn.RNNBase in the model: forgetting is its problem to have
+    earliest_over_last_after_steps: float | None = None
+
+
+@dataclass(frozen=True)
 class Measurement:
-    blocks: tuple[Row, ...]
-    metrics: dict[str, Any]
+    measured_from: str  # "input", or the output of the module whose output is differentiated
+    blocks: tuple[Row, ...] = ()
+    zero: Zero | None = None  # an exactly zero Jacobian: nothing below is measured
+    spectrum: Spectrum | None = None
+    depth: Depth | None = None
+    nonlinearity: float = math.nan
+    nonlinearity_after_steps: float | None = None
+    memory: Memory | None = None
     temporal: tuple[Row, ...] = ()
     recurrent: tuple[Row, ...] = ()
+    max_recurrent_radius: float | None = None
+    hutchinson_probes: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def profiled_blocks(self) -> int:
+        return max(0, len(self.blocks) - 1)
+
+    def metrics(self) -> dict[str, Any]:
+        """The report's flat metrics (a public JSON shape): what was measured, unmeasured
+        confirmations left out."""
+        parts: dict[str, Any] = {"measured_from": self.measured_from,
+                                 "zero_jacobian": self.zero is not None}  # fmt: skip
+        if self.zero is not None:
+            return {**parts, "frobenius_sq": 0.0, **dataclasses.asdict(self.zero)}
+        parts |= {"blocks": self.profiled_blocks, "probes": self.hutchinson_probes}
+        for measured in (self.spectrum, self.depth):
+            parts |= dataclasses.asdict(measured) if measured is not None else {}
+        parts |= {"nonlinearity": self.nonlinearity,
+                  "nonlinearity_after_steps": self.nonlinearity_after_steps}  # fmt: skip
+        parts |= dataclasses.asdict(self.memory) if self.memory is not None else {}
+        parts["max_recurrent_radius"] = self.max_recurrent_radius
+        return {k: v for k, v in parts.items() if v is not None}
 
 
 def passes(config: Config) -> int:
@@ -175,22 +249,25 @@ def present(m: Measurement, config: Config) -> Presentation:
         tables.append(Table("temporal", m.temporal, key="step"))
     if m.recurrent:
         tables.append(Table("recurrent", m.recurrent, key="parameter"))
-    metrics = m.metrics
-    if metrics["zero_jacobian"]:
-        headline = f"zero Jacobian with respect to the {metrics['measured_from']}"
-        if metrics.get("output_moves_with"):
+    return Presentation(_headline(m), m.metrics(), tuple(tables), m.notes, watched=("total_gain",))
+
+
+def _headline(m: Measurement) -> str:
+    if m.zero is not None:
+        headline = f"zero Jacobian with respect to the {m.measured_from}"
+        if m.zero.output_moves_with:
             headline += (
-                f", though the output changes with {metrics['output_moves_with']}: the gradient "
+                f", though the output changes with {m.zero.output_moves_with}: the gradient "
                 "path is cut (no-gradient in the gradients probe names where)"
             )
-    else:
-        headline = (
-            f"gain {metrics['total_gain']:.3g} over {metrics['blocks']} blocks, σmax "
-            f"{metrics['spectral_norm']:.3g}, nonlinearity {metrics['nonlinearity']:.2g}"
-        )
-        if "memory_horizon" in metrics:
-            headline += f", memory {metrics['memory_horizon']}/{metrics['sequence_length']} steps"
-    return Presentation(headline, metrics, tuple(tables), m.notes, watched=("total_gain",))
+        return headline
+    gain = m.depth.total_gain if m.depth is not None else math.nan
+    sigma = m.spectrum.spectral_norm if m.spectrum is not None else math.nan
+    headline = (f"gain {gain:.3g} over {m.profiled_blocks} blocks, σmax {sigma:.3g}, "
+                f"nonlinearity {m.nonlinearity:.2g}")  # fmt: skip
+    if m.memory is not None:
+        headline += f", memory {m.memory.memory_horizon}/{m.memory.sequence_length} steps"
+    return headline
 
 
 def _highlights(rows: list[Row]) -> list[Highlight]:
@@ -257,6 +334,14 @@ def cost(config: Config) -> float:
 
 SPEC = ProbeSpec(
     name=NAME,
+    raises=(
+        Code.NONFINITE_VALUES,
+        Code.GATED_AT_INIT,
+        Code.EXPLODING_GRADIENTS,
+        Code.VANISHING_GRADIENTS,
+        Code.OUTPUT_IGNORES_INPUT,
+        Code.NO_NONLINEARITY,
+    ),
     feeds_inputs=True,
     summary="input-output Jacobian: per-block gains, Frobenius and spectral norms, nonlinearity, "
     "memory through time",

@@ -3,35 +3,36 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nndiag.findings import Code, Finding, Severity, finding
 from nndiag.report import Row
 
 if TYPE_CHECKING:
-    from nndiag.probes.jacobian import Config, Measurement
+    from nndiag.probes.jacobian import Config, Depth, Measurement, Memory, Zero
 
 NAME = "jacobian"
 
 
 def diagnose(m: Measurement, config: Config) -> list[Finding]:
-    metrics = m.metrics
-    if metrics["zero_jacobian"] and metrics.get("output_moves_with"):
+    if m.zero is not None and m.zero.output_moves_with:
         return []  # a cut gradient path, not an output without input: the gradients probe's
-    if metrics["zero_jacobian"]:
-        return [_zero(metrics, config)]
-    if not math.isfinite(metrics["frobenius_sq"]):
+    if m.zero is not None:
+        return [_zero(m.zero, m.measured_from, config)]
+    if m.spectrum is not None and not math.isfinite(m.spectrum.frobenius_sq):
         return [
             finding(Code.NONFINITE_VALUES, NAME, "the input-output Jacobian has NaN/Inf entries")
         ]
-    return (
-        _depth(metrics, list(m.blocks), config) + _affine(metrics, config) + _time(metrics, config)
-    )
+    findings = _affine(m.nonlinearity, m.nonlinearity_after_steps, config)
+    if m.depth is not None:
+        findings = _depth(m.depth, list(m.blocks), config) + findings
+    if m.memory is not None:
+        findings += _time(m.memory, m.max_recurrent_radius, config)
+    return findings
 
 
-def _zero(metrics: dict[str, Any], config: Config) -> Finding:
-    origin = metrics["measured_from"]
-    if metrics.get("zero_after_steps") is False:
+def _zero(zero: Zero, origin: str, config: Config) -> Finding:
+    if zero.zero_after_steps is False:
         return finding(
             Code.GATED_AT_INIT,
             NAME,
@@ -47,14 +48,15 @@ def _zero(metrics: dict[str, Any], config: Config) -> Finding:
     )
 
 
-def _depth(metrics: dict[str, Any], rows: list[Row], config: Config) -> list[Finding]:
-    total = metrics["total_gain"]
+def _depth(d: Depth, rows: list[Row], config: Config) -> list[Finding]:
+    total = d.total_gain
     depth = len([r for r in rows if r["grad_norm"] > 0])
     if depth < config.min_profile_blocks or not math.isfinite(total):
         return []
-    evidence = {k: metrics[k] for k in ("total_gain", "log10_gain_per_block", "blocks")}
-    per_block = f"{metrics['log10_gain_per_block']:+.2g} decades per block"
-    after = metrics.get("total_gain_after_steps", math.nan)
+    evidence = {"total_gain": total, "log10_gain_per_block": d.log10_gain_per_block,
+                "blocks": max(0, len(rows) - 1)}  # fmt: skip
+    per_block = f"{d.log10_gain_per_block:+.2g} decades per block"
+    after = math.nan if d.total_gain_after_steps is None else d.total_gain_after_steps
     if total > config.gain_explode:
         # An error only when training confirms it: still exploding after a few steps.
         confirmed = not math.isfinite(after) or after > config.gain_explode
@@ -106,9 +108,7 @@ def _opens(before: float, after: float, config: Config) -> bool:
     return after >= config.gain_vanish or after >= before * config.gate_opening_min
 
 
-def _affine(metrics: dict[str, Any], config: Config) -> list[Finding]:
-    score = metrics["nonlinearity"]
-    after = metrics.get("nonlinearity_after_steps")
+def _affine(score: float, after: float | None, config: Config) -> list[Finding]:
     if not (math.isfinite(score) and score < config.nonlinearity_min):
         return []
     if after is not None and after >= config.nonlinearity_min:
@@ -124,17 +124,15 @@ def _affine(metrics: dict[str, Any], config: Config) -> list[Finding]:
     ]
 
 
-def _time(metrics: dict[str, Any], config: Config) -> list[Finding]:
-    if "memory_horizon" not in metrics:
-        return []
-    keys = ("memory_horizon", "sequence_length", "earliest_over_last", "max_recurrent_radius")
-    evidence = {k: metrics.get(k) for k in keys}
-    radius = metrics.get("max_recurrent_radius")
+def _time(memory: Memory, radius: float | None, config: Config) -> list[Finding]:
+    growth, horizon = memory.earliest_over_last, memory.memory_horizon
+    steps = memory.sequence_length
+    evidence = {"memory_horizon": horizon, "sequence_length": steps, "earliest_over_last": growth,
+                "max_recurrent_radius": radius}  # fmt: skip
     radius_text = f"; recurrent spectral radius {radius:.3g}" if radius is not None else ""
-    growth, horizon = metrics["earliest_over_last"], metrics["memory_horizon"]
-    steps = metrics["sequence_length"]
     if math.isfinite(growth) and growth > config.temporal_growth_max:
-        later = metrics.get("earliest_over_last_after_steps", math.nan)
+        later = memory.earliest_over_last_after_steps
+        later = math.nan if later is None else later
         confirmed = not math.isfinite(later) or later > config.temporal_growth_max
         return [
             finding(
@@ -150,7 +148,7 @@ def _time(metrics: dict[str, Any], config: Config) -> list[Finding]:
                 severity=None if confirmed else Severity.INFO,
             )
         ]
-    if metrics["recurrent"] and horizon < config.short_horizon_fraction * steps:
+    if memory.recurrent and horizon < config.short_horizon_fraction * steps:
         return [
             finding(
                 Code.VANISHING_GRADIENTS,

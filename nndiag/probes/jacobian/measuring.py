@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -13,7 +14,7 @@ from nndiag.core.hooks import module_names
 from nndiag.core.stats import log10_slope, relative_stderr
 from nndiag.core.surface import Surface, calibrated_copy, ordered_blocks, surface
 from nndiag.core.tensors import first_examples
-from nndiag.probes.jacobian import Config, Measurement, block_rows
+from nndiag.probes.jacobian import Config, Depth, Measurement, Memory, Spectrum, Zero, block_rows
 from nndiag.probes.jacobian.estimators import (
     Advance,
     hutchinson_profile,
@@ -55,21 +56,24 @@ def measure_jacobian(ctx: Context, config: Config, advance: Advance) -> Measurem
     norms_sq = {key: list(profile.norms_sq[key]) for key in sorted(profile.norms_sq)}
     rows = block_rows(norms_sq, [names[b] for b in order], [type(b).__name__ for b in order])
     notes: list[str] = []
-    metrics = {
-        "measured_from": origin,
-        "zero_jacobian": False,
-        "blocks": len(rows) - 1,
-        "probes": config.hutchinson_probes,
-        **_spectrum(s, profile.out_shape, norms_sq[-1], config, generator, advance, notes),
-        **_gains(rows),
-        "nonlinearity": score(*nonlinearity(s)),
-    }
-    _confirm(ctx, config, metrics)
-    temporal = _temporal(ctx, s, profile.out_shape, config, generator, advance, metrics)
+    spectrum = _spectrum(s, profile.out_shape, norms_sq[-1], config, generator, advance, notes)
+    depth, linearity = _gains(rows), score(*nonlinearity(s))
+    memory, temporal = _temporal(ctx, s, profile.out_shape, config, generator, advance)
     radii = recurrent_radii(s.model)
-    if radii:
-        metrics["max_recurrent_radius"] = max(r["spectral_radius"] for r in radii)
-    return Measurement(tuple(rows), metrics, tuple(temporal), tuple(radii), tuple(notes))
+    return Measurement(
+        measured_from=origin,
+        blocks=tuple(rows),
+        spectrum=spectrum,
+        depth=_confirmed_depth(ctx, config, depth),
+        nonlinearity=linearity,
+        nonlinearity_after_steps=_confirmed_nonlinearity(ctx, config, linearity),
+        memory=memory,
+        temporal=tuple(temporal),
+        recurrent=tuple(radii),
+        max_recurrent_radius=max((r["spectral_radius"] for r in radii), default=None),
+        hutchinson_probes=config.hutchinson_probes,
+        notes=tuple(notes),
+    )
 
 
 def _zero(ctx: Context, config: Config, s: Surface, origin: str) -> Measurement:
@@ -78,11 +82,8 @@ def _zero(ctx: Context, config: Config, s: Surface, origin: str) -> Measurement:
     from nndiag.core.dependence import input_that_moves_output
 
     moves = input_that_moves_output(s.model, s.inputs, config.same_output_rtol, ctx.options.seed)
-    return Measurement((), {
-        "measured_from": origin, "frobenius_sq": 0.0, "zero_jacobian": True,
-        "output_moves_with": moves or "",
-        "zero_after_steps": None if moves else _zero_after_steps(ctx, config),
-    })  # fmt: skip
+    after = None if moves else _zero_after_steps(ctx, config)
+    return Measurement(measured_from=origin, zero=Zero(moves or "", after))
 
 
 def _spectrum(
@@ -93,41 +94,42 @@ def _spectrum(
     generator: torch.Generator,
     advance: Advance,
     notes: list[str],
-) -> dict[str, Any]:
-    """‖J‖_F² (Hutchinson), the mean squared singular value per example, σ_max (Lanczos) and
-    their ratio, the isometry spread (1 for a dynamically isometric network)."""
+) -> Spectrum:
     examples = s.x0.shape[0] if s.x0.dim() > 1 else 1
     d = min(s.x0[0].numel() if s.x0.dim() > 1 else s.x0.numel(), out_shape[1:].numel() or 1)
     frob_sq = sum(frobenius) / len(frobenius)
     mean_sq_singular = frob_sq / examples / d
     sigma, products = _spectral(s, config, generator, advance, notes)
-    return {
-        "examples": int(examples),
-        "frobenius_sq": frob_sq,
-        "frobenius_rel_stderr": relative_stderr(frobenius),
-        "mean_sq_singular": mean_sq_singular,
-        "spectral_norm": sigma,
-        "spectral_products": products,
-        "isometry_spread": sigma**2 / mean_sq_singular if mean_sq_singular > 0 else math.nan,
-    }
+    return Spectrum(
+        examples=int(examples),
+        frobenius_sq=frob_sq,
+        frobenius_rel_stderr=relative_stderr(frobenius),
+        mean_sq_singular=mean_sq_singular,
+        spectral_norm=sigma,
+        spectral_products=products,
+        isometry_spread=sigma**2 / mean_sq_singular if mean_sq_singular > 0 else math.nan,
+    )
 
 
-def _gains(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """The output-to-input gain over the blocks on the gradient path, and its slope."""
+def _gains(rows: list[dict[str, Any]]) -> Depth:
     norms = [r["grad_norm"] for r in rows if r["grad_norm"] > 0]
     if len(norms) < 2:
-        return {"total_gain": math.nan, "log10_gain_per_block": math.nan}
-    return {"total_gain": norms[0] / norms[-1], "log10_gain_per_block": log10_slope(norms)}
+        return Depth(math.nan, math.nan)
+    return Depth(norms[0] / norms[-1], log10_slope(norms))
 
 
-def _confirm(ctx: Context, config: Config, metrics: dict[str, Any]) -> None:
-    """The confirmation copy's nonlinearity and gain, where the init's are out of bounds."""
-    if not ctx.trainable:
-        return
-    if metrics["nonlinearity"] < config.nonlinearity_min:
-        metrics["nonlinearity_after_steps"] = _nonlinearity_after_steps(ctx, config)
-    if not config.gain_vanish <= metrics["total_gain"] <= config.gain_explode:
-        metrics["total_gain_after_steps"] = _gain_after_steps(ctx, config)
+def _confirmed_depth(ctx: Context, config: Config, depth: Depth) -> Depth:
+    """With the confirmation copy's gain where the init's is out of bounds."""
+    if not ctx.trainable or config.gain_vanish <= depth.total_gain <= config.gain_explode:
+        return depth
+    return dataclasses.replace(depth, total_gain_after_steps=_gain_after_steps(ctx, config))
+
+
+def _confirmed_nonlinearity(ctx: Context, config: Config, score_at_init: float) -> float | None:
+    """The confirmation copy's nonlinearity where the init's is below the bound, else None."""
+    if not ctx.trainable or not score_at_init < config.nonlinearity_min:
+        return None
+    return _nonlinearity_after_steps(ctx, config)
 
 
 def _spectral(
@@ -193,21 +195,22 @@ def _temporal(
     config: Config,
     generator: torch.Generator,
     advance: Advance,
-    metrics: dict[str, Any],
-) -> list[dict[str, Any]]:
+) -> tuple[Memory | None, list[dict[str, Any]]]:
+    """The memory through time and its per-step rows, for a model with a time axis."""
     axis = time_dim(s.model, s, out_shape)
     if axis is None or s.x0.shape[axis] < config.min_sequence:
-        return []
+        return None, []
     norms_sq = temporal_sensitivity_sq(s, axis, config.hutchinson_probes, generator, advance)
     sensitivity = relative_to_last(norms_sq)
     steps = len(sensitivity)
-    metrics["memory_horizon"] = memory_horizon(sensitivity, config.horizon_fraction)
-    metrics["sequence_length"] = steps
-    metrics["earliest_over_last"] = sensitivity[0]
-    if sensitivity[0] > config.temporal_growth_max and ctx.trainable:
-        metrics["earliest_over_last_after_steps"] = _growth_after_steps(ctx, config, axis)
-    metrics["recurrent"] = any(isinstance(m, nn.RNNBase) for m in s.model.modules())
-    return [
-        {"step": t, "steps_back": steps - 1 - t, "sensitivity": v}
-        for t, v in enumerate(sensitivity)
-    ]
+    confirm = sensitivity[0] > config.temporal_growth_max and ctx.trainable
+    memory = Memory(
+        memory_horizon=memory_horizon(sensitivity, config.horizon_fraction),
+        sequence_length=steps,
+        earliest_over_last=sensitivity[0],
+        recurrent=any(isinstance(m, nn.RNNBase) for m in s.model.modules()),
+        earliest_over_last_after_steps=_growth_after_steps(ctx, config, axis) if confirm else None,
+    )
+    rows = [{"step": t, "steps_back": steps - 1 - t, "sensitivity": v}
+            for t, v in enumerate(sensitivity)]  # fmt: skip
+    return memory, rows

@@ -194,7 +194,6 @@ class Measurement:
     learnable: Learnable
     trials: tuple[Trial, ...]
     suggested: float | None
-    confidence: Confidence
     placement: Placement  # where the sweep's best sat
     batch_size: int
     batch_origin: str
@@ -244,7 +243,6 @@ def measure(ctx: Context, config: Config) -> Measurement:
         learnable=learnable,
         trials=tuple(trials),
         suggested=suggested,
-        confidence=confidence(analysis, learnable, placement, trials, config),
         placement=placement,
         batch_size=ctx.source.batch_size,
         batch_origin=ctx.source.origin,
@@ -461,15 +459,15 @@ class Confidence(StrEnum):
     NONE = "none"
 
 
-def confidence(
-    analysis: Analysis, learnable: Learnable, placement: Placement, trials: Any, config: Config
-) -> Confidence:
-    """Calibrated in benchmarks/lr_quality.py: highest for a pick the sweep bracketed from both
-    sides on data that proved learnable; one step lower at an edge of the sweep, or where the
-    estimate came from the divergence point or learnability is in doubt."""
-    if placement is Placement.NONE or (analysis.estimate is None and not trials):
+def confidence(m: Measurement, config: Config) -> Confidence:
+    """How far to trust the suggestion, a judgement on the measurement (calibrated in
+    benchmarks/lr_quality.py): highest for a pick the sweep bracketed from both sides on data
+    that proved learnable; one step lower at an edge of the sweep, or where the estimate came
+    from the divergence point or learnability is in doubt."""
+    analysis, placement = m.analysis, m.placement
+    if placement is Placement.NONE or (analysis.estimate is None and not m.trials):
         return Confidence.NONE
-    capped = analysis.source == "divergence" or learnable is not Learnable.YES
+    capped = analysis.source == "divergence" or m.learnable is not Learnable.YES
     if placement is Placement.INTERIOR:
         return Confidence.MEDIUM if capped else Confidence.HIGH
     if placement in (Placement.LOW_EDGE, Placement.HIGH_EDGE):
@@ -526,7 +524,11 @@ def diagnose(m: Measurement, config: Config) -> list[Finding]:
 
 def present(m: Measurement, config: Config) -> Presentation:
     return Presentation(
-        _headline(m), _metrics(m), _tables(m, config), _notes(m, config), watched=("suggested_lr",)
+        _headline(m, config),
+        _metrics(m, config),
+        _tables(m, config),
+        _notes(m, config),
+        watched=("suggested_lr",),
     )
 
 
@@ -564,11 +566,11 @@ def _tables(m: Measurement, config: Config) -> tuple[Table, ...]:
     return tuple(tables)
 
 
-def _metrics(m: Measurement) -> dict[str, Any]:
+def _metrics(m: Measurement, config: Config) -> dict[str, Any]:
     descent = m.fresh.descent
     metrics: dict[str, Any] = {
         "suggested_lr": m.suggested,
-        "confidence": m.confidence,
+        "confidence": confidence(m, config),
         "batch_size": m.batch_size,
         "batch_origin": m.batch_origin,
         "optimizer": m.optimizer,
@@ -589,11 +591,11 @@ def _metrics(m: Measurement) -> dict[str, Any]:
     return metrics
 
 
-def _headline(m: Measurement) -> str:
+def _headline(m: Measurement, config: Config) -> str:
     at = f"at batch {m.batch_size} ({m.batch_origin}), {m.optimizer}"
     if m.suggested is None:
         return f"no suggestion ({m.analysis.why or 'no LR trained'}) {at}"
-    return f"suggested {m.suggested:.2g} ({m.confidence}) {at}"
+    return f"suggested {m.suggested:.2g} ({confidence(m, config)}) {at}"
 
 
 def _notes(m: Measurement, config: Config) -> tuple[str, ...]:
@@ -621,10 +623,9 @@ def _notes(m: Measurement, config: Config) -> tuple[str, ...]:
         )
     if m.learnable is Learnable.NOT_ACROSS_BATCHES and m.suggested is not None:
         notes.append("the suggestion comes from a range test over a few fixed batches")
-    if m.confidence in (Confidence.MEDIUM, Confidence.LOW):
-        notes += [
-            f"confidence {m.confidence}: {why}; to raise it, {what}" for why, what in _limits(m)
-        ]
+    trust = confidence(m, config)
+    if trust in (Confidence.MEDIUM, Confidence.LOW):
+        notes += [f"confidence {trust}: {why}; to raise it, {what}" for why, what in _limits(m)]
     return tuple(notes)
 
 
@@ -652,8 +653,8 @@ def _limits(m: Measurement) -> list[tuple[str, str]]:
     return limits
 
 
-def provide(m: Measurement) -> SuggestedLR:
-    return SuggestedLR(m.suggested, m.confidence, m.batch_size)
+def provide(m: Measurement, config: Config) -> SuggestedLR:
+    return SuggestedLR(m.suggested, confidence(m, config), m.batch_size)
 
 
 def shrink(config: Config, factor: float) -> tuple[Config, str]:
@@ -696,6 +697,7 @@ def cost(config: Config) -> float:
 
 SPEC = ProbeSpec(
     name=NAME,
+    raises=(Code.LR_RANGE_UNSTABLE, Code.UNLEARNABLE_DATA),
     sharded=True,
     summary="Smith's LR range test at your batch size and optimizer, confirmed by a short sweep",
     config=Config,
