@@ -801,17 +801,19 @@ def _vanishing(
 def _exploding(
     exploding: float, metrics: dict[str, Any], later: float | None, config: Config
 ) -> Finding:
-    """An error only when training confirms it: still exploding after a few steps."""
+    """An error only when training confirms it: still exploding after a few steps; a slope
+    that the confirmation steps flatten below the bound is an info (the model trains)."""
     confirmed = later is None or not math.isfinite(later) or later > config.explode_first_over_last
     return finding(
         Code.EXPLODING_GRADIENTS,
         NAME,
         f"toward the input: the first layers' median ‖g‖/‖W‖ is {exploding:.3g}x the "
         f"best-fed of the last layers (threshold {config.explode_first_over_last:g})"
-        + (f", {later:.3g}x after a few training steps" if later is not None else ""),
+        + (f", {later:.3g}x after a few training steps" if later is not None else "")
+        + ("" if confirmed else ": it settles as training starts"),
         where=metrics["first_layers"],
         evidence={**_profile_evidence(metrics), "exploding_ratio_after_steps": later},
-        severity=None if confirmed else Severity.WARNING,
+        severity=None if confirmed else Severity.INFO,
     )
 
 

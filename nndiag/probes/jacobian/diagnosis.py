@@ -58,7 +58,8 @@ def _depth(d: Depth, rows: list[Row], config: Config) -> list[Finding]:
     per_block = f"{d.log10_gain_per_block:+.2g} decades per block"
     after = math.nan if d.total_gain_after_steps is None else d.total_gain_after_steps
     if total > config.gain_explode:
-        # An error only when training confirms it: still exploding after a few steps.
+        # An error only when training confirms it: still exploding after a few steps; a gain
+        # that the steps bring under the bound is an info (the model trains), as through time.
         confirmed = not math.isfinite(after) or after > config.gain_explode
         return [
             finding(
@@ -67,10 +68,11 @@ def _depth(d: Depth, rows: list[Row], config: Config) -> list[Finding]:
                 f"through depth: the gradient grows {total:.3g}x from the output block back to "
                 f"the input over {depth - 1} blocks ({per_block}; threshold "
                 f"{config.gain_explode:g})"
-                + (f", {after:.3g}x after a few training steps" if math.isfinite(after) else ""),
+                + (f", {after:.3g}x after a few training steps" if math.isfinite(after) else "")
+                + ("" if confirmed else ": it settles as training starts"),
                 where=worst_blocks(rows, high=True),
                 evidence={**evidence, "total_gain_after_steps": after},
-                severity=None if confirmed else Severity.WARNING,
+                severity=None if confirmed else Severity.INFO,
             )
         ]
     if total < config.gain_vanish and _opens(total, after, config):
