@@ -62,7 +62,7 @@ def page(report: Report, strict: bool = False) -> str:
     )
     sections = []
     for r in report.results:
-        parts = "".join(_table(r.name, t) for t in r.tables)
+        parts = "".join(_table(r.name, t) for t in r.tables if t.rows)  # no empty headers
         notes = "".join(f'<p class="dim">{escape(n)}</p>' for n in r.notes)
         sections.append(f"<h2>{escape(r.name)}</h2>{parts}{notes}")
     notes = "".join(f'<li class="dim">{escape(n)}</li>' for n in report.notes)

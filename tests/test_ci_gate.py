@@ -12,7 +12,7 @@ import pytest
 import nndiag
 from nndiag.cli import app
 from nndiag.codes import page
-from nndiag.findings import Code
+from nndiag.findings import CATALOG, Code
 from nndiag.probes.data import Config as DataConfig
 
 from conftest import ROOT, SAMPLES, StrictRunner
@@ -185,7 +185,8 @@ def test_explain_lists_every_code_and_prints_its_page() -> None:
     one = runner.invoke(app, ["explain", "loss-broadcast"])
     assert one.exit_code == 0
     for heading in ("How it is measured", "Typical causes", "What to do"):
-        assert heading in one.output and heading in page("loss-broadcast")
+        assert heading in one.output
+        assert heading in page("loss-broadcast", CATALOG["loss-broadcast"], ("init-loss",))
     assert "squeeze" in one.output
     unknown = runner.invoke(app, ["explain", "no-such-code"])
     assert unknown.exit_code == 2 and "unknown finding code" in unknown.stderr
