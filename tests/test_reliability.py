@@ -170,7 +170,7 @@ def architectures(draw):
     return model, (x, y)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(architectures())
 def test_fuzzed_architectures_get_a_complete_report_and_stay_untouched(case) -> None:
     model, batch = case
