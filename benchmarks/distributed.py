@@ -54,33 +54,37 @@ def peak_rss() -> float:
 
 
 def worker(target: str, strategy: str, out: str, probes: str) -> None:
-    """One rank (or the single process): the check, then its memory figures as JSON lines."""
+    """One rank (or the single process): the bytes of parameters its shard of an FSDP2 copy
+    holds, then the check, then its figures as a JSON line. Under torchrun the process group is
+    made once, here, and the check runs in it (a second group in the same process could read the
+    first one's stale rendezvous keys and wait forever)."""
     import torch
 
     import nndiag
     from nndiag.loading import load_spec
 
-    started = time.perf_counter()
-    chosen = probes.split(",") if probes else None
-    report = nndiag.check(target, distributed=strategy, budget=0, probes=chosen)
-    seconds = time.perf_counter() - started
     model = load_spec(target).factory()
     total = sum(p.numel() * p.element_size() for p in model.parameters())
     held = total
-    if strategy == "fsdp":
+    if strategy != "none":
         import torch.distributed as dist
+
+        dist.init_process_group("gloo")
+    if strategy == "fsdp":
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import fully_shard
 
         from nndiag.distributed import largest_stack, local
 
-        dist.init_process_group("gloo")
         mesh = init_device_mesh("cpu", (dist.get_world_size(),))
         for block in largest_stack(model):
             fully_shard(block, mesh=mesh)
         fully_shard(model, mesh=mesh)
         held = sum(local(p).numel() * p.element_size() for p in model.parameters())
-        dist.destroy_process_group()
+    started = time.perf_counter()
+    chosen = probes.split(",") if probes else None
+    report = nndiag.check(target, distributed=strategy, budget=0, probes=chosen)
+    seconds = time.perf_counter() - started
     rank = int(os.environ.get("RANK", 0))
     row = {
         "rank": rank, "seconds": seconds, "peak_rss": peak_rss(), "params": total, "held": held,
@@ -88,6 +92,8 @@ def worker(target: str, strategy: str, out: str, probes: str) -> None:
     }  # fmt: skip
     with open(out, "a") as f:
         f.write(json.dumps(row) + "\n")
+    if strategy != "none":
+        dist.destroy_process_group()
 
 
 def run(target: Path, strategy: str, ranks: int, out: Path, probes: str) -> float:

@@ -23,9 +23,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from nndiag.core.contract import call_model
 from nndiag.probes.lr_range.running import run_range, schedule
 
-from common import TOY, Context, call_model, contexts, criterion, sync
+from common import TOY, Context, contexts, criterion, sync
 from stamp import Table, arguments, record
 
 START_LR, END_LR = 1e-7, 1e-2

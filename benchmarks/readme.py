@@ -26,7 +26,7 @@ MARKER = re.compile(r"^<!-- result: (?P<name>[\w-]+) -->$", re.MULTILINE)
 
 def provenance(result: dict[str, Any]) -> str:
     s = result["stamp"]
-    command = [f"{result['benchmark']}.py"] + [
+    command = [result.get("script", f"{result['benchmark']}.py")] + [
         f"--{k.replace('_', '-')}" + ("" if v is True else f" {_argument(v)}")
         for k, v in result["args"].items()
         if v not in (None, False, [], "")

@@ -15,6 +15,7 @@ import math
 import os
 import platform
 import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -116,7 +117,8 @@ def record(
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                if k != "results"}  # fmt: skip
     where = {"device": device_name(getattr(args, "device", "cpu"))}
-    result = {"benchmark": name, "stamp": {**stamp(), **where}, "args": options, "notes": list(notes),
+    script = Path(sys.argv[0]).resolve().relative_to(ROOT / "benchmarks").as_posix()
+    result = {"benchmark": name, "script": script, "stamp": {**stamp(), **where}, "args": options, "notes": list(notes),
               "tables": [dataclasses.asdict(t) for t in tables], **(extra or {})}  # fmt: skip
     args.results.mkdir(parents=True, exist_ok=True)
     path = args.results / f"{name}.json"
