@@ -102,20 +102,11 @@ def probe(ctx: Context, name: str, **settings: Any) -> ProbeResult:
     return run_probe(spec(name), ctx, override(spec(name).config(), settings, "benchmark"))
 
 
-class _Returns(nn.Module):
-    """A model that returns given outputs: ctx.step on it is the loss of those outputs alone."""
-
-    def __init__(self, outputs: Any) -> None:
-        super().__init__()
-        self.outputs = outputs
-
-    def forward(self, _ignored: torch.Tensor) -> Any:
-        return self.outputs
-
-
 def criterion(ctx: Context) -> Callable[[Any, Any], torch.Tensor]:
     """The model's loss as a (outputs, targets) -> loss function, for peers that take one."""
-    return lambda outputs, targets: ctx.step(_Returns(outputs), (torch.empty(0), targets))
+    if ctx.loss_fn is None:
+        raise ValueError(f"{ctx.target}: a training_step has no separate loss function")
+    return ctx.loss_fn
 
 
 def sync(device: str | torch.device) -> None:

@@ -19,7 +19,7 @@ NEVER_PASS = {
     "pass_loss_fraction": 0.0,
     "pass_accuracy": 1.0,
     "max_extension": 1.0,
-    "budgeted": True,
+    "zeroed_baseline": False,
 }
 
 

@@ -44,7 +44,7 @@ from jacobian import parts as jacobian_parts
 from overfit import NEVER_PASS
 from stamp import Table, arguments, record
 
-INIT_PROBES = ["summary", "data", "structure", "init-loss", "gradients", "activations"]
+INIT_PROBES = ("summary", "data", "structure", "init-loss", "gradients", "activations")
 INIT_TARGET, TRAINING_TARGET, MEMORY_TARGET = 3.0, 1.15, 2.5
 MB = 2**20
 
@@ -106,9 +106,10 @@ def worker_args(args: argparse.Namespace) -> list[str]:
 
 def shrink(args: argparse.Namespace) -> None:
     """A --toy run: one model, one init probe, one repeat, two steps (every path, in seconds)."""
+    args.init_probes = INIT_PROBES
     if args.toy:
         args.models, args.repeats, args.steps = list(TOY), 1, 2
-        INIT_PROBES[1:] = []
+        args.init_probes = INIT_PROBES[:1]
 
 
 def peak_bytes(model: str, what: str, args: argparse.Namespace) -> float:
@@ -143,7 +144,7 @@ def probe_rows(name: str, ctx: Context, args: argparse.Namespace) -> list[tuple]
     rows = []
     parts = jacobian_parts(ctx, repeats)
     base = parts["fwd_bwd"]
-    for what in INIT_PROBES:
+    for what in args.init_probes:
         probe(ctx, what)  # warm-up (imports, allocator)
         seconds = timed(lambda p=what: probe(ctx, p), repeats, device)
         memory = peak_bytes(name, what, args)

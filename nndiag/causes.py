@@ -35,7 +35,7 @@ def _not_info(cause: Finding) -> bool:
 
 def _a_whole_layer(cause: Finding) -> bool:
     """some site is dead for every unit: the signal stops there"""
-    return any(isinstance(v, float) and v >= 1.0 for v in cause.evidence.values())
+    return bool(cause.evidence.get("whole_layers"))
 
 
 def _part_of_a_layer(cause: Finding) -> bool:

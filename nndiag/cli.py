@@ -100,11 +100,6 @@ app = typer.Typer(
 )
 
 
-def _default(probe: str, name: str) -> Any:
-    value = {f.name: f.default for f in fields(spec(probe).config)}[name]
-    return value.value if isinstance(value, StrEnum) else value
-
-
 _PROBES = ", ".join(probe_names())
 TargetArg = Annotated[
     str | None,
@@ -154,22 +149,6 @@ InputShapeOpt = Annotated[
 NumClassesOpt = Annotated[int | None, typer.Option(min=2, help="Classes for synthetic targets.")]
 TaskOpt = Annotated[Task, typer.Option(help="Synthetic targets: class ids or real values.")]
 VocabOpt = Annotated[int | None, typer.Option(min=2, help="Synthetic token inputs in [0, N).")]
-StepsOpt = Annotated[int, typer.Option(min=1, help="overfit: training steps.", show_default=True)]
-LrOpt = Annotated[
-    str | None,
-    typer.Option(metavar="LR", help="overfit: learning rate, or 'suggested' (the lr-range probe's pick) "
-                 "[default: 3e-3 with Adam, or your make_optimizer's]."),
-]  # fmt: skip
-LrStartOpt = Annotated[float, typer.Option(min=0.0, help="lr-range: first LR.")]
-LrEndOpt = Annotated[float, typer.Option(min=0.0, help="lr-range: last LR.")]
-RangeStepsOpt = Annotated[int, typer.Option(min=2, help="lr-range: number of steps.")]
-RangeModeOpt = Annotated[str, typer.Option(help="lr-range: LR schedule, exp or linear.")]
-RepeatsOpt = Annotated[int, typer.Option(min=1, help="lr-range: repeat with other seeds.")]
-PrecisionOpt = Annotated[
-    str, typer.Option(help="precision: what you train in, fp32, bf16, fp16 or all.")
-]
-CausalOpt = Annotated[bool | None, typer.Option("--causal/--no-causal", show_default=False,
-                      help="dependencies: check causality (default: when targets are shifted inputs).")]  # fmt: skip
 AmpOpt = Annotated[Amp, typer.Option(help="Mixed precision for the training probes.")]
 BudgetOpt = Annotated[str | None, typer.Option(show_default=False, metavar="90s|200steps",
                       help="The whole check's cost in training steps (200steps) or seconds (90s); "
@@ -305,7 +284,65 @@ def _fail(message: str, debug: bool, exc: BaseException | None = None) -> NoRetu
     raise typer.Exit(EXIT_USAGE)
 
 
+def _alias_option(alias: str, probe: str, key: str) -> Any:
+    """The typed option for a probe's setting, with the setting's own doc and bounds: a number or
+    a switch as such; anything else (an enum, 'suggested', a choice) as text the Config converts
+    and checks, as for --set. Its default is None (not given), so the Config's default holds."""
+    import typing
+
+    from nndiag.settings import as_dict
+
+    config = spec(probe).config
+    field = next(f for f in fields(config) if f.name == key)
+    hint = typing.get_type_hints(config)[key]
+    default = as_dict(config())[key]
+    shown = "" if default is None else f" [default: {str(default).lower()}]"
+    help_text = f"{probe}: {field.metadata['doc']}.{shown}"
+    if hint in (bool, bool | None):
+        flag = alias.replace("_", "-")
+        return Annotated[bool | None, typer.Option(f"--{flag}/--no-{flag}", help=help_text)]
+    if hint in (int, float):
+        bounds = {"min": field.metadata["low"], "max": field.metadata["high"]}
+        return Annotated[hint | None, typer.Option(help=help_text, **bounds)]
+    return Annotated[str | None, typer.Option(help=help_text, metavar=_choices(hint))]
+
+
+def _choices(hint: Any) -> str:
+    """'all|fp32|bf16|fp16' for a Literal or an enum, 'FLOAT|suggested' for a union of them."""
+    import typing
+    from enum import Enum
+
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return "|".join(str(m.value) for m in hint)
+    if typing.get_origin(hint) is typing.Literal:
+        return "|".join(map(str, typing.get_args(hint)))
+    if isinstance(hint, type):
+        return hint.__name__.upper()
+    return "|".join(_choices(a) for a in typing.get_args(hint) if a is not type(None))
+
+
+def _with_alias_flags(command: Any) -> Any:
+    """One option per probe alias (ProbeSpec.aliases), added to `command`'s signature before the
+    catch-all `**aliases`: typer builds its options from the signature, so a probe's new alias
+    is a flag with no edit here."""
+    from nndiag.settings import alias_table
+
+    signature = inspect.signature(command, eval_str=True)
+    params = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    before = next(i for i, p in enumerate(params) if p.name == "amp")
+    flags = [
+        inspect.Parameter(alias, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                          annotation=_alias_option(alias, probe, key))
+        for alias, (probe, key) in alias_table().items()
+    ]  # fmt: skip
+    command.__signature__ = signature.replace(
+        parameters=[*params[:before], *flags, *params[before:]]
+    )
+    return command
+
+
 @app.command(cls=CheckCommand)
+@_with_alias_flags
 def check(
     ctx: typer.Context,
     target: TargetArg = None,
@@ -318,15 +355,6 @@ def check(
     num_classes: NumClassesOpt = None,
     task: TaskOpt = Task.AUTO,
     vocab_size: VocabOpt = None,
-    steps: StepsOpt = _default("overfit", "steps"),
-    lr: LrOpt = None,
-    lr_start: LrStartOpt = _default("lr-range", "start_lr"),
-    lr_end: LrEndOpt = _default("lr-range", "end_lr"),
-    range_steps: RangeStepsOpt = _default("lr-range", "num_steps"),
-    range_mode: RangeModeOpt = _default("lr-range", "mode"),
-    repeats: RepeatsOpt = _default("lr-range", "repeats"),
-    precision: PrecisionOpt = _default("precision", "formats"),
-    causal: CausalOpt = None,
     amp: AmpOpt = Amp.NONE,
     budget: BudgetOpt = None,
     threads: ThreadsOpt = None,
@@ -346,6 +374,7 @@ def check(
     distributed: DistributedOpt = Distributed.NONE,
     config: ConfigOpt = None,
     debug: DebugOpt = False,
+    **aliases: Any,
 ) -> None:
     """Run every probe (or those chosen with --probe / --skip) and render the report."""
     from nndiag.errors import UsageError
@@ -360,7 +389,7 @@ def check(
             probes=[ProbeName(p).value for p in probe or []],
             skip=[ProbeName(p).value for p in skip or []],
             options=_options(ctx, locals()),
-            settings=_settings(ctx, found, settings or [], locals()),
+            settings=_settings(found, settings or [], aliases),
             legacy=dict(found.legacy) if found else {},
         )
         if details is not None and details != "all" and details not in probe_names():
@@ -389,23 +418,18 @@ def _options(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _settings(
-    ctx: typer.Context, found: Any, assignments: list[str], values: dict[str, Any]
+    found: Any, assignments: list[str], values: dict[str, Any]
 ) -> dict[str, dict[str, Any]]:
     """Per-probe settings: the config file's tables, then the alias flags given on the command
-    line or as top-level config keys, then --set."""
-    from nndiag.config import parse_lr
+    line or as top-level config keys, then --set. The probe's Config checks and converts them."""
     from nndiag.settings import alias_table
 
     settings: dict[str, dict[str, Any]] = {
         k: dict(v) for k, v in (found.settings if found else {}).items()
     }
-    for name, (probe, key) in alias_table().items():  # each alias is a flag of check()
-        source = ctx.get_parameter_source(name)
-        if source is None or source.name == "DEFAULT" or values[name] is None:
-            continue
-        settings.setdefault(probe, {})[key] = (
-            parse_lr(values[name]) if name == "lr" else values[name]
-        )
+    for name, (probe, key) in alias_table().items():
+        if values.get(name) is not None:
+            settings.setdefault(probe, {})[key] = values[name]
     for assignment in assignments:
         probe, key, value = _assignment(assignment)
         settings.setdefault(probe, {})[key] = value
@@ -635,7 +659,7 @@ def explain(code: CodeArg = None) -> None:
 
     from nndiag import codes
     from nndiag.findings import CATALOG
-    from nndiag.probes import BUILTIN, catalog, raised_by
+    from nndiag.probes import builtin, catalog, raised_by
 
     console = Console()
     known_codes = CATALOG if code in CATALOG else catalog()  # plugins load only when needed
@@ -660,7 +684,7 @@ def explain(code: CodeArg = None) -> None:
               "; run `nndiag explain` for the list", debug=False)  # fmt: skip
     from rich.markdown import Markdown
 
-    names = list(BUILTIN) if code in CATALOG else probe_names()
+    names = list(builtin()) if code in CATALOG else probe_names()
     console.print(Markdown(codes.page(code, known_codes[code], raised_by(code, names))))
 
 

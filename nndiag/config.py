@@ -7,7 +7,6 @@ live in its frozen Config (nndiag.probes), set per probe: `[tool.nndiag.<probe>]
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -71,20 +70,6 @@ def parse_shape(text: str | list[int] | tuple[int, ...]) -> tuple[int, ...]:
 
 
 SUGGESTED = "suggested"
-
-
-def parse_lr(text: str | float) -> float | str:
-    """'3e-4' -> 3e-4; 'suggested' -> 'suggested' (train at the LR range test's pick)."""
-    value = str(text).strip().lower()
-    if value == SUGGESTED:
-        return SUGGESTED
-    try:
-        lr = float(value)
-    except ValueError:
-        lr = -1.0
-    if not (lr > 0 and math.isfinite(lr)):
-        raise OptionError(f"invalid --lr {text!r}: use a positive finite number or '{SUGGESTED}'")
-    return lr
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nndiag.findings import CATALOG
-from nndiag.probes import BUILTIN, raised_by, spec
+from nndiag.probes import builtin, raised_by, spec
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -49,12 +49,12 @@ def settings_table(config: type) -> str:
 
 
 def codes_table(probe: str) -> str:
+    """The codes a probe raises: built-in ones link to their page; a plugin's own are listed."""
     rows = ["| code | severity | status |", "| --- | --- | --- |"]
-    for code, info in CATALOG.items():
+    for code, info in {**CATALOG, **spec(probe).catalog}.items():
         if code in spec(probe).codes:
-            rows.append(
-                f"| [`{code}`](../../nndiag/codes/{code}.md) | {info.severity} | {info.status} |"
-            )
+            name = f"[`{code}`](../../nndiag/codes/{code}.md)" if code in CATALOG else f"`{code}`"
+            rows.append(f"| {name} | {info.severity} | {info.status} |")
     return "\n".join(rows) + "\n"
 
 
@@ -91,12 +91,14 @@ def blocks() -> dict[Path, dict[str, str]]:
     pages: dict[Path, dict[str, str]] = {
         DOCS / "findings.md": {"catalogue": catalogue_table(), "causes": causes_list()}
     }
-    for name in BUILTIN:  # plugins document themselves
-        pages[DOCS / "probes" / f"{name}.md"] = {
-            "settings": settings_table(spec(name).config),
-            "codes": codes_table(name),
-        }
+    for name in builtin():
+        pages[DOCS / "probes" / f"{name}.md"] = probe_blocks(name)
     return pages
+
+
+def probe_blocks(name: str) -> dict[str, str]:
+    """A probe page's generated blocks: its settings and its codes (a plugin's too)."""
+    return {"settings": settings_table(spec(name).config), "codes": codes_table(name)}
 
 
 def render(text: str, generated: dict[str, str]) -> str:
@@ -116,12 +118,20 @@ def stale() -> list[Path]:
     ]
 
 
-def main() -> int:
-    for page, generated in blocks().items():
+def main(argv: list[str]) -> int:
+    """No arguments: rewrite nndiag's own docs. `--plugin NAME PAGE.md`: rewrite the generated
+    blocks of an installed plugin probe's page (its author's docs, with the same markers)."""
+    pages = blocks()
+    if argv:
+        if len(argv) != 3 or argv[0] != "--plugin":
+            print("usage: python -m nndiag.docgen [--plugin NAME PAGE.md]", file=sys.stderr)
+            return 2
+        pages = {Path(argv[2]): probe_blocks(argv[1])}
+    for page, generated in pages.items():
         text = page.read_text(encoding="utf-8")
         page.write_text(render(text, generated), encoding="utf-8")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

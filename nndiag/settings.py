@@ -191,7 +191,8 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
                 return coerce(value, arg, where)
             except OptionError as exc:
                 errors.append(str(exc))
-        raise OptionError(errors[0] if errors else f"{where}: invalid value {value!r}")
+        prefix = f"{where}: {value!r} is not "
+        raise OptionError(prefix + " or ".join(e.removeprefix(prefix) for e in errors))
     if origin is typing.Literal:
         if value in args:
             return value
@@ -252,9 +253,9 @@ def as_dict(config: Any) -> dict[str, Any]:
 # Flags of the CLI and keyword arguments of the API that set one probe's setting.
 def alias_table() -> dict[str, tuple[str, str]]:
     """Every built-in probe's aliases: alias -> (probe, setting)."""
-    from nndiag.probes import BUILTIN, spec
+    from nndiag.probes import builtin, spec
 
-    return {alias: (name, key) for name in BUILTIN for alias, key in spec(name).aliases.items()}
+    return {alias: (name, key) for name in builtin() for alias, key in spec(name).aliases.items()}
 
 
 def with_aliases(

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import nndiag
-from nndiag.probes import BUILTIN
+from nndiag.probes import builtin
 from nndiag.report import Report, Status
 
 from conftest import SAMPLES
@@ -19,7 +19,7 @@ from probing import replace_measure
 
 def test_check_a_module_with_a_batch() -> None:
     report = nndiag.check(mlp(), batch=class_batch(), device="cpu")
-    assert [r.name for r in report.results] == list(BUILTIN)
+    assert [r.name for r in report.results] == list(builtin())
     assert report.findings == []
     report.assert_healthy(fail_on="warning")
     frames = report.to_frames()

@@ -47,6 +47,29 @@ def test_a_plugin_probe_runs_with_its_own_code_and_settings(weight_norms_plugin:
     assert strict.result("weight-norms").metrics["largest"] > 0.1
 
 
+def test_a_plugin_is_explained_and_documented_from_its_own_catalogue(
+    weight_norms_plugin: None, tmp_path: Path
+) -> None:
+    """`nndiag explain` lists and pages a plugin's own code; `python -m nndiag.docgen --plugin`
+    writes the plugin page's settings and codes blocks from its spec."""
+    from typer.testing import CliRunner
+
+    from nndiag import docgen
+    from nndiag.cli import app
+
+    listed = CliRunner().invoke(app, ["explain"], env={"COLUMNS": "200"})
+    assert "huge-weights" in listed.output and "weight-norms" in listed.output
+    page = CliRunner().invoke(app, ["explain", "huge-weights"], env={"COLUMNS": "200"})
+    assert page.exit_code == 0 and "a weight tensor with a huge norm" in page.output
+    doc = tmp_path / "weight-norms.md"
+    markers = "<!-- generated:{0} -->\nold\n<!-- end:{0} -->\n"
+    doc.write_text("# weight-norms\n" + markers.format("settings") + markers.format("codes"))
+    assert docgen.main(["--plugin", "weight-norms", str(doc)]) == 0
+    written = doc.read_text()
+    assert "| `norm_max` |" in written and "| `huge-weights` | warning |" in written
+    assert "old" not in written
+
+
 def test_two_checks_in_two_threads_keep_their_own_settings() -> None:
     target = str(SAMPLES / "mlp.py")
     results: dict[str, object] = {}
@@ -163,26 +186,61 @@ def test_every_alias_a_probe_declares_is_a_flag_of_check_and_names_a_setting() -
         assert setting in {f.name for f in dataclasses.fields(spec(probe).config)}, alias
 
 
-def test_a_new_builtin_probe_reaches_every_derived_list(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A newcomer's probe module declares its codes and aliases; the catalogue's "raised by",
-    the generated docs and the alias table pick them up with no other edit."""
-    import dataclasses
+NEW_PROBE = """
+import dataclasses
+
+from nndiag.probes.activations import SPEC as ACTIVATIONS
+
+SPEC = dataclasses.replace(ACTIVATIONS, name="weight-norms", raises=("dead-units",),
+                           aliases={"norm_max": "dead_fraction_max"}, order=65)
+"""
+
+
+@pytest.fixture
+def planted_probe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A newcomer's one new module, `weight_norms.py`, found where nndiag's probes live."""
+    (tmp_path / "weight_norms.py").write_text(NEW_PROBE)
+    monkeypatch.setattr(probes, "__path__", [*probes.__path__, str(tmp_path)])
+    probes._builtin_specs.cache_clear()
+    probes.spec.cache_clear()
+    yield tmp_path
+    sys.modules.pop("nndiag.probes.weight_norms", None)
+    probes._builtin_specs.cache_clear()
+    probes.spec.cache_clear()
+
+
+def test_a_new_builtin_probe_is_one_module(planted_probe: Path, tmp_path: Path) -> None:
+    """The module alone puts the probe in the run order, the catalogue's "raised by", the
+    generated docs, the alias table, and the CLI: its own command and its alias as a flag."""
+    import json
+    import subprocess
 
     from nndiag import docgen
     from nndiag.settings import alias_table
 
-    new = dataclasses.replace(SPEC_OF("activations"), name="weight-norms",
-                              raises=("dead-units",), aliases={"norm_steps": "dead_fraction_max"})  # fmt: skip
-    builtin = (*probes.BUILTIN, "weight-norms")
-    lookup = lambda name: new if name == "weight-norms" else SPEC_OF(name)
-    for module in (probes, docgen):
-        monkeypatch.setattr(module, "BUILTIN", builtin)
-        monkeypatch.setattr(module, "spec", lookup)
+    names = probes.builtin()
+    assert names.index("activations") < names.index("weight-norms") < names.index("jacobian")
     assert probes.raised_by("dead-units") == ("activations", "weight-norms")
     assert "| activations, weight-norms |" in docgen.catalogue_table()
     assert "dead-units" in docgen.codes_table("weight-norms")
     assert ROOT / "docs" / "probes" / "weight-norms.md" in docgen.blocks()
-    assert alias_table()["norm_steps"] == ("weight-norms", "dead_fraction_max")
+    assert alias_table()["norm_max"] == ("weight-norms", "dead_fraction_max")
+
+    # The CLI builds its commands and flags at import: a fresh process sees the planted module.
+    report = tmp_path / "report.json"
+    script = (
+        "import sys, nndiag.probes as p; p.__path__.append(sys.argv[1]); from nndiag.cli import run; "
+        "sys.argv = ['nndiag', *sys.argv[2:]]; run()"
+    )
+    run = lambda *args: subprocess.run([sys.executable, "-c", script, str(planted_probe), *args],
+                                       capture_output=True, text=True, cwd=ROOT, timeout=300)  # fmt: skip
+    help_text = run("check", "--help").stdout
+    assert "--norm-max" in help_text and "weight-norms: " in help_text
+    done = run("weight-norms", str(SAMPLES / "mlp.py"), "--norm-max", "0.25", "--json", str(report))
+    assert done.returncode in (0, 1), done.stderr
+    saved = json.loads(report.read_text())
+    assert [r["name"] for r in saved["probes"]] == ["weight-norms"]
+    assert saved["settings"]["weight-norms"]["dead_fraction_max"] == 0.25
 
 
 def test_the_integrations_default_to_the_quick_probes() -> None:
@@ -191,9 +249,9 @@ def test_the_integrations_default_to_the_quick_probes() -> None:
 
     from nndiag.integrations.huggingface import NndiagTrainerCallback
     from nndiag.integrations.lightning import NndiagCallback
-    from nndiag.probes import BUILTIN, spec
+    from nndiag.probes import builtin, spec
 
-    quick = tuple(n for n in BUILTIN if spec(n).quick)
+    quick = tuple(n for n in builtin() if spec(n).quick)
     assert "gradients" in quick and "overfit" not in quick
     assert not any(spec(n).trains for n in quick)  # quick: nothing trains a copy
     for callback in (NndiagTrainerCallback, NndiagCallback):

@@ -10,7 +10,7 @@ import nndiag
 from nndiag.api import run_probe
 from nndiag.cli import app
 from nndiag.config import Amp
-from nndiag.probes import BUILTIN, spec
+from nndiag.probes import builtin, spec
 
 from conftest import SAMPLES, StrictRunner
 from models import class_batch, lm_batch, tiny_gpt2
@@ -30,7 +30,7 @@ def test_cuda_finds_what_cpu_finds(sample: str) -> None:
     assert {f.code for f in on_gpu.findings} == {f.code for f in on_cpu.findings}
 
 
-@pytest.mark.parametrize("name", BUILTIN)
+@pytest.mark.parametrize("name", builtin())
 def test_cuda_probes_leave_model_and_rngs_untouched(name: str) -> None:
     from probing import config, context
 

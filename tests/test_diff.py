@@ -51,7 +51,7 @@ def made(findings: list, grad: dict[str, float], dead: float, loss: float) -> Re
 
 BUG = [  # a whole layer dead: no-gradient is its consequence
     finding(Code.DEAD_UNITS, "activations", "fc1.relu has all its units dead", where=["fc1.relu"],
-            evidence={"fc1.relu": 1.0}),
+            evidence={"dead_fraction": {"fc1.relu": 1.0}, "whole_layers": ["fc1.relu"]}),
     finding(Code.NO_GRADIENT, "gradients", "fc0 gets no gradient", where=["fc0"]),
 ]  # fmt: skip
 FIXED = made([], {"fc0.weight": 0.2, "fc0.bias": 1e-7, "fc1.weight": 0.5}, dead=0.05, loss=1.1)

@@ -17,7 +17,7 @@ from torch import nn
 import nndiag
 from nndiag.cli import app
 from nndiag.core.training import Trainer
-from nndiag.probes import BUILTIN
+from nndiag.probes import builtin
 from nndiag.report import Status
 
 from conftest import SAMPLES, StrictRunner
@@ -190,7 +190,7 @@ def test_fuzzed_architectures_get_a_complete_report_and_stay_untouched(case) -> 
         # mode on a batch of one).
         assert str(exc) and "\n" not in str(exc)
     else:
-        assert [r.name for r in report.results] == list(BUILTIN)
+        assert [r.name for r in report.results] == list(builtin())
         for result in report.results:
             assert result.status is not Status.FAILED or result.error, result.name
         assert not [r.name for r in report.results if r.status is Status.FAILED], [

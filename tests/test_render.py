@@ -83,7 +83,7 @@ def rich_handmade() -> Report:
 
     findings = link([
         finding(Code.DEAD_UNITS, "activations", "1 ReLU site has all its units dead", where=["net.1"],
-                evidence={"net.1": 1.0}),
+                evidence={"dead_fraction": {"net.1": 1.0}, "whole_layers": ["net.1"]}),
         finding(Code.NO_GRADIENT, "gradients", "2 tensors get no gradient", where=["net.0"]),
         finding(Code.OVERFIT_FAILED, "overfit", "could not memorise 16 examples in 300 steps"),
         finding(Code.GATED_AT_INIT, "gradients", "1 tensor is gated at init", where=["head"]),

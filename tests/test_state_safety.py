@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from nndiag.api import check, run_probe
-from nndiag.probes import BUILTIN, spec
+from nndiag.probes import builtin, spec
 
 from models import class_batch
 from probing import config, context
@@ -57,7 +57,7 @@ def assert_same(before: dict, after: dict) -> None:
     assert all(g is None for g in after["grads"].values())
 
 
-@pytest.mark.parametrize("name", BUILTIN)
+@pytest.mark.parametrize("name", builtin())
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_probe_leaves_model_and_rng_untouched(name: str, mode: str) -> None:
     model = Everything().train(mode == "train")

@@ -86,7 +86,7 @@ RUN_PARAMETERS: dict[str, dict[str, str]] = {
         "examples": "examples memorised",
         "accuracy_every": "how often accuracy is measured",
         "max_extension": "how far a falling run is extended (a cap, then reach_factor judges)",
-        "budgeted": "set by --budget, not a bound",
+        "zeroed_baseline": "a switch (off under --budget), not a bound",
     },
 }
 
@@ -102,9 +102,9 @@ def codes(findings: list[Any]) -> set[str]:
 
 
 def test_every_threshold_has_a_boundary_test() -> None:
-    from nndiag.probes import BUILTIN
+    from nndiag.probes import builtin
 
-    for name in BUILTIN:
+    for name in builtin():
         fields = {f.name for f in dataclasses.fields(spec(name).config)}
         covered = BOUNDED.get(name, set()) | set(RUN_PARAMETERS.get(name, {}))
         assert fields == covered, (name, fields ^ covered)

@@ -214,6 +214,9 @@ class Context:
     partial: dict[str, list[Row]] = field(default_factory=dict)  # rows of the running probe
     whole: Whole | None = None  # under torchrun: the unsliced batch, as one process sees it
     notes: tuple[str, ...] = ()  # from the definition: what of the user's code was (not) used
+    loss_fn: LossFn | None = (
+        None  # (outputs, targets) -> loss, the step's; None under a training_step
+    )
 
     def fresh_model(self) -> nn.Module:
         return self.copier.copy()
@@ -365,7 +368,7 @@ def build_context(
         fixed = share(fixed, reducer.rank, reducer.world, paired)
         source = sliced(source, reducer.rank, reducer.world)
     batch = on_device(fixed, device)
-    step, inputs, targets, calls = _validated_step(probe_copy, batch, definition)
+    step, loss_fn, inputs, targets, calls = _validated_step(probe_copy, batch, definition)
     optimizer_for = definition.optimizer_for or (
         from_params(definition.make_optimizer) if definition.make_optimizer else None
     )
@@ -392,6 +395,7 @@ def build_context(
         reduce=reducer,
         whole=whole,
         notes=definition.notes,
+        loss_fn=loss_fn,
     )
 
 
@@ -436,9 +440,10 @@ def _whole(model: nn.Module, batch: Any, source: BatchSource, definition: Defini
 
 def _validated_step(
     model: nn.Module, batch: Any, definition: Definition
-) -> tuple[StepFn, Any, Tensor | None, set[str]]:
-    """The step, the root module's inputs, the targets (None under a training_step) and the
-    torch functions the loss called, once the contract has been checked on the fixed batch."""
+) -> tuple[StepFn, LossFn | None, Any, Tensor | None, set[str]]:
+    """The step, its loss function, the root module's inputs, the targets (None under a
+    training_step, and so is the loss function) and the torch functions the loss called, once
+    the contract has been checked on the fixed batch."""
     if definition.training_step is None:
         inputs, targets = batch
         outputs = _validate_forward(model, inputs)
@@ -446,13 +451,13 @@ def _validated_step(
             _validate_forward(model.train(), inputs, " in train mode")
         loss_fn = _loss_function(definition.loss_fn)
         calls = _validate_loss(loss_fn, outputs, targets, user=definition.loss_fn is not None)
-        return loss_step(loss_fn), inputs, targets, calls
+        return loss_step(loss_fn), loss_fn, inputs, targets, calls
     step = definition.training_step
     run, calls = _validate_training_step(step, model.train(), batch)
     if run.inputs is not None:
         _validate_forward(model.eval(), run.inputs, " in eval mode")
         model.train()
-    return step, run.inputs, None, calls
+    return step, None, run.inputs, None, calls
 
 
 def _validate_training_step(step: StepFn, model: nn.Module, batch: Any) -> tuple[StepRun, set[str]]:

@@ -62,6 +62,10 @@ class Place:
         return self.module + (f" (inside {self.parent})" if self.parent else "")
 
 
+def _differ(a: Tensor, b: Tensor, rtol: float) -> bool:
+    return float((a - b).abs().max()) > rtol * (float(a.abs().max()) + 1e-30)
+
+
 def first_changed(
     model: nn.Module,
     forwards: tuple[Callable[[], Any], Callable[[], Any]],
@@ -79,8 +83,8 @@ def first_changed(
         def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
             first = first_float(output)
             part = own(first) if first is not None and module is not skip else None
-            if part is not None:
-                store.append((module, part.detach().double()))
+            if part is not None:  # a copy in its own dtype: a later in-place op cannot touch it
+                store.append((module, part.detach().clone()))
 
         return hook
 
@@ -90,8 +94,6 @@ def first_changed(
             with forward_hooks(dict.fromkeys(model.modules(), record(store))):
                 forward()
     for (module, a), (_, b) in zip(*runs, strict=False):
-        if a.shape == b.shape and float((a - b).abs().max()) > rtol * (
-            float(a.abs().max()) + 1e-30
-        ):
+        if a.shape == b.shape and _differ(a.double(), b.double(), rtol):
             return Place(names[module], parents.get(module, ""))
     return Place()

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from nndiag.probes import BUILTIN, spec
+from nndiag.probes import builtin, spec
 from nndiag.report import Report
 
 # The training probes take time and the callbacks run before every fit: by default they run the
 # quick probes (ProbeSpec.quick: seconds at init); pass probes=None to run everything.
-QUICK_PROBES = tuple(name for name in BUILTIN if spec(name).quick)
+QUICK_PROBES = tuple(name for name in builtin() if spec(name).quick)
 
 
 class CheckFailed(AssertionError):

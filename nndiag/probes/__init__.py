@@ -1,5 +1,6 @@
-"""The probe registry: built-in probes in run order, then plugins from the `nndiag.probes` entry
-point group. Names are known without importing anything heavy; specs load on demand.
+"""The probe registry: built-in probes (every module of this package with a `SPEC`) in their
+declared order, then plugins from the `nndiag.probes` entry point group. Plugin specs load on
+demand.
 
 A plugin is one module that defines `SPEC = ProbeSpec(...)` and is declared in its package's
 metadata:
@@ -11,6 +12,7 @@ metadata:
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
@@ -20,39 +22,39 @@ from nndiag.findings import CATALOG, CodeInfo
 from nndiag.probes.base import ProbeSpec
 
 ENTRY_POINT_GROUP = "nndiag.probes"
-# Cheap structural probes first, training probes last.
-BUILTIN = (
-    "summary",
-    "data",
-    "structure",
-    "init-loss",
-    "gradients",
-    "activations",
-    "jacobian",
-    "dependencies",
-    "precision",
-    "lr-range",
-    "overfit",
-)
 
 
-def _module(name: str) -> str:
-    return f"nndiag.probes.{name.replace('-', '_')}"
+@cache
+def _builtin_specs() -> dict[str, ProbeSpec[Any, Any]]:
+    """Every module of this package that defines `SPEC` is a built-in probe: a new probe is one
+    new module. Probe modules import no torch at module level, so this stays cheap."""
+    found = []
+    for module in pkgutil.iter_modules(__path__):
+        candidate = getattr(importlib.import_module(f"{__name__}.{module.name}"), "SPEC", None)
+        if isinstance(candidate, ProbeSpec):
+            found.append(candidate)
+    return {s.name: s for s in sorted(found, key=lambda s: (s.order, s.name))}
+
+
+def builtin() -> tuple[str, ...]:
+    """The built-in probes' names, in their declared order (ProbeSpec.order)."""
+    return tuple(_builtin_specs())
 
 
 def _plugins() -> dict[str, Any]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name not in BUILTIN}
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name not in builtin()}
 
 
 def probe_names() -> list[str]:
     """Every probe's name, built-in first, without loading any plugin."""
-    return [*BUILTIN, *sorted(_plugins())]
+    return [*builtin(), *sorted(_plugins())]
 
 
 @cache
 def spec(name: str) -> ProbeSpec[Any, Any]:
-    if name in BUILTIN:
-        found = importlib.import_module(_module(name)).SPEC
+    builtins = _builtin_specs()
+    if name in builtins:
+        found = builtins[name]
     else:
         plugins = _plugins()
         if name not in plugins:
@@ -91,7 +93,7 @@ def catalog() -> dict[str, CodeInfo]:
 
 def raised_by(code: str, names: list[str] | None = None) -> tuple[str, ...]:
     """The probes (of `names`, default the built-in ones) whose spec declares `code`."""
-    return tuple(name for name in names or BUILTIN if code in spec(name).codes)
+    return tuple(name for name in names or builtin() if code in spec(name).codes)
 
 
 def select(include: list[str] | None = None, exclude: list[str] | None = None) -> list[str]:

@@ -197,7 +197,10 @@ def diagnose(m: Measurement, config: Config) -> list[Finding]:
                 f"units at zero on all {m.examples} examples, at init and after a few training "
                 f"steps (worst {worst:.0%})",
                 where=[r["site"] for r in dead],
-                evidence={r["site"]: r["dead_fraction"] for r in dead},
+                evidence={
+                    "dead_fraction": {r["site"]: r["dead_fraction"] for r in dead},
+                    "whole_layers": [r["site"] for r in dead if r["dead_fraction"] >= 1.0],
+                },
             )
         )
     if saturated:
@@ -258,4 +261,5 @@ SPEC = ProbeSpec(
     sharded=True,
     cost=lambda c: 0.3,
     quick=True,
+    order=60,
 )

@@ -85,10 +85,12 @@ class ProbeSpec(Generic[C, M]):
     raises: tuple[str, ...] = ()
     catalog: Mapping[str, CodeInfo] = field(default_factory=dict)
     # Short names for settings, as CLI flags and check() keywords: {"steps": "steps"} makes
-    # `nndiag check --steps 50` set this probe's `steps`. A built-in alias needs its flag in
-    # cli.check (tests/test_architecture.py fails until it has one).
+    # `nndiag check --steps 50` set this probe's `steps` (cli.check gets one flag per alias).
     aliases: Mapping[str, str] = field(default_factory=dict)
     quick: bool = False  # seconds at init, no training: the integrations' default set
+    # Where a built-in probe runs and reports, lower first (the built-ins count in tens, so a new
+    # one fits between two); a probe that trains runs after those that do not, whatever its order.
+    order: int = 100
 
     @property
     def codes(self) -> tuple[str, ...]:

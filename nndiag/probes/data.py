@@ -255,4 +255,5 @@ SPEC = ProbeSpec(
     present=present,
     cost=lambda c: 0.0,
     quick=True,
+    order=20,
 )

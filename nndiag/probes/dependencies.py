@@ -379,4 +379,5 @@ SPEC = ProbeSpec(
     cost=lambda c: 1.5,
     aliases={"causal": "causal"},
     quick=True,
+    order=80,
 )

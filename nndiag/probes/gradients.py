@@ -371,7 +371,6 @@ def _unreached(ctx: Context, suspects: list[Cut]) -> tuple[str, ...]:
 def _after_steps(ctx: Context, rows: list[Row]) -> list[Row]:
     """The rows with ‖g‖/‖W‖ from the confirmation copy's last step (one collective for the
     sums under torchrun)."""
-
     from nndiag.core.reduce import across
     from nndiag.core.tensors import magnitude64
     from nndiag.core.training import after_steps
@@ -986,4 +985,5 @@ SPEC = ProbeSpec(
     present=present,
     cost=lambda c: 1.0,
     quick=True,
+    order=50,
 )

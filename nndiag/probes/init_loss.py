@@ -416,4 +416,5 @@ SPEC = ProbeSpec(
     provide=provide,
     cost=lambda c: 1.0,
     quick=True,
+    order=40,
 )

@@ -17,7 +17,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from nndiag.config import SUGGESTED
 from nndiag.findings import Code, Finding, Severity, finding
@@ -41,7 +41,7 @@ class Config:
         source="every healthy sample and tiny GPT-2/BERT pass on CPU within it (GPT-2: ~130)",
         low=1,
     )
-    lr: float | str | None = setting(
+    lr: float | Literal["suggested"] | None = setting(
         None,
         "learning rate; 'suggested' trains at the lr-range probe's pick; default: default_lr "
         "with Adam, or your make_optimizer's own",
@@ -102,10 +102,11 @@ class Config:
         "decelerates",
         low=1.0,
     )
-    budgeted: bool = setting(
-        False,
-        "set when --budget cut the steps: a run that neither passed nor diverged is then reported "
-        "as info (memorisation not confirmed), and the zeroed-input baseline is skipped",
+    zeroed_baseline: bool = setting(
+        True,
+        "when the run does not pass, train a second copy on zeroed inputs to tell a model that "
+        "learns slowly from one that gains nothing from its inputs; off (as --budget sets it to "
+        "save steps), a run that neither passed nor diverged is info: memorisation not confirmed",
     )
     inputs_help_fraction: float = setting(
         0.9,
@@ -116,6 +117,14 @@ class Config:
         low=0.0,
         high=1.0,
     )
+
+    def __post_init__(self) -> None:
+        from nndiag.errors import OptionError
+
+        if isinstance(self.lr, float) and not (self.lr > 0 and math.isfinite(self.lr)):
+            raise OptionError(
+                f"overfit: lr {self.lr!r} must be a positive finite number or '{SUGGESTED}'"
+            )
 
 
 @dataclass(frozen=True)
@@ -177,7 +186,7 @@ def measure(ctx: Context, config: Config) -> Measurement:
         # Our default rate, not yours: confirm the failure at a calmer one before blaming the model.
         calmer = _train(ctx, batch, None, lr / 10, threshold, config, classify, "overfit, lr / 10")
     zeroed = None
-    if run.passed_at is None and not config.budgeted:
+    if run.passed_at is None and config.zeroed_baseline:
 
         def zero(call: Arguments) -> Arguments:  # the root module's inputs, zeroed
             return map_tensors(torch.zeros_like, call)
@@ -420,11 +429,12 @@ def _failure(m: Measurement, kind: Verdict, config: Config) -> Finding:
             evidence={"verdict": kind},
         )
     evidence = {"verdict": kind, "steps": len(m.run.rows) - 1}
-    if learns is None:  # the budget cut the run and the zeroed-input baseline
+    if learns is None:  # no zeroed-input baseline (--budget turned it off)
         return finding(
             Code.OVERFIT_FAILED,
             NAME,
-            message + f" ({kind}); --budget cut the run, so memorisation is unconfirmed",
+            message + f" ({kind}); with no zeroed-input baseline to compare (--budget skips it), "
+            "memorisation is unconfirmed",
             evidence=evidence,
             severity=Severity.INFO,
             hint="Raise --budget to train the full run.",
@@ -542,7 +552,7 @@ def requires(config: Config) -> tuple[type, ...]:
 
 def shrink(config: Config, factor: float) -> tuple[Config, str]:
     steps = max(MIN_STEPS, round(config.steps * factor))
-    smaller = dataclasses.replace(config, steps=steps, max_extension=1.0, budgeted=True)
+    smaller = dataclasses.replace(config, steps=steps, max_extension=1.0, zeroed_baseline=False)
     return smaller, f"{steps} steps and no extension: a loss still falling is not called a failure"
 
 
@@ -564,4 +574,5 @@ SPEC = ProbeSpec(
     cost=lambda c: c.steps * 1.3,
     shrink=shrink,
     aliases={"steps": "steps", "lr": "lr"},
+    order=110,
 )

@@ -367,4 +367,5 @@ SPEC = ProbeSpec(
         "fewer examples per format",
     ),
     aliases={"precision": "formats"},
+    order=90,
 )

@@ -293,4 +293,5 @@ SPEC = ProbeSpec(
     present=present,
     cost=lambda c: 0.7,
     quick=True,
+    order=30,
 )

@@ -128,4 +128,5 @@ SPEC = ProbeSpec(
     present=present,
     cost=lambda c: 0.3,
     quick=True,
+    order=10,
 )

@@ -351,4 +351,5 @@ SPEC = ProbeSpec(
     present=present,
     cost=cost,
     shrink=shrink,
+    order=70,
 )

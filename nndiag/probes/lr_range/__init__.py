@@ -716,4 +716,5 @@ SPEC = ProbeSpec(
         "range_mode": "mode",
         "repeats": "repeats",
     },
+    order=100,
 )
