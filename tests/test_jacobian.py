@@ -307,3 +307,55 @@ def test_recurrent_models_are_differentiated_without_cudnn() -> None:
     with eval_mode_backward(nn.Linear(4, 4)):
         assert torch.backends.cudnn.enabled == before
     assert torch.backends.cudnn.enabled == before
+
+
+class CrossBlock(nn.Module):
+    """A decoder block on its own stream `h`, reading the encoder's `memory` through a path
+    scaled by `read` (cross-attention at init reads the encoder weakly)."""
+
+    def __init__(self, read: float) -> None:
+        super().__init__()
+        self.mix, self.cross, self.read = nn.Linear(16, 16), nn.Linear(16, 16), read
+
+    def forward(self, h: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        return h + torch.tanh(self.mix(h)) + self.read * self.cross(memory)
+
+
+class EncoderDecoder(nn.Module):
+    def __init__(self, encoder: list[nn.Module], read: float) -> None:
+        super().__init__()
+        self.encoder = nn.ModuleList(encoder)
+        self.queries = nn.Parameter(torch.randn(16))  # the decoder's stream: not from x
+        self.decoder = nn.ModuleList(CrossBlock(read) for _ in range(2))
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        memory = x
+        for layer in self.encoder:
+            memory = layer(memory)
+        h = self.queries.expand(x.shape[0], -1)
+        for block in self.decoder:
+            h = block(h, memory)
+        return self.head(h)
+
+
+def test_a_stream_that_joins_is_no_step_of_depth() -> None:
+    """The gradient reaching an encoder through a weak cross path is far below the decoder's
+    own, which is no vanishing through depth: the step into the first decoder block (its main
+    input does not depend on x) is left out of the total gain, which is then the product of the
+    gains within the streams. A deep sigmoid encoder still vanishes within its own stream."""
+    torch.manual_seed(0)
+    batch = (torch.randn(16, 16), torch.randint(0, 4, (16,)))
+    healthy = EncoderDecoder([nn.Sequential(nn.Linear(16, 16), nn.Tanh()) for _ in range(3)], 1e-4)
+    report = nndiag.check(healthy, batch=batch, probes=["jacobian"], device="cpu")
+    result = report.result("jacobian")
+    rows = result.table("blocks").rows
+    assert [r["block"] for r in rows if r["joins"]] == ["decoder.0"]
+    within = math.prod(r["gain"] for r in rows if math.isfinite(r["gain"]))
+    assert result.metrics["total_gain"] == pytest.approx(within, rel=1e-6)
+    unstitched = rows[0]["grad_norm"] / rows[-1]["grad_norm"]
+    assert unstitched < DEFAULTS.gain_vanish < result.metrics["total_gain"]
+    assert {f.code for f in result.findings} == set()
+
+    sigmoid = [nn.Sequential(nn.Linear(16, 16), nn.Sigmoid()) for _ in range(12)]
+    assert "vanishing-gradients" in jacobian_codes(EncoderDecoder(sigmoid, 1.0), batch=batch)

@@ -281,8 +281,14 @@ def _highlights(rows: list[Row]) -> list[Highlight]:
     ]
 
 
-def block_rows(norms_sq: dict[int, list[float]], names: list[str], types: list[str]) -> list[Row]:
-    """Rows from the input (x) to the output block; gain_l = g_(l-1) / g_l."""
+def block_rows(
+    norms_sq: dict[int, list[float]],
+    names: list[str],
+    types: list[str],
+    joins: frozenset[int] = frozenset(),
+) -> list[Row]:
+    """Rows from the input (x) to the output block; gain_l = g_(l-1) / g_l, except into a block
+    where a second stream joins (no step of depth: see measuring._gains)."""
     rows: list[Row] = []
     for i in [-1, *range(len(names))]:
         samples = norms_sq.get(i)
@@ -297,12 +303,12 @@ def block_rows(norms_sq: dict[int, list[float]], names: list[str], types: list[s
                 "type": "" if i < 0 else types[i],
                 "grad_norm": norm,
                 "probe_spread": spread,
+                "joins": i in joins,
             }
         )
     for before, row in itertools.pairwise(rows):
-        before["gain"] = (
-            before["grad_norm"] / row["grad_norm"] if row["grad_norm"] > 0 else math.nan
-        )
+        step = row["grad_norm"] > 0 and not row["joins"]
+        before["gain"] = before["grad_norm"] / row["grad_norm"] if step else math.nan
     if rows:
         rows[-1]["gain"] = math.nan  # the output block: no later block to compare with
     return rows

@@ -34,6 +34,9 @@ class Profile:
     norms_sq: dict[int, list[float]]  # block index (-1 = x) -> per-probe ‖δ_l‖²
     frobenius_sq: list[float]  # per-probe ‖Jᵀv‖² at x: Hutchinson samples of ‖J‖_F²
     out_shape: torch.Size
+    # Blocks whose main (first) input does not depend on x: a second stream joins there (a
+    # decoder on its own tokens, reading the encoder through cross-attention).
+    joins: frozenset[int] = frozenset()
 
 
 def _catch(store: dict[int, Tensor], index: int) -> Callable[[Tensor], None]:
@@ -45,14 +48,21 @@ def _catch(store: dict[int, Tensor], index: int) -> Callable[[Tensor], None]:
     return hook
 
 
-def _block_hooks(order: list[nn.Module], store: dict[int, Tensor], x: Tensor) -> ForwardHook:
-    """A forward hook that puts a tensor hook on each block output that depends on x."""
+def _block_hooks(
+    order: list[nn.Module], store: dict[int, Tensor], x: Tensor, joins: set[int]
+) -> ForwardHook:
+    """A forward hook that puts a tensor hook on each block output that depends on x, and
+    notes the blocks whose first input does not (the copy is frozen: requires_grad is exactly
+    "depends on x")."""
     index = {m: i for i, m in enumerate(order)}
 
-    def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
+    def hook(module: nn.Module, inputs: Any, output: Any) -> None:
         first = first_float(output)
         if first is not None and first.requires_grad and first is not x:
             first.register_hook(_catch(store, index[module]))
+            main = first_float(inputs)
+            if main is not None and not main.requires_grad:
+                joins.add(index[module])
 
     return hook
 
@@ -67,8 +77,9 @@ def hutchinson_profile(
     """The per-block profile, or None when no gradient path connects x to the output."""
     x = surface.x0.clone().requires_grad_(True)
     store: dict[int, Tensor] = {}
+    joins: set[int] = set()
     watched = [b for b in order if b is not surface.entry]
-    with forward_hooks(dict.fromkeys(watched, _block_hooks(order, store, x))):
+    with forward_hooks(dict.fromkeys(watched, _block_hooks(order, store, x, joins))):
         out = surface(x)
     if not out.requires_grad:
         return None
@@ -86,7 +97,7 @@ def hutchinson_profile(
         for i, norm_sq in store.items():
             norms.setdefault(i, []).append(float(norm_sq))
         advance(1)
-    return Profile(norms, frobenius, out.shape)
+    return Profile(norms, frobenius, out.shape, frozenset(joins))
 
 
 def jacobian_is_zero(surface: Surface, generator: torch.Generator) -> bool:

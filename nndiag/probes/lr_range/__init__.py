@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from nndiag.findings import Code, Finding, finding
 from nndiag.probes.base import Presentation, ProbeSpec, setting
 from nndiag.probes.lr_range.analysis import Placement
-from nndiag.probes.provisions import SuggestedLR
+from nndiag.probes.provisions import InitLoss, SuggestedLR
 from nndiag.report import Plot, Row, Table
 
 if TYPE_CHECKING:
@@ -294,8 +294,6 @@ def _fresh_range(ctx: Context, lrs: list[float], config: Config, repeat: int) ->
 
 def _chance(ctx: Context) -> float | None:
     """The loss of an uninformed predictor (ln C, the target variance), None when unknown."""
-    from nndiag.probes.provisions import InitLoss
-
     known = ctx.provided.get(InitLoss)
     if known is None:
         from nndiag.core.losses import chance_baseline, observed_step
@@ -705,6 +703,7 @@ SPEC = ProbeSpec(
     diagnose=diagnose,
     present=present,
     trains=True,
+    needs=(InitLoss,),
     provides=SuggestedLR,
     provide=provide,
     cost=cost,
