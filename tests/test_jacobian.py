@@ -359,3 +359,38 @@ def test_a_stream_that_joins_is_no_step_of_depth() -> None:
 
     sigmoid = [nn.Sequential(nn.Linear(16, 16), nn.Sigmoid()) for _ in range(12)]
     assert "vanishing-gradients" in jacobian_codes(EncoderDecoder(sigmoid, 1.0), batch=batch)
+
+
+class MaskedSigmoid(nn.Module):
+    """A block called as block(mask, h): the mask comes first, the stream is h."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(16, 16)
+
+    def forward(self, mask: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.linear(h)) * mask
+
+
+class MaskedStack(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(MaskedSigmoid() for _ in range(12))
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = torch.ones(x.shape[0], 1)  # a float input that does not depend on x
+        for layer in self.layers:
+            x = layer(mask, x)
+        return self.head(x)
+
+
+def test_a_mask_passed_before_the_stream_is_no_join() -> None:
+    """The main input is the one shaped like the block's output: a mask given first does not
+    make every block a join (which would leave no step of depth to judge)."""
+    torch.manual_seed(0)
+    batch = (torch.randn(16, 16), torch.randint(0, 4, (16,)))
+    report = nndiag.check(MaskedStack(), batch=batch, probes=["jacobian"], device="cpu")
+    result = report.result("jacobian")
+    assert not any(r["joins"] for r in result.table("blocks").rows)
+    assert "vanishing-gradients" in {f.code for f in result.findings}

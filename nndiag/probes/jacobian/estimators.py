@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from nndiag.core.hooks import ForwardHook, forward_hooks
 from nndiag.core.surface import Surface
-from nndiag.core.tensors import first_float
+from nndiag.core.tensors import first_float, tensors_in
 
 Advance = Callable[[int], None]  # moves the progress bar by n passes
 
@@ -34,8 +34,8 @@ class Profile:
     norms_sq: dict[int, list[float]]  # block index (-1 = x) -> per-probe ‖δ_l‖²
     frobenius_sq: list[float]  # per-probe ‖Jᵀv‖² at x: Hutchinson samples of ‖J‖_F²
     out_shape: torch.Size
-    # Blocks whose main (first) input does not depend on x: a second stream joins there (a
-    # decoder on its own tokens, reading the encoder through cross-attention).
+    # Blocks whose main input does not depend on x: a second stream joins there (a decoder on
+    # its own tokens, reading the encoder through cross-attention).
     joins: frozenset[int] = frozenset()
 
 
@@ -52,7 +52,7 @@ def _block_hooks(
     order: list[nn.Module], store: dict[int, Tensor], x: Tensor, joins: set[int]
 ) -> ForwardHook:
     """A forward hook that puts a tensor hook on each block output that depends on x, and
-    notes the blocks whose first input does not (the copy is frozen: requires_grad is exactly
+    notes the blocks whose main input does not (the copy is frozen: requires_grad is exactly
     "depends on x")."""
     index = {m: i for i, m in enumerate(order)}
 
@@ -60,11 +60,18 @@ def _block_hooks(
         first = first_float(output)
         if first is not None and first.requires_grad and first is not x:
             first.register_hook(_catch(store, index[module]))
-            main = first_float(inputs)
+            main = _main_input(inputs, first)
             if main is not None and not main.requires_grad:
                 joins.add(index[module])
 
     return hook
+
+
+def _main_input(inputs: Any, output: Tensor) -> Tensor | None:
+    """The stream a block transforms: its first positional float input shaped like its output
+    (the residual stream, not a mask passed before it), else its first float input."""
+    floats = [t for t in tensors_in(inputs) if t.is_floating_point()]
+    return next((t for t in floats if t.shape == output.shape), floats[0] if floats else None)
 
 
 def hutchinson_profile(
