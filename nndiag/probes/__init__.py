@@ -67,11 +67,12 @@ def spec(name: str) -> ProbeSpec[Any, Any]:
 
 
 def registry() -> list[ProbeSpec[Any, Any]]:
-    """Every spec in run order: probes that train a copy run after all the others. A probe that
+    """Every spec in run order (its `order`; probes that train a copy after all the others,
+    plugins with built-ins by the same rule). A probe that
     `needs` a provision runs after the probe that provides it (checked: a plugin that breaks the
     order fails here, not by silently reading nothing)."""
     specs = [spec(name) for name in probe_names()]
-    ordered = [s for s in specs if not s.trains] + [s for s in specs if s.trains]
+    ordered = sorted(specs, key=lambda s: (s.trains, s.order))  # stable: built-ins first
     provided: set[type] = set()
     providers = {s.provides for s in ordered if s.provides is not None}
     for s in ordered:

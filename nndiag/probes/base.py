@@ -88,8 +88,8 @@ class ProbeSpec(Generic[C, M]):
     # `nndiag check --steps 50` set this probe's `steps` (cli.check gets one flag per alias).
     aliases: Mapping[str, str] = field(default_factory=dict)
     quick: bool = False  # seconds at init, no training: the integrations' default set
-    # Where a built-in probe runs and reports, lower first (the built-ins count in tens, so a new
-    # one fits between two); a probe that trains runs after those that do not, whatever its order.
+    # Where the probe runs and reports, lower first (the built-ins count in tens, so a new one
+    # fits between two); a probe that trains runs after those that do not, whatever its order.
     order: int = 100
 
     @property
