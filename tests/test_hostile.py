@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 import nndiag
 from nndiag.cli import app
@@ -501,3 +502,34 @@ def test_a_compiled_model_is_checked_on_its_original_module() -> None:
                           probes=["activations", "precision", "gradients"])  # fmt: skip
     assert not report.unfinished and list(report.findings) == []
     assert any("torch.compile'd model" in n for n in report.notes)
+
+
+def test_outputs_that_validate_their_fields_are_read_not_rebuilt() -> None:
+    """A submodule returning a dataclass that checks its tensors (as PyTorch Geometric's
+    SelectOutput does): reading the output's tensors must not rebuild it with placeholders."""
+    from dataclasses import dataclass
+
+    @dataclass
+    class Selection:
+        index: torch.Tensor
+        weight: torch.Tensor
+
+        def __post_init__(self) -> None:
+            if self.index.dim() != 1:
+                raise ValueError("index must be 1-D")
+
+    class Select(nn.Module):
+        def forward(self, scores: torch.Tensor) -> Selection:
+            return Selection(scores.argmax(dim=1), scores.softmax(dim=1))
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.score, self.select, self.head = nn.Linear(6, 4), Select(), nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.select(self.score(x)).weight)
+
+    batch = (torch.randn(16, 6), torch.randint(0, 3, (16,)))
+    report = nndiag.check(Model(), batch=batch, device="cpu", skip=["lr-range", "overfit"])
+    assert [r.name for r in report.unfinished] == []

@@ -78,6 +78,120 @@ def vit_pytorch_cait() -> nn.Module:
                      heads=2, mlp_dim=64, layer_dropout=0.05)  # fmt: skip
 
 
+def vit_pytorch_variant(name: str) -> nn.Module:
+    """More of vit-pytorch's families at a small size: re-attention, two-branch cross attention,
+    attention with convolutional stages, pooling stages, multi-axis windows, nested hierarchies,
+    compact convolutional tokens, locally-grouped and global attention."""
+    builders: dict[str, Callable[[], nn.Module]] = {
+        "deepvit": lambda: _needs("vit_pytorch.deepvit").DeepViT(
+            image_size=32, patch_size=8, num_classes=5, dim=WIDTH, depth=2, heads=2, mlp_dim=64
+        ),
+        "crossvit": lambda: _needs("vit_pytorch.cross_vit").CrossViT(
+            image_size=32, num_classes=5, depth=1, sm_dim=WIDTH, sm_patch_size=8, sm_enc_depth=1,
+            sm_enc_heads=2, sm_enc_mlp_dim=64, lg_dim=48, lg_patch_size=16, lg_enc_depth=1,
+            lg_enc_heads=2, lg_enc_mlp_dim=64, cross_attn_depth=1, cross_attn_heads=2,
+        ),
+        "levit": lambda: _needs("vit_pytorch.levit").LeViT(
+            image_size=32, num_classes=5, stages=2, dim=(32, 48), depth=1, heads=(2, 2), mlp_mult=2
+        ),
+        "cvt": lambda: _needs("vit_pytorch.cvt").CvT(
+            num_classes=5, s1_emb_dim=16, s1_heads=1, s1_depth=1, s2_emb_dim=32, s2_heads=2,
+            s2_depth=1, s3_emb_dim=48, s3_heads=2, s3_depth=1,
+        ),
+        "pit": lambda: _needs("vit_pytorch.pit").PiT(
+            image_size=32, patch_size=8, dim=WIDTH, num_classes=5, depth=(1, 1), heads=2, mlp_dim=64
+        ),
+        "maxvit": lambda: _needs("vit_pytorch.max_vit").MaxViT(
+            num_classes=5, dim_conv_stem=16, dim=16, dim_head=8, depth=(1, 1), window_size=4
+        ),
+        "nest": lambda: _needs("vit_pytorch.nest").NesT(
+            image_size=32, patch_size=4, dim=32, heads=2, num_hierarchies=2, block_repeats=(1, 1),
+            num_classes=5,
+        ),
+        "cct": lambda: _needs("vit_pytorch.cct").CCT(
+            img_size=32, embedding_dim=WIDTH, n_conv_layers=2, kernel_size=3, stride=1, padding=1,
+            pooling_kernel_size=3, pooling_stride=2, pooling_padding=1, num_layers=2, num_heads=2,
+            mlp_ratio=2.0, num_classes=5,
+        ),
+    }  # fmt: skip
+    return builders[name]()
+
+
+def x_transformers_vit() -> nn.Module:
+    xt = _needs("x_transformers")
+    return xt.ViTransformerWrapper(
+        image_size=32,
+        patch_size=8,
+        num_classes=5,
+        attn_layers=xt.Encoder(dim=WIDTH, depth=2, heads=2),
+    )
+
+
+class XTransformerEncDec(nn.Module):
+    """x-transformers' XTransformer: its encoder's embeddings are the decoder's cross-attention
+    context; teacher-forced logits (its own forward returns the loss)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        xt = _needs("x_transformers")
+        self.model = xt.XTransformer(
+            dim=WIDTH, enc_num_tokens=VOCAB, enc_depth=2, enc_heads=2, enc_max_seq_len=8,
+            dec_num_tokens=VOCAB, dec_depth=2, dec_heads=2, dec_max_seq_len=8,
+        )  # fmt: skip
+
+    def forward(self, source: Tensor, previous: Tensor) -> Tensor:
+        context = self.model.encoder(source, return_embeddings=True)
+        return self.model.decoder.net(previous, context=context)
+
+
+class PygModel(nn.Module):
+    """PyTorch Geometric's ready-made models: GIN and EdgeCNN with a linear classifier on their
+    hidden features, Graph U-Net (pooling and unpooling) with its own output layer. (GIN or
+    EdgeCNN with out_channels=3 end in an MLP whose hidden layer is 3 ReLUs wide: two die and
+    it cannot learn, in a plain loop too; nndiag calls it dead-units with overfit-failed.)"""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        models = _needs("torch_geometric.nn").models
+        self.net = {
+            "gin": lambda: models.GIN(8, 32, 2),
+            "graphunet": lambda: models.GraphUNet(8, 32, 3, depth=2),
+            "edgecnn": lambda: models.EdgeCNN(8, 32, 2),
+        }[kind]()
+        self.head = nn.Linear(32, 3) if kind != "graphunet" else nn.Identity()
+
+    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        return self.head(self.net(x, edge_index))
+
+
+class DiffusersVAE(nn.Module):
+    """diffusers' AutoencoderKL as its training scripts use it: a sampled latent, the
+    reconstruction and the KL term."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        diffusers = _needs("diffusers")
+        self.vae = diffusers.AutoencoderKL(
+            in_channels=1, out_channels=1, block_out_channels=(16, 32),
+            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+            latent_channels=2, norm_num_groups=8, sample_size=16,
+        )  # fmt: skip
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        posterior = self.vae.encode(x).latent_dist
+        return self.vae.decode(posterior.sample()).sample, posterior.kl()
+
+
+def _vae_loss(outputs: Any, x: Tensor) -> Tensor:
+    reconstruction, kl = outputs
+    return F.mse_loss(reconstruction, x) + 1e-4 * kl.mean()
+
+
+def _reconstruction(batch_size: int = 16) -> Batch:
+    x = _blobs(batch_size)
+    return x, x
+
+
 def perceiver() -> nn.Module:
     perceiver_pytorch = _needs("perceiver_pytorch")
     return perceiver_pytorch.Perceiver(
@@ -117,20 +231,25 @@ def _blobs(batch_size: int, side: int, width: float) -> Tensor:
     return torch.exp(-(rows + columns) / width)
 
 
+def _blobs(batch_size: int, side: int = 16, channels: int = 1) -> Tensor:
+    """Smooth blobs in [-1, 1] at random centres: images with a few degrees of freedom."""
+    centre = torch.rand(batch_size, 2, 1, 1) * side
+    grid = torch.arange(side).float()
+    blob = torch.exp(
+        -(
+            (grid[None, None, :, None] - centre[:, :1]) ** 2
+            + (grid[None, None, None, :] - centre[:, 1:]) ** 2
+        )
+        / 8.0
+    )
+    return (2 * blob - 1).expand(batch_size, channels, side, side)
+
+
 def _denoising(side: int = 16, channels: int = 1) -> Callable[[int], Batch]:
     """DDPM's objective: predict the noise; x_0 are smooth blobs, so the task is learnable."""
 
     def make_batch(batch_size: int = 16) -> Batch:
-        centre = torch.rand(batch_size, 2, 1, 1) * side
-        grid = torch.arange(side).float()
-        blob = torch.exp(
-            -(
-                (grid[None, None, :, None] - centre[:, :1]) ** 2
-                + (grid[None, None, None, :] - centre[:, 1:]) ** 2
-            )
-            / 8.0
-        )
-        x0 = (2 * blob - 1).expand(batch_size, channels, side, side)
+        x0 = _blobs(batch_size, side, channels)
         t = torch.randint(0, 1000, (batch_size,))
         alpha = torch.cos(t.float() / 1000 * math.pi / 2)[:, None, None, None] ** 2
         noise = torch.randn_like(x0)
@@ -665,6 +784,20 @@ def archs() -> list[Arch]:
         Arch("project/vit-pytorch-simplevit", "vit-pytorch", "vision", vit_pytorch_simple, _images()),
         Arch("project/vit-pytorch-cait", "vit-pytorch", "vision", vit_pytorch_cait, _images()),
         Arch("project/perceiver", "perceiver-pytorch", "vision", perceiver, _channels_last_images),
+        *(
+            Arch(f"project/vit-pytorch-{name}", "vit-pytorch", "vision",
+                 lambda name=name: vit_pytorch_variant(name), _images())
+            for name in ("deepvit", "crossvit", "levit", "cvt", "pit", "maxvit", "nest", "cct")
+        ),
+        Arch("project/x-transformers-vit", "x-transformers", "vision", x_transformers_vit, _images()),
+        Arch("project/x-transformers-encdec", "x-transformers", "seq2seq", XTransformerEncDec, _reverse,
+             token_cross_entropy),
+        Arch("project/pyg-gin", "torch-geometric", "graph", lambda: PygModel("gin"), _graph, batch_size=48),
+        Arch("project/pyg-graphunet", "torch-geometric", "graph", lambda: PygModel("graphunet"), _graph,
+             batch_size=48),
+        Arch("project/pyg-edgecnn", "torch-geometric", "graph", lambda: PygModel("edgecnn"), _graph,
+             batch_size=48),
+        Arch("project/diffusers-vae", "diffusers", "generative", DiffusersVAE, _reconstruction, _vae_loss),
         Arch("project/diffusers-unet2d", "diffusers", "generative", DiffusersUNet, _denoising(), _mse),
         Arch("project/pyg-gcn", "torch-geometric", "graph", lambda: PygGCN("gcn"), _graph, batch_size=48),
         Arch("project/pyg-gat", "torch-geometric", "graph", lambda: PygGCN("gat"), _graph, batch_size=48),

@@ -58,9 +58,22 @@ def _same_mapping(obj: Mapping[Any, Any], items: dict[Any, Any]) -> Any:
 
 
 def tensors_in(obj: Any) -> list[Tensor]:
-    found: list[Tensor] = []
-    map_tensors(found.append, obj)
-    return found
+    """Every tensor inside a structure, in map_tensors' order. Read only: rebuilding a dataclass
+    with placeholders would run its validation on them (PyTorch Geometric's SelectOutput checks
+    `node_index.dim()` in its __post_init__)."""
+    if isinstance(obj, Tensor):
+        return [obj]
+    if isinstance(obj, Arguments):
+        parts: list[Any] = [obj.args, obj.kwargs]
+    elif isinstance(obj, Mapping):
+        parts = list(obj.values())
+    elif isinstance(obj, (tuple, list)):
+        parts = list(obj)
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        parts = [getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init]
+    else:
+        return []
+    return [t for part in parts for t in tensors_in(part)]
 
 
 def named_tensors(obj: Any, prefix: str) -> list[tuple[str, Tensor]]:
