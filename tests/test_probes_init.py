@@ -458,3 +458,29 @@ def test_saturation_and_gelu_internals() -> None:
     gelu = nn.Sequential(nn.Linear(8, 32), NewGELUActivation(), nn.Linear(32, 4))
     rows = run("activations", gelu, class_batch()).table("sites").rows
     assert [r["site"] for r in rows] == ["1"]  # the tanh inside GELU is not its own site
+
+
+class _Noisy(nn.Module):
+    """Randomness left on in eval mode: a sampled latent (`sample`) or dropout (`dropout`)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.encode, self.decode, self.kind = nn.Linear(8, 8), nn.Linear(8, 4), kind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.encode(x)
+        # pytorch/examples' VAE samples in eval mode too; the dropout ignores self.training
+        noisy = h + torch.randn_like(h) * 0.5 if self.kind == "sample" else F.dropout(h, 0.5, True)
+        return self.decode(noisy)
+
+
+@pytest.mark.parametrize(("kind", "severity"), [("sample", "info"), ("dropout", "error")])
+def test_gaussian_sampling_in_eval_is_by_design_but_dropout_is_a_bug(
+    kind: str, severity: str
+) -> None:
+    """Both make two eval forwards differ; the RNG ops they draw tell a sampled latent (randn:
+    a VAE, training unaffected) from dropout left on in eval (bernoulli_)."""
+    result = run("structure", _Noisy(kind), class_batch())
+    (found,) = [f for f in result.findings if f.code == "nondeterministic-forward"]
+    assert found.severity.value == severity
+    assert found.evidence["random_ops"] == (["randn_like"] if kind == "sample" else ["bernoulli_"])

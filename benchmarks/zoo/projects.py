@@ -388,7 +388,7 @@ def _char_context8(batch_size: int = 32) -> Batch:
 
 class ExamplesVAE(nn.Module):
     """pytorch/examples' VAE: 784-400-20 encoder, decoder back to a sigmoid image, trained on
-    BCE + KL (here on 8x8 images of blobs)."""
+    BCE + KL (here on 8x8 images of blobs). As there, the latent is sampled in eval mode too."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -398,7 +398,7 @@ class ExamplesVAE(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         h = F.relu(self.fc1(x.flatten(1)))
         mu, logvar = self.fc21(h), self.fc22(h)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         return torch.sigmoid(self.fc4(F.relu(self.fc3(z)))), mu, logvar
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 ForwardHook = Callable[[nn.Module, Any, Any], Any]
@@ -229,3 +230,17 @@ def reach_from(
 
     with forward_hooks(dict.fromkeys(outputs_of, hook)), reach:
         yield reach
+
+
+class RandomOps(TorchDispatchMode):
+    """Records the aten ops that draw from the RNG (tagged nondeterministic_seeded) while
+    active: `bernoulli_` for dropout, `randn`/`normal` for Gaussian sampling, and so on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if torch.Tag.nondeterministic_seeded in func.tags:
+            self.names.add(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))

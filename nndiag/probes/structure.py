@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from nndiag.findings import Code, Finding, finding
+from nndiag.findings import Code, Finding, Severity, finding
 from nndiag.probes.base import Presentation, ProbeSpec, setting
 from nndiag.report import Row, Table
 
@@ -52,6 +52,7 @@ class Measurement:
     first_differing: str  # module, or "" when they agree
     rng_driven: bool | None  # the difference disappears with the same RNG state (None: agree)
     registered: int  # elements in model.parameters()
+    random_ops: tuple[str, ...] = ()  # the RNG ops of an eval forward that differs (aten names)
 
 
 def _graph_leaves(root: Any) -> list[Tensor]:
@@ -73,19 +74,21 @@ def measure(ctx: Context, config: Config) -> Measurement:
     import torch
 
     from nndiag.core.contract import output_tensor
+    from nndiag.core.hooks import RandomOps
     from nndiag.core.leaks import first_changed
 
     model = ctx.fresh_model().eval()
     state = torch.get_rng_state()
     outputs = [output_tensor(ctx.forward(model)).detach().double() for _ in range(2)]
     difference = _relative(outputs[0], outputs[1])
-    first, rng_driven = "", None
+    first, rng_driven, drawn = "", None, RandomOps()
     if difference > config.forward_rtol:
         forward = lambda: ctx.forward(model)  # noqa: E731
         place = first_changed(model, (forward, forward), lambda t: t, config.forward_rtol)
         first = place.module or str(place)  # "" is the model's own forward
         torch.set_rng_state(state)
-        again = output_tensor(ctx.forward(model)).detach().double()
+        with drawn:
+            again = output_tensor(ctx.forward(model)).detach().double()
         rng_driven = _relative(outputs[0], again) <= config.forward_rtol
     trained, leaves = _unregistered_leaves(ctx)
     params = {id(p) for p in trained.parameters()}
@@ -95,6 +98,7 @@ def measure(ctx: Context, config: Config) -> Measurement:
         difference=difference,
         first_differing=first,
         rng_driven=rng_driven,
+        random_ops=tuple(sorted(drawn.names)),
         registered=sum(p.numel() for p in {id(p): p for p in trained.parameters()}.values()),
     )
 
@@ -236,23 +240,43 @@ def diagnose(m: Measurement, config: Config) -> list[Finding]:
             )
         )
     if m.first_differing:
-        cause = (
-            "parameters created in forward, or randomness outside nn.Dropout (it repeats with the "
-            "same RNG state)"
-            if m.rng_driven
-            else "state kept between calls (a counter, a cache, a buffer updated in eval mode)"
-        )
-        findings.append(
-            finding(
-                Code.NONDETERMINISTIC_FORWARD,
-                NAME,
-                f"two eval-mode forwards of the same batch differ by {m.difference:.2g} (relative); "
-                f"the first module whose output differs is {m.first_differing}; likely cause: {cause}",
-                where=[m.first_differing],
-                evidence={"difference": m.difference, "rng_driven": m.rng_driven},
-            )
-        )
+        findings.append(_nondeterministic(m))
     return findings
+
+
+# The RNG ops of Gaussian sampling: a VAE's reparameterised latent (pytorch/examples' VAE draws
+# it in eval mode too), diffusers' DiagonalGaussianDistribution, torch.distributions' rsample.
+GAUSSIAN_DRAWS = frozenset({"randn", "randn_like", "normal", "normal_"})
+
+
+def _nondeterministic(m: Measurement) -> Finding:
+    """An error, except for randomness that is only Gaussian sampling: by design in a VAE or a
+    noise-injecting layer, training works and only evaluation is random (an info). Dropout left
+    on in eval draws `bernoulli_` and stays an error."""
+    sampling = bool(m.rng_driven and m.random_ops and set(m.random_ops) <= GAUSSIAN_DRAWS)
+    if sampling:
+        cause = (
+            f"the forward draws Gaussian samples in eval mode ({', '.join(m.random_ops)}): a "
+            "VAE's latent or noise injection, by design; training is unaffected, evaluation is "
+            "random (sample only when self.training, or use the mean, if that is not intended)"
+        )
+    elif m.rng_driven:
+        cause = (
+            "parameters created in forward, or randomness outside nn.Dropout (it repeats with "
+            "the same RNG state)"
+        )
+    else:
+        cause = "state kept between calls (a counter, a cache, a buffer updated in eval mode)"
+    return finding(
+        Code.NONDETERMINISTIC_FORWARD,
+        NAME,
+        f"two eval-mode forwards of the same batch differ by {m.difference:.2g} (relative); "
+        f"the first module whose output differs is {m.first_differing}; likely cause: {cause}",
+        where=[m.first_differing],
+        evidence={"difference": m.difference, "rng_driven": m.rng_driven,
+                  "random_ops": list(m.random_ops)},
+        severity=Severity.INFO if sampling else None,
+    )  # fmt: skip
 
 
 def present(m: Measurement, config: Config) -> Presentation:
