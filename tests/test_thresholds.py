@@ -251,9 +251,14 @@ def test_overconfident_cross_entropy_at_its_bound(scale: float, fires: bool) -> 
 
 @bound("init-loss", "mse_ratio_max")
 @pytest.mark.parametrize(("scale", "fires"), [(1 + EPS, True), (1 - EPS, False)])
-def test_mse_at_init_at_its_bound(scale: float, fires: bool) -> None:
+@pytest.mark.parametrize("offset_sq", [0.0, 30.0])
+def test_mse_at_init_at_its_bound(scale: float, fires: bool, offset_sq: float) -> None:
+    """The bound holds on the MSE less the offset of the means (which the output bias learns at
+    once): a large offset on top moves nothing either way."""
     config = init_loss.Config()
-    m = init_measurement(2.0 * config.mse_ratio_max * scale, 2.0, BaselineKind.VARIANCE)
+    loss = 2.0 * config.mse_ratio_max * scale + offset_sq
+    m = init_measurement(loss, 2.0, BaselineKind.VARIANCE)
+    m = dataclasses.replace(m, offset_sq=offset_sq)
     assert ("loss-at-init" in codes(init_loss.diagnose(m, config))) is fires
 
 

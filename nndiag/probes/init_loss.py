@@ -47,7 +47,8 @@ class Config:
     mse_ratio_max: float = setting(
         4.0,
         "MSE at init above this multiple of the target variance means a mis-scaled output layer",
-        source="MSE = var(y) + offset² + var(f(x)): 4x is an output spread √3 times the target's",
+        source="MSE = var(y) + offset² + var(f(x)), judged without the offset of the means (the "
+        "output bias learns it at once): 4x is an output spread √3 times the target's",
         low=1.0,
     )
     probability_sum_atol: float = setting(
@@ -85,6 +86,7 @@ class Measurement:
     ignores_after_steps: bool | None  # None: not measured (the output depends on the input)
     head: str  # the output layer: the last Linear/Conv-like layer to run
     head_convention: str  # its fan-out initialisation convention, or ""
+    offset_sq: float = math.nan  # MSE: (mean prediction - mean target)², NaN for other losses
 
 
 def _observe(ctx: Context, model: nn.Module) -> tuple[float, Any, Any, str, list[str]]:
@@ -126,7 +128,7 @@ def measure(ctx: Context, config: Config) -> Measurement:
     import torch
 
     from nndiag.core.contract import primary_output
-    from nndiag.core.losses import chance_baseline
+    from nndiag.core.losses import BaselineKind, chance_baseline
 
     model = ctx.fresh_model()
     loss, observer, outputs, first, warned = _observe(ctx, model)
@@ -164,7 +166,17 @@ def measure(ctx: Context, config: Config) -> Measurement:
         ignores_after_steps=after,
         head=head,
         head_convention=convention,
+        offset_sq=_offset_sq(ctx, call) if baseline.kind is BaselineKind.VARIANCE else math.nan,
     )
+
+
+def _offset_sq(ctx: Context, call: Any) -> float:
+    """(mean prediction - mean target)² over the whole batch: the part of an MSE at init that a
+    constant, the output bias, removes within a few steps."""
+    from nndiag.core.reduce import mean
+
+    predicted = mean(ctx.reduce, float(call.input.detach().double().mean()))
+    return (predicted - mean(ctx.reduce, float(call.target.double().mean()))) ** 2
 
 
 def _ignoring(ctx: Context, model: nn.Module, config: Config) -> tuple[bool, bool | None]:
@@ -300,14 +312,24 @@ def _loss_scale(m: Measurement, config: Config) -> list[Finding]:
                 evidence=evidence,
             )
         ]
-    ratio = m.loss / m.baseline if m.baseline > 0 else math.nan
+    # MSE = var(y - f) + offset²: the offset (targets far from zero-centred, as images in
+    # [-1, 1] on a -1 background) is learnt by the output bias at once, not a mis-scaled layer.
+    offset_sq = m.offset_sq if math.isfinite(m.offset_sq) else 0.0
+    ratio = (m.loss - offset_sq) / m.baseline if m.baseline > 0 else math.nan
     if m.baseline_kind is BaselineKind.VARIANCE and ratio > config.mse_ratio_max:
+        offset = f" ({m.loss - offset_sq:.3g} without the offset of the means)" if offset_sq else ""
         return [
             finding(
                 Code.LOSS_AT_INIT,
                 NAME,
-                f"MSE at init is {m.loss:.3g}, {ratio:.3g}x the target variance {m.baseline:.3g}",
-                evidence={"loss": m.loss, "baseline": m.baseline, "ratio": ratio},
+                f"MSE at init is {m.loss:.3g}{offset}, {ratio:.3g}x the target variance "
+                f"{m.baseline:.3g}",
+                evidence={
+                    "loss": m.loss,
+                    "baseline": m.baseline,
+                    "ratio": ratio,
+                    "offset_sq": offset_sq,
+                },
             )
         ]
     return []
