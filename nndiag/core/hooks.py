@@ -241,6 +241,17 @@ class RandomOps(TorchDispatchMode):
         self.names: set[str] = set()
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        if torch.Tag.nondeterministic_seeded in func.tags:
+        kwargs = kwargs or {}
+        if torch.Tag.nondeterministic_seeded in func.tags and _draws(func, args, kwargs):
             self.names.add(func.overloadpacket.__name__)
-        return func(*args, **(kwargs or {}))
+        return func(*args, **kwargs)
+
+
+def _draws(func: Any, args: Any, kwargs: dict[str, Any]) -> bool:
+    """Whether a tagged op draws: attention kernels are tagged for their dropout, and draw
+    nothing at dropout_p = 0."""
+    for i, argument in enumerate(func._schema.arguments):
+        if argument.name == "dropout_p":
+            value = kwargs.get("dropout_p", args[i] if i < len(args) else argument.default_value)
+            return bool(value)
+    return True
