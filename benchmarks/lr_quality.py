@@ -11,13 +11,18 @@ models, a CNN with BatchNorm, recurrent models), in one run:
 - the picks: the same training at the LR each tool suggests: nndiag's lr-range probe (at the
   task's batch size and optimizer, its own batches), pytorch-lr-finder's steepest-slope rule on
   its own range test (`torch_lr_finder.LRFinder`, same optimizer), and fastai's valley rule on a
-  fastai-style range test (1e-7 to 10, 100 steps, EMA β 0.98, stop at 4x the best);
+  fastai-style range test (1e-7 to 10, 100 steps, EMA β 0.98, stop at 4x the best), re-implemented
+  from fastai's source (`fastai.callback.schedule.valley`: fastai needs torchvision, which would
+  pull a CUDA build of torch here);
+- the seeds: `--seeds` times, each with its own data order for the grid and its own batches and
+  seed for every tool's range test (one order is a lottery near the edge of stability);
 - the score: the mean loss of the last 20 steps; the ratio: a pick's score over the best grid
-  LR's (1.0 is as good as the best grid point; below 1, better), the geometric mean over
-  `--seeds` data orders (one order is a lottery near the edge of stability).
+  LR's on the same data order (1.0 is as good as the best grid point; below 1, better); a task's
+  ratio is the geometric mean over its seeds.
 
-Records the table, each tool's geometric mean and worst ratio, and nndiag's calibration: how
-often a "high" suggestion came within 1.25x of the grid's best and a "medium" within 1.5x.
+Records the table, each tool's geometric mean and worst ratio, and nndiag's calibration over every
+(task, seed): how often a "high" suggestion came within 1.25x of the grid's best and a "medium"
+within 1.5x.
 Nothing here is a test (about 10 minutes on a 2-core CPU for the easy set).
 """
 
@@ -84,15 +89,15 @@ def score(task: Task, lr: float | None, data: list) -> float:
     return statistics.fmean(losses[-TAIL:])
 
 
-def nndiag_pick(task: Task) -> tuple[float | None, str]:
-    g = torch.Generator().manual_seed(1)
+def nndiag_pick(task: Task, seed: int) -> tuple[float | None, str]:
+    g = torch.Generator().manual_seed(1000 + seed)
 
     def make_batch(batch_size: int = task.batch_size) -> tuple[torch.Tensor, torch.Tensor]:
         return task.batch(g)
 
     report = nndiag.check(
         fresh(task), make_batch=make_batch, loss_fn=task.loss, make_optimizer=task.optimizer,
-        probes=["lr-range"], device="cpu",
+        probes=["lr-range"], device="cpu", seed=seed,
     )  # fmt: skip
     result = report.result("lr-range")
     if result.status.value != "ok":
@@ -108,14 +113,14 @@ def nndiag_pick(task: Task) -> tuple[float | None, str]:
     return result.metrics["suggested_lr"], result.metrics["confidence"]
 
 
-def steepest_pick(task: Task) -> float | None:
+def steepest_pick(task: Task, seed: int) -> float | None:
     """pytorch-lr-finder: its range test and its steepest-gradient rule (skip 10 and 5)."""
     from torch_lr_finder import LRFinder
     from torch_lr_finder.lr_finder import TrainDataLoaderIter
 
     model = fresh(task)
     optimizer = scaled(task, model, 1e-7)
-    data = TrainDataLoaderIter(batches(task, 100, seed=2))  # a list of batches, cycled
+    data = TrainDataLoaderIter(batches(task, 100, seed=2000 + seed))  # a list of batches, cycled
     finder = LRFinder(model, optimizer, task.loss, device="cpu")
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         finder.range_test(data, end_lr=10, num_iter=100)
@@ -126,14 +131,14 @@ def steepest_pick(task: Task) -> float | None:
     return lrs[min(range(len(gradients)), key=gradients.__getitem__)]
 
 
-def valley_pick(task: Task) -> float | None:
+def valley_pick(task: Task, seed: int) -> float | None:
     """fastai's lr_find: 1e-7 to 10 over 100 steps, EMA β 0.98, stop at 4x the best; valley."""
     model = fresh(task).train()
     optimizer = scaled(task, model, 1e-7)
     factors = [g["lr"] / optimizer.param_groups[0]["lr"] for g in optimizer.param_groups]
     lrs, raw = [], []
     best = math.inf
-    for i, (x, y) in enumerate(batches(task, 100, seed=3)):
+    for i, (x, y) in enumerate(batches(task, 100, seed=3000 + seed)):
         lr = 1e-7 * (10 / 1e-7) ** (i / 99)
         for group, factor in zip(optimizer.param_groups, factors, strict=True):
             group["lr"] = lr * factor
@@ -161,8 +166,9 @@ def main() -> None:
                         "residual)")  # fmt: skip
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument(
-        "--seeds", type=int, default=2, help="data orders; a task's ratio is their geometric mean"
-    )
+        "--seeds", type=int, default=3,
+        help="data orders and range-test seeds; a task's ratio is their geometric mean",
+    )  # fmt: skip
     parser.add_argument("--verbose", action="store_true", help="print nndiag's estimate and sweep")
     arguments(parser)
     args = parser.parse_args()
@@ -176,11 +182,12 @@ def main() -> None:
     steps, seeds = (25, 1) if args.toy else (args.steps, args.seeds)
     rows, ratios, calibration = [], defaultdict(list), defaultdict(list)
     for task in chosen:
-        row = task_row(task, steps, seeds)
+        row, labelled = task_row(task, steps, seeds)
         rows.append(row)
         for tool, ratio in zip(TOOLS, row[4::2], strict=True):
             ratios[tool].append(ratio)
-        calibration[row[-1]].append(row[4])
+        for label, ratio in labelled:
+            calibration[label].append(ratio)
     columns = ("task", "grid lr", "loss", *(f"{t} {c}" for t in TOOLS for c in ("lr", "ratio")),
                "confidence")  # fmt: skip
     summary = [(tool, geometric_mean([min(r, 1e3) for r in ratios[tool]]),
@@ -189,12 +196,15 @@ def main() -> None:
         (label, len(values), *(sum(v <= limit for v in values) / len(values) for limit in LIMITS))
         for label, values in sorted(calibration.items())
     ]
-    title = f"Loss at each pick over the grid's best, {steps} steps, {seeds} data order(s)"
+    title = (
+        f"Loss at each pick over the grid's best, {steps} steps, {seeds} seed(s) "
+        "(the geometric mean of each lr and ratio)"
+    )
     record("lr_quality", [
         Table(title, columns, rows),
         Table("Each tool over all tasks", ("tool", "geometric mean", "worst"), summary),
-        Table("nndiag's confidence against the ratio it reached",
-              ("confidence", "tasks", *(f"share within {x}x" for x in LIMITS)), calibrated),
+        Table("nndiag's confidence against the ratio it reached, over every task and seed",
+              ("confidence", "runs", *(f"share within {x}x" for x in LIMITS)), calibrated),
     ], args)  # fmt: skip
 
 
@@ -202,22 +212,39 @@ TOOLS = ("nndiag", "steepest", "valley")
 LIMITS = (1.25, 1.5)
 
 
-def task_row(task: Task, steps: int, seeds: int) -> tuple[object, ...]:
-    """(task, best grid lr, its loss, then each tool's pick and ratio, nndiag's confidence)."""
-    datas = [batches(task, steps, seed=seed) for seed in range(seeds)]
-    grids = [{lr: score(task, lr, data) for lr in GRID} for data in datas]
-    best = [min(grid.values()) for grid in grids]
-    best_lr = min(grids[0], key=grids[0].__getitem__)
-    if VERBOSE:
-        print("    grid " + ", ".join(f"{lr:.0e}: {v:.4f}" for lr, v in grids[0].items()))
-    suggested, label = nndiag_pick(task)
-    picks = {"nndiag": suggested, "steepest": steepest_pick(task), "valley": valley_pick(task)}
+def task_row(
+    task: Task, steps: int, seeds: int
+) -> tuple[tuple[object, ...], list[tuple[str, float]]]:
+    """(task, best grid lr, its loss, then each tool's pick and ratio, nndiag's confidences) and
+    each seed's (confidence, ratio) of nndiag. Per seed s: the grid and every pick train on data
+    order s, and each tool's range test runs on its own batches for s."""
+    tools: dict[str, list[tuple[float, float]]] = defaultdict(list)  # (lr, ratio) per seed
+    labelled, best_lrs, best_losses = [], [], []
+    for seed in range(seeds):
+        data = batches(task, steps, seed=seed)
+        grid = {lr: score(task, lr, data) for lr in GRID}
+        best = min(grid.values())
+        best_lrs.append(min(grid, key=grid.__getitem__))
+        best_losses.append(best)
+        if VERBOSE:
+            print("    grid " + ", ".join(f"{lr:.0e}: {v:.4f}" for lr, v in grid.items()))
+        suggested, label = nndiag_pick(task, seed)
+        picks = {"nndiag": suggested, "steepest": steepest_pick(task, seed),
+                 "valley": valley_pick(task, seed)}  # fmt: skip
+        for tool, lr in picks.items():
+            tools[tool].append(
+                (math.nan if lr is None else lr, min(score(task, lr, data) / best, 1e3))
+            )
+        labelled.append((label, tools["nndiag"][-1][1]))
     cells: list[object] = []
-    for lr in picks.values():
-        scores = [min(score(task, lr, d) / b, 1e3) for d, b in zip(datas, best, strict=True)]
-        cells += [math.nan if lr is None else lr, geometric_mean(scores)]
+    for tool in TOOLS:
+        lrs = [lr for lr, _ in tools[tool] if math.isfinite(lr)]
+        cells += [geometric_mean(lrs) if lrs else math.nan,
+                  geometric_mean([r for _, r in tools[tool]])]  # fmt: skip
     print(f"{task.name}: " + " ".join(f"{c:.3g}" for c in cells), flush=True)
-    return (task.name, best_lr, best[0], *cells, label)
+    confidences = ", ".join(label for label, _ in labelled)
+    row = (task.name, geometric_mean(best_lrs), geometric_mean(best_losses), *cells, confidences)
+    return row, labelled
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from torch import nn
 import nndiag
 from nndiag.core.stats import running_median
 from nndiag.probes.lr_range import Config, Learnable, Mode
-from nndiag.probes.lr_range.analysis import analyse, refine, sweep_best
+from nndiag.probes.lr_range.analysis import analyse, bracket, refine, sweep_best
 from nndiag.probes.lr_range.rules import minimum_over_ten, smooth, steepest, valley
 from nndiag.probes.lr_range.running import schedule
 
@@ -106,6 +106,16 @@ def test_sweep_best_and_its_placement() -> None:
     # A parabola through three points in log10(lr): its vertex lies between the neighbours.
     best = refine({1e-3: 1.0, 3.16e-3: 0.5, 1e-2: 0.6}, 3.16e-3)
     assert 3.16e-3 < best < 1e-2
+    # Without a neighbour on each side (or with a diverged one) the grid point stands.
+    assert refine({1e-3: 1.0, 3.16e-3: 0.5}, 3.16e-3) == 3.16e-3
+    assert refine({1e-3: 1.0, 3.16e-3: 0.5, 1e-2: math.inf}, 3.16e-3) == 3.16e-3
+
+
+def test_the_second_round_brackets_the_best_from_both_sides() -> None:
+    scores = {1e-4: 2.0, 1e-3: 0.7, 1e-2: 0.5, 1e-1: 0.9, 1.0: 3.0}
+    assert bracket(scores) == [1e-3, 1e-2, 1e-1]
+    assert bracket({1e-3: 0.4, 1e-2: 0.5, 1e-1: 0.9}) == [1e-3, 1e-2]  # best at the low edge
+    assert bracket({}) == []
 
 
 def test_running_median_removes_a_spike_without_lag() -> None:

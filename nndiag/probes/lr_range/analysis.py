@@ -137,6 +137,15 @@ def sweep_best(scores: dict[float, float]) -> tuple[float | None, Placement]:
     return best, Placement.INTERIOR
 
 
+def bracket(scores: dict[float, float]) -> list[float]:
+    """The LR with the lowest score and its neighbours either side, in increasing order."""
+    if not scores:
+        return []
+    ordered = sorted(scores)
+    i = ordered.index(min(ordered, key=scores.__getitem__))
+    return ordered[max(0, i - 1) : i + 2]
+
+
 def refine(scores: dict[float, float], best: float) -> float:
     """A parabola through the best score and its two neighbours, in log10(lr): its vertex,
     clamped to the neighbours' span (a finer pick than the half-decade grid)."""
