@@ -148,7 +148,8 @@ class Config:
     )
     margin: float = setting(
         0.6,
-        "the suggestion is this fraction of the sweep's winner",
+        "the suggestion is this fraction of the sweep's pick (its winner, refined between the "
+        "neighbours)",
         source="training runs longer than the sweep, and the best LR falls with the horizon; "
         "above the best the loss degrades faster (instability) than below it. Calibrated in "
         "benchmarks/lr_quality.py on the bracketed sweep's refined pick: 0.6, 0.8 and 1.0 reach "
