@@ -364,6 +364,17 @@ def test_vanishing_through_depth_at_its_bound(scale: float, fires: bool) -> None
     assert ("vanishing-gradients" in grad_codes(profile(limit * scale, 1.0))) is fires
 
 
+def test_an_output_layer_is_no_reference_for_depth() -> None:
+    """A stem at 0.002 and a 0.02-std head at 6.8 with every hidden block near 0.02 (CCT) is no
+    depth trend; the same stem under hidden blocks at 10 is (the head is left out, not the
+    hidden last quarter)."""
+    limit = gradients.Config().vanish_first_over_last
+    flat = (grad_row(0, 0.002), *(grad_row(i, 0.02) for i in range(1, 6)), grad_row(6, 6.8))
+    assert grad_codes(flat) == {}
+    deep = (grad_row(0, limit), *(grad_row(i, 10.0) for i in range(1, 6)), grad_row(6, 6.8))
+    assert "vanishing-gradients" in grad_codes(deep)
+
+
 @bound("gradients", "gate_opening_min")
 @pytest.mark.parametrize(("scale", "gated"), [(1 + EPS, True), (1 - EPS, False)])
 def test_a_vanishing_profile_that_opens_enough_is_a_gate(scale: float, gated: bool) -> None:

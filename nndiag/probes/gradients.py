@@ -47,7 +47,7 @@ class Config:
     vanish_first_over_last: float = setting(
         1e-3,
         "vanishing when the best-fed first-quarter matrix's ‖g‖/‖W‖ is below this fraction of the "
-        "last quarter's median",
+        "median of the last quarter of the hidden blocks (an output layer left out)",
         source="AutoTrainer (Zhang et al., ICSE 2021); tiny BERTs with 2-6 layers score 7e-3..1",
         low=0.0,
     )
@@ -503,25 +503,31 @@ def profile_metrics(rows: list[Row], config: Config) -> dict[str, Any]:
     usable = all(math.isfinite(r["ratio"]) for r in layers)
     if len(layers) < config.min_profile_layers or not usable:
         return {"profile_layers": len(layers)}
-    first, last = _quarters(layers)
+    first, last, hidden = _quarters(layers)
     ratios = lambda part: [r["ratio"] for r in part]  # noqa: E731
     return {
         "profile_layers": len(layers),
-        "vanishing_ratio": max(ratios(first)) / statistics.median(ratios(last)),
+        "vanishing_ratio": max(ratios(first)) / statistics.median(ratios(hidden)),
         "exploding_ratio": statistics.median(ratios(first)) / max(ratios(last)),
         "log10_slope_per_layer": log10_slope(ratios(layers)),
         "first_layers": [r["parameter"] for r in first],
-        "last_layers": [r["parameter"] for r in last],
+        "last_layers": [r["parameter"] for r in hidden],
     }
 
 
-def _quarters(layers: list[Row]) -> tuple[list[Row], list[Row]]:
-    """The matrices of the first and of the last quarter of the blocks, in forward order."""
+def _quarters(layers: list[Row]) -> tuple[list[Row], list[Row], list[Row]]:
+    """The matrices of the first and of the last quarter of the blocks, in forward order, and
+    the last quarter of the hidden blocks: an output layer (a last block of one matrix, with at
+    least two blocks before it) is left out of that one, its ‖g‖/‖W‖ being its init scale against
+    the loss gradient, not depth (a BERT classifier gets ~300x the encoder's ratio; CCT's
+    0.02-std head 180x its blocks' and 3000x its He-initialised stem's)."""
     blocks = list(dict.fromkeys(_block(r["parameter"]) for r in layers))
     quarter = max(1, len(blocks) // 4)
-    first_blocks, last_blocks = set(blocks[:quarter]), set(blocks[-quarter:])
-    first = [r for r in layers if _block(r["parameter"]) in first_blocks]
-    return first, [r for r in layers if _block(r["parameter"]) in last_blocks]
+    in_blocks = lambda chosen: [r for r in layers if _block(r["parameter"]) in set(chosen)]  # noqa: E731
+    last = in_blocks(blocks[-quarter:])
+    head = in_blocks(blocks[-1:])
+    hidden = blocks[:-1] if len(head) == 1 and len(blocks) > 2 else blocks
+    return in_blocks(blocks[:quarter]), last, in_blocks(hidden[-quarter:])
 
 
 def diagnose(m: Measurement, config: Config) -> list[Finding]:
