@@ -223,6 +223,25 @@ class Pooled(nn.Module):
         return self.head(h)
 
 
+class SpareBranch(nn.Module):
+    """A branch computed and never used whose output is a Linear's own output (transformers'
+    CANINE computes a final character encoder that a classification loss never reads): the
+    probe measuring that Linear's output is no use of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body, self.spare, self.head = (
+            nn.Linear(8, 8),
+            nn.Sequential(nn.Linear(8, 8)),
+            nn.Linear(8, 4),
+        )
+
+    def forward(self, x):
+        h = self.body(x)
+        self.spare(h)
+        return self.head(h)
+
+
 class Window(nn.Module):
     """Compresses windows of `rate` positions; shorter inputs give an empty (zeros) output, as
     DeepSeek-V4's compressor does on a sequence shorter than its window. `detach` cuts it."""
@@ -277,6 +296,7 @@ class SparseSelect(nn.Module):
     [
         (SparseSelect, "indexer", "selects", "warning"),
         (lambda: Pooled("tanh then dropped"), "pooler", "dropped", "info"),
+        (SpareBranch, "spare", "dropped", "info"),
         (lambda: Pooled("cut further on"), "pooler", "after", "error"),
         (lambda: Windowed(False), "window", "discarded", "info"),
         (lambda: Windowed(True), "window", "inside", "error"),

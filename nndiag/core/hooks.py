@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -16,6 +17,21 @@ from torch.utils._pytree import tree_flatten
 
 ForwardHook = Callable[[nn.Module, Any, Any], Any]
 
+# Set while one of our hooks runs: what a probe reads of a module's output (its `.detach()` to
+# measure it) is no use of that output by the model (Uses).
+_in_our_hook = contextvars.ContextVar("in_our_hook", default=False)
+
+
+def _ours(hook: ForwardHook) -> ForwardHook:
+    def run(module: nn.Module, args: Any, output: Any) -> Any:
+        token = _in_our_hook.set(True)
+        try:
+            return hook(module, args, output)
+        finally:
+            _in_our_hook.reset(token)
+
+    return run
+
 
 @contextmanager
 def forward_hooks(hooks: dict[nn.Module, ForwardHook]) -> Iterator[None]:
@@ -25,7 +41,7 @@ def forward_hooks(hooks: dict[nn.Module, ForwardHook]) -> Iterator[None]:
     handles = []
     try:
         for module, hook in hooks.items():
-            handles.append(module.register_forward_hook(hook, prepend=True))
+            handles.append(module.register_forward_hook(_ours(hook), prepend=True))
         yield
     finally:
         for handle in handles:
@@ -105,7 +121,8 @@ DETACHING = frozenset(
 
 
 class Uses(TorchFunctionMode):
-    """Which torch functions read each tensor (by identity, while the tensors are kept alive)."""
+    """Which torch functions read each tensor (by identity, while the tensors are kept alive);
+    our own hooks' reads are not counted."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -115,7 +132,7 @@ class Uses(TorchFunctionMode):
         name = getattr(func, "__name__", "")
         if name == "__get__":  # a property: .data, .shape
             name = getattr(getattr(func, "__self__", None), "__name__", name)
-        if name not in METADATA:
+        if name not in METADATA and not _in_our_hook.get():
             for t in tree_flatten((args, kwargs or {}))[0]:
                 if isinstance(t, torch.Tensor):
                     self.by_id.setdefault(id(t), set()).add(name)
