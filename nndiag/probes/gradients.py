@@ -521,13 +521,16 @@ def _quarters(layers: list[Row]) -> tuple[list[Row], list[Row], list[Row]]:
     least two blocks before it) is left out of that one, its ‖g‖/‖W‖ being its init scale against
     the loss gradient, not depth (a BERT classifier gets ~300x the encoder's ratio; CCT's
     0.02-std head 180x its blocks' and 3000x its He-initialised stem's)."""
-    blocks = list(dict.fromkeys(_block(r["parameter"]) for r in layers))
+    of = [_block(r["parameter"]) for r in layers]
+    blocks = list(dict.fromkeys(of))
     quarter = max(1, len(blocks) // 4)
-    in_blocks = lambda chosen: [r for r in layers if _block(r["parameter"]) in set(chosen)]  # noqa: E731
-    last = in_blocks(blocks[-quarter:])
-    head = in_blocks(blocks[-1:])
-    hidden = blocks[:-1] if len(head) == 1 and len(blocks) > 2 else blocks
-    return in_blocks(blocks[:quarter]), last, in_blocks(hidden[-quarter:])
+    hidden = blocks[:-1] if of.count(blocks[-1]) == 1 and len(blocks) > 2 else blocks
+
+    def in_blocks(chosen: list[str]) -> list[Row]:  # in forward order
+        keep = set(chosen)
+        return [r for r, b in zip(layers, of, strict=True) if b in keep]
+
+    return in_blocks(blocks[:quarter]), in_blocks(blocks[-quarter:]), in_blocks(hidden[-quarter:])
 
 
 def diagnose(m: Measurement, config: Config) -> list[Finding]:
