@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -32,6 +34,41 @@ def test_lowered_follows_autocast_dtype_flow_forward_and_backward() -> None:
         (out * 1e-5).sum().backward()  # 1e-5 is below fp16's smallest normal but a subnormal
     assert small.grad is not None
     assert small.grad.item() == torch.tensor(1e-5).half().float().item() != 1e-5
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_an_overflow_is_what_elementwise_rounding_gives_at_the_format_s_edge(
+    dtype: torch.dtype,
+) -> None:
+    # The emulation decides from the largest |value| alone: on either side of the value where
+    # rounding to nearest first gives inf, and with a NaN or an inf already there.
+    info = torch.finfo(dtype)
+    ulp = info.max * info.eps / (2 - info.eps)  # the spacing at the largest value, (2 - eps) 2^e
+    first = torch.tensor(info.max + ulp / 2)  # a tie, to even: inf (fp16: 65520, not 65504)
+    first_inf = float(first)
+    below = float(torch.nextafter(first, torch.tensor(0.0)))  # the float32 value just below
+    assert torch.isinf(first.to(dtype)) and not torch.isinf(torch.tensor(below).to(dtype))
+    for peak, overflows in ((below, False), (first_inf, True), (-first_inf, True)):
+        with Lowered(dtype) as mode:
+            F.linear(torch.tensor([[1.0, peak]]), torch.eye(2))
+        assert (mode.first_overflow is not None) is overflows, (peak, mode.first_overflow)
+    with Lowered(dtype) as mode:  # NaN or inf already in fp32: not an overflow of the format
+        F.linear(torch.tensor([[math.nan, first_inf]]), torch.eye(2))
+        F.linear(torch.tensor([[math.inf, 1.0]]), torch.eye(2))
+    assert mode.first_overflow is None
+
+
+def test_a_float32_mask_sentinel_maps_to_the_format_s_own_but_other_values_still_overflow() -> None:
+    sentinel = torch.finfo(torch.float32).min
+    with Lowered(torch.float16) as mode:
+        masked = F.linear(torch.tensor([[sentinel, 1.0]]), torch.eye(2))
+    assert mode.first_overflow is None and masked[0, 0].item() == -65504.0
+    with Lowered(torch.float16):  # beside a -inf (padding) too
+        masked = F.linear(torch.ones(1, 1), torch.tensor([[sentinel], [-math.inf]]))
+    assert masked.tolist() == [[-65504.0, -math.inf]]
+    with Lowered(torch.float16) as mode:
+        F.linear(torch.tensor([[sentinel, 7e4]]), torch.eye(2))
+    assert mode.first_overflow is not None and mode.first_overflow.peak == -sentinel
 
 
 class _LoudAttention(nn.Module):

@@ -21,6 +21,7 @@ result is finite.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -66,6 +67,18 @@ ALLOCATING_OPS = frozenset({
 })  # fmt: skip
 
 
+def peak_abs(t: Tensor) -> float:
+    """The largest |value| of a non-empty float tensor (inf when one is infinite, NaN when one is
+    NaN) in one fused reduction: an activation-sized `isfinite` or `abs` copy per op is most of
+    the emulation's cost otherwise."""
+    low, high = torch.aminmax(t.detach())
+    return float(torch.maximum(-low, high))
+
+
+def _rounded_scalar(value: float, dtype: torch.dtype) -> float:
+    return float(torch.tensor(value, dtype=torch.float64).to(dtype))
+
+
 @dataclass(frozen=True)
 class Overflow:
     op: str  # the aten op, e.g. "bmm"
@@ -84,31 +97,34 @@ class Lowered(TorchDispatchMode):
         self.backward = False
         self.first_overflow: Overflow | None = None
 
-    def _round(self, t: Any) -> Any:
-        if isinstance(t, Tensor) and t.is_floating_point() and t.dtype != self.dtype:
-            if t.numel() and bool((t.abs() == torch.finfo(t.dtype).max).any()):
-                # A mask sentinel: code that reads tensor.dtype picks finfo(float32).min here,
-                # where under real autocast it would read the format's own and stay finite.
-                edge = torch.finfo(self.dtype).max
-                t = torch.where(t.abs() == torch.finfo(t.dtype).max, t.sign() * edge, t)
-            return t.to(self.dtype).to(t.dtype)
-        return t
+    def _round(self, t: Any) -> tuple[Any, bool]:
+        """`t` rounded to the format, and whether that overflowed a finite `t`."""
+        if not (isinstance(t, Tensor) and t.is_floating_point() and t.dtype != self.dtype):
+            return t, False
+        if not t.numel():
+            return t.to(self.dtype).to(t.dtype), False
+        peak, sentinel = peak_abs(t), torch.finfo(t.dtype).max
+        if peak == sentinel or (not math.isfinite(peak) and bool((t.abs() == sentinel).any())):
+            # A mask sentinel: code that reads tensor.dtype picks finfo(float32).min here,
+            # where under real autocast it would read the format's own and stay finite.
+            edge = torch.finfo(self.dtype).max
+            t = torch.where(t.abs() == sentinel, t.sign() * edge, t)
+            peak = peak_abs(t)
+        # Rounding is monotonic: the whole tensor overflows where its largest |value| does.
+        overflowed = math.isfinite(peak) and not math.isfinite(_rounded_scalar(peak, self.dtype))
+        return t.to(self.dtype).to(t.dtype), overflowed
 
     def _rounded(self, name: str, tree: Any) -> Any:
         """`tree` with every float tensor rounded to the format; the first tensor that was
         finite and is not once rounded is recorded as the overflow (at op `name`)."""
         flat, spec = tree_flatten(tree)
-        out = [self._round(t) for t in flat]
-        if self.first_overflow is None:
-            for a, b in zip(flat, out, strict=True):
-                if a is b or not a.numel():
-                    continue
-                if bool(torch.isfinite(a).all()) and not bool(torch.isfinite(b).all()):
-                    where = (
-                        "backward" if self.backward else (self.modules[-1] if self.modules else "")
-                    )
-                    self.first_overflow = Overflow(name, where, float(a.abs().max()))
-                    break
+        out = []
+        for t in flat:
+            rounded, overflowed = self._round(t)
+            if overflowed and self.first_overflow is None:
+                where = "backward" if self.backward else (self.modules[-1] if self.modules else "")
+                self.first_overflow = Overflow(name, where, peak_abs(t))
+            out.append(rounded)
         return spec.unflatten(out)
 
     def _mark(self, t: Any) -> Any:

@@ -170,19 +170,21 @@ def _range_hook(
 ) -> Any:
     """A forward hook recording each module's largest |output| under `label`, and the first
     module with a non-finite output (and, in fp16, beyond its range) into the lists."""
-    import torch
-
+    from nndiag.core.precision import peak_abs
     from nndiag.core.tensors import tensors_in
 
     def record(module: Any, _inputs: Any, output: Any) -> None:
         floats = [t for t in tensors_in(output) if t.is_floating_point()]
         if not floats:
             return
-        finite = all(bool(torch.isfinite(t).all()) for t in floats)
-        peak = max(
-            float(t.detach().abs().nan_to_num(posinf=math.inf).max()) if t.numel() else 0.0
-            for t in floats
-        )
+        peaks = [peak_abs(t) if t.numel() else 0.0 for t in floats]
+        finite = all(math.isfinite(p) for p in peaks)
+        if any(math.isnan(p) for p in peaks):  # the largest |value| that is not NaN
+            peaks = [
+                float(t.detach().abs().nan_to_num(posinf=math.inf).max()) if t.numel() else 0.0
+                for t in floats
+            ]
+        peak = max(peaks)
         maxima.setdefault(names[module], {})[label] = peak
         if not finite and not nonfinite:
             nonfinite.append(names[module])
