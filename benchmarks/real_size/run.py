@@ -27,8 +27,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
-MODELS = ("gpt2_small", "resnet50", "sick_resnet50")
-EXPECTED = {"sick_resnet50": "no-gradient"}  # the root a sick twin must keep
+MODELS = ("gpt2_small", "resnet50", "sick_gpt2_small", "sick_resnet50")
+# The root each sick twin must keep.
+EXPECTED = {"sick_resnet50": "no-gradient", "sick_gpt2_small": "causal-leak"}
 sys.path.insert(0, str(HERE.parent))
 
 from stamp import Table, arguments, record, stamp  # noqa: E402
