@@ -260,7 +260,7 @@ SPEC = ProbeSpec(
     present=present,
     sharded=True,
     # Measured in plain training steps of the same model: ResNet-50 2.2, GPT-2 small 1.4
-    # (benchmarks/results/real_size.json, default check, idle 2-core CPU).
+    # (benchmarks/real_size/run.py, default check, 2-core CPU, 2026-11-28).
     cost=lambda c: 2.2,
     quick=True,
     order=60,

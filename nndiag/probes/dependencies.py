@@ -377,7 +377,7 @@ SPEC = ProbeSpec(
     diagnose=diagnose,
     present=present,
     # Measured in plain training steps of the same model: ResNet-50 2.0, GPT-2 small 3.3
-    # (benchmarks/results/real_size.json, default check, idle 2-core CPU).
+    # (benchmarks/real_size/run.py, default check, 2-core CPU, 2026-11-28).
     cost=lambda c: 3.3,
     aliases={"causal": "causal"},
     quick=True,

@@ -993,7 +993,7 @@ SPEC = ProbeSpec(
     diagnose=diagnose,
     present=present,
     # Measured in plain training steps of the same model: ResNet-50 1.7, GPT-2 small 1.2
-    # (benchmarks/results/real_size.json, default check, idle 2-core CPU); its confirmation
+    # (benchmarks/real_size/run.py, default check, 2-core CPU, 2026-11-28); its confirmation
     # steps are the plan's timing steps.
     cost=lambda c: 1.7,
     quick=True,

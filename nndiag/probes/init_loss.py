@@ -437,7 +437,7 @@ SPEC = ProbeSpec(
     provides=InitLoss,
     provide=provide,
     # Measured in plain training steps of the same model: ResNet-50 1.9, GPT-2 small 1.8
-    # (benchmarks/results/real_size.json, default check, idle 2-core CPU).
+    # (benchmarks/real_size/run.py, default check, 2-core CPU, 2026-11-28).
     cost=lambda c: 2.0,
     quick=True,
     order=40,

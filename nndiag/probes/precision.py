@@ -366,7 +366,7 @@ SPEC = ProbeSpec(
     # Three forward+backward passes on max_examples of a batch of about 8, beside three fresh
     # copies and a float64 gradient comparison that do not shrink with the examples: at 2
     # examples, ResNet-50 2.5 and GPT-2 small 3.4 plain training steps of the same model
-    # (benchmarks/results/real_size.json, default check, idle 2-core CPU).
+    # (benchmarks/real_size/run.py, default check, 2-core CPU, 2026-11-28).
     cost=lambda c: 2.0 + 3.0 * min(1.0, c.max_examples / 8),
     shrink=lambda c, factor: (
         dataclasses.replace(c, max_examples=max(2, round(c.max_examples * factor))),

@@ -316,7 +316,7 @@ SPEC = ProbeSpec(
     diagnose=diagnose,
     present=present,
     # Measured in plain training steps of the same model: ResNet-50 3.9, GPT-2 small 4.2
-    # (benchmarks/results/real_size.json, default check, idle 2-core CPU).
+    # (benchmarks/real_size/run.py, default check, 2-core CPU, 2026-11-28).
     cost=lambda c: 4.5,
     quick=True,
     order=30,
