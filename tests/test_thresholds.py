@@ -426,6 +426,22 @@ def test_too_large_init_needs_both_gains_beyond_their_bounds(
     assert ("init-scale" in grad_codes(rows)) is fires
 
 
+@bound("gradients", "output_gain_max")
+@pytest.mark.parametrize(
+    ("init", "signal", "fires"),
+    [(1 + EPS, 1 + EPS, True), (1 - EPS, 1 + EPS, False), (1 + EPS, 1 - EPS, False)],
+)
+def test_the_output_layer_is_too_large_only_beyond_its_own_bound(
+    init: float, signal: float, fires: bool
+) -> None:
+    bound = gradients.Config().output_gain_max
+    head = grad_row(3, 1.0, init_gain=bound * init, signal_gain=bound * signal)
+    rows = (*(grad_row(i, 1.0) for i in range(3)), head)  # the last layer called
+    assert ("init-scale" in grad_codes(rows)) is fires
+    hidden = grad_row(0, 1.0, init_gain=bound * init, signal_gain=bound * signal)
+    assert "init-scale" in grad_codes((hidden, *rows[1:3], grad_row(3, 1.0)))  # 3.0 holds there
+
+
 @bound("gradients", "init_gain_min", "signal_gain_min")
 @pytest.mark.parametrize(
     ("init", "signal", "fires"),

@@ -87,6 +87,15 @@ class Config:
         "is std(W)·sqrt(fan_in); He gives √2 ≈ 1.4, 2.5x He 3.5, a randn init sqrt(fan_in)",
         low=0.0,
     )
+    output_gain_max: float = setting(
+        8.0,
+        "the output layer's init gain and measured gain above this are a too-large init (the "
+        "band's top, init_gain_max, judges the layers before it)",
+        source="an output layer scales only the logits, whose confidence loss-at-init judges: "
+        "timm's Inception-v3 head (std 0.1 at fan_in 2048: 4.5, measured 4.0, its published init) "
+        "trains; a head 20x its default (11.5) or drawn by randn (16) starts overconfident",
+        low=0.0,
+    )
     reference_lr: float = setting(
         1e-3,
         "the LR of the update_ratio column, lr·‖g‖/‖W‖",
@@ -831,18 +840,22 @@ def _off_scale(rows: list[Row], config: Config) -> list[Row]:
     called = [r for r in profiled if r["called"]]
     output_layer = called[-1]["parameter"] if called else None
     # Skipped: a layer normalised next, a documented fan-out convention, and (when small) the
-    # output layer, where a small init is recommended.
+    # output layer, where a small init is recommended; a large one has its own bound.
     judged = [
         r for r in profiled
         if not (r["feeds_norm"] or r["convention"] or not math.isfinite(r["signal_gain"]))
     ]  # fmt: skip
     return [
         r for r in judged
-        if _too_big(r, config) or (_too_small(r, config) and r["parameter"] != output_layer)
+        if _too_big(r, config, r["parameter"] == output_layer)
+        or (_too_small(r, config) and r["parameter"] != output_layer)
     ]  # fmt: skip
 
 
-def _too_big(r: Row, config: Config) -> bool:
+def _too_big(r: Row, config: Config, output_layer: bool) -> bool:
+    if output_layer:
+        bound = config.output_gain_max
+        return r["init_gain"] > bound and r["signal_gain"] > bound
     return r["init_gain"] > config.init_gain_max and r["signal_gain"] > config.signal_gain_max
 
 
