@@ -130,4 +130,7 @@ def main(ask: Path, answer: Path) -> None:
 
 if __name__ == "__main__":
     os.environ.pop("CI", None)  # the child runs the check itself
+    # The parent's stop request is SIGINT; a shell without job control starts background jobs
+    # with SIGINT ignored (`nndiag check ... &` in a CI script), and the child would inherit that.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     main(Path(sys.argv[1]), Path(sys.argv[2]))

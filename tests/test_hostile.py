@@ -285,10 +285,17 @@ def test_html_holds_the_whole_report_even_when_quiet(tmp_path: Path) -> None:
 # ---- --isolate: even os._exit, a crash or a hang cannot pass the gate -------------------------------
 
 
-def isolated(tmp_path: Path, body: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def isolated(
+    tmp_path: Path, body: str, *extra: str, sigint_ignored: bool = False
+) -> subprocess.CompletedProcess[str]:
+    import signal
+
     target = model_file(tmp_path, body)
     command = [sys.executable, "-m", "nndiag", "check", target, "--isolate", *FAST, *extra]
-    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
+    return subprocess.run(
+        command, capture_output=True, text=True, cwd=ROOT, timeout=120, preexec_fn=ignore
+    )
 
 
 @pytest.mark.parametrize(
@@ -312,6 +319,16 @@ def test_isolate_turns_exits_crashes_and_hangs_into_exit_2(
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert message in done.stderr
     assert "Traceback" not in done.stderr and "did not stop" not in done.stderr  # it did stop
+
+
+def test_a_hang_stops_at_the_timeout_when_started_with_sigint_ignored(tmp_path: Path) -> None:
+    """A background job of a shell without job control (`nndiag check ... &` in a CI script)
+    starts with SIGINT ignored; the child must still take the parent's stop request."""
+    body = "import time\nclass Hang(Net):\n    def forward(self, x):\n        time.sleep(600)\n"
+    done = isolated(tmp_path, body + "def build_model():\n    return Hang()\n", "--timeout", "5",
+                    sigint_ignored=True)  # fmt: skip
+    assert done.returncode == 2 and "timed out after 5 s" in done.stderr, done.stderr
+    assert "did not stop" not in done.stderr
 
 
 def test_sigterm_to_an_isolated_check_ends_its_child_and_temp_folder(tmp_path: Path) -> None:
