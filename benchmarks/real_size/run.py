@@ -7,6 +7,7 @@ line 1, no `nan`.
 
     python benchmarks/real_size/run.py                 # every model below
     python benchmarks/real_size/run.py resnet50 sick_resnet50 --budget 60
+    python benchmarks/real_size/run.py gpt2_small --device cuda   # on a GPU
 
 Each check runs in its own process, exactly as `nndiag check MODEL --json OUT` at 120 columns,
 and so does each plain step timing. Each run is stamped (commit, machine, torch, date) into
@@ -32,15 +33,15 @@ MODELS = ("gpt2_small", "resnet50", "sick_gpt2_small", "sick_resnet50")
 EXPECTED = {"sick_resnet50": "no-gradient", "sick_gpt2_small": "causal-leak"}
 sys.path.insert(0, str(HERE.parent))
 
-from stamp import Table, arguments, record, stamp  # noqa: E402
+from stamp import Table, arguments, device_name, record, stamp  # noqa: E402
 
 WARMUP, TIMED = 2, 5
 
 
-def plain_step_s(name: str) -> float:
+def plain_step_s(name: str, device: str) -> float:
     """The median wall time of a plain training step of the model file's model on its default
     batch (Adam; cross-entropy on the logits), after WARMUP untimed steps: what a user's loop
-    pays per step."""
+    pays per step. On a GPU each step ends in a synchronize, as the check's own timing does."""
     import importlib.util
     import statistics
 
@@ -51,8 +52,14 @@ def plain_step_s(name: str) -> float:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    model = module.build_model().train()
+    model = module.build_model().train().to(device)
     inputs, targets = module.make_batch()
+    targets = targets.to(device)
+    inputs = (
+        {k: v.to(device) for k, v in inputs.items()}
+        if isinstance(inputs, dict)
+        else inputs.to(device)
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     times = []
     for i in range(WARMUP + TIMED):
@@ -63,15 +70,18 @@ def plain_step_s(name: str) -> float:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
         if i >= WARMUP:
             times.append(time.perf_counter() - started)
     return statistics.median(times)
 
 
-def timed_in_a_process(name: str) -> float:
+def timed_in_a_process(name: str, device: str) -> float:
     done = subprocess.run(
-        [sys.executable, __file__, "--plain", name], capture_output=True, text=True, check=True
-    )
+        [sys.executable, __file__, "--plain", name, "--device", device],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
     return float(done.stdout.strip().splitlines()[-1])
 
 
@@ -109,7 +119,7 @@ def check(name: str, extra: list[str]) -> dict:
 
 def tables(runs: dict[str, dict]) -> list[Table]:
     """Each run's cost in its model's own training steps, then where the time went."""
-    whole = [(name, r["commit"], r["plain_step_s"], r["check_wall_s"], r["check_steps"],
+    whole = [(name, r["commit"], r.get("device", "CPU"), r["plain_step_s"], r["check_wall_s"], r["check_steps"],
               "; ".join(f"{p['name']} ({p['cut']})" for p in r["probes"] if p["cut"]) or "none",
               ", ".join(f"{c} ({s})" for c, s in r["roots"]) or "none", r["exit"])
              for name, r in sorted(runs.items())]  # fmt: skip
@@ -117,16 +127,16 @@ def tables(runs: dict[str, dict]) -> list[Table]:
              for p in r["probes"]]  # fmt: skip
     return [
         Table("The default check in the model's own training steps",
-              ("run", "commit", "plain step s", "check wall s", "in plain steps", "cuts", "roots",
+              ("run", "commit", "device", "plain step s", "check wall s", "in plain steps", "cuts", "roots",
                "exit"), whole),
         Table("Per probe", ("run", "probe", "seconds", "plain steps"), split),
     ]  # fmt: skip
 
 
-def measure(name: str, extra: list[str], show: bool) -> dict:
+def measure(name: str, extra: list[str], device: str, show: bool) -> dict:
     """One model's plain step and check, printed as it goes, as a stamped run."""
-    step = timed_in_a_process(name)
-    r = check(name, extra)
+    step = timed_in_a_process(name, device)
+    r = check(name, [*extra, "--device", device])
     steps = r["wall_s"] / step
     print(f"## {name}: exit {r['exit']}, {r['wall_s']:.0f} s wall = {steps:.0f} plain steps "
           f"of {step:.2f} s, {r['lines']} lines, nan: {'yes' if r['nan'] else 'no'}")  # fmt: skip
@@ -139,7 +149,8 @@ def measure(name: str, extra: list[str], show: bool) -> dict:
         print(r["stdout"])
     sys.stdout.flush()
     return {
-        **stamp(), "plain_step_s": step, "check_wall_s": r["wall_s"], "check_steps": steps,
+        **stamp(), "device": device_name(device), "plain_step_s": step,
+        "check_wall_s": r["wall_s"], "check_steps": steps,
         "exit": r["exit"], "lines": r["lines"], "nan": r["nan"], "roots": r["roots"],
         "budget": extra[-1] if extra else "default", "notes": r["notes"],
         "probes": [{"name": p, "seconds": sec, "steps": sec / step, "cut": cut}
@@ -152,11 +163,13 @@ def main() -> None:
     parser.add_argument("models", nargs="*", help=f"of {', '.join(MODELS)} (default: all)")
     parser.add_argument("--budget", help="pass --budget (default: the default budget)")
     parser.add_argument("--show", action="store_true", help="print each report")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (plain step and check)")
+    parser.add_argument("--merge", type=Path, help="add another machine's real_size.json runs")
     parser.add_argument("--plain", help=argparse.SUPPRESS)  # the step-timing worker
     arguments(parser)
     args = parser.parse_args()
     if args.plain:
-        print(plain_step_s(args.plain))
+        print(plain_step_s(args.plain, args.device))
         return
     if unknown := set(args.models) - set(MODELS):
         parser.error(f"unknown model(s): {', '.join(sorted(unknown))}")
@@ -165,10 +178,11 @@ def main() -> None:
     extra = ["--budget", args.budget] if args.budget else []
     path = args.results / "real_size.json"
     runs = json.loads(path.read_text()).get("runs", {}) if path.exists() else {}
-    for name in args.models or MODELS:
-        runs[name if not args.budget else f"{name} --budget {args.budget}"] = measure(
-            name, extra, args.show
-        )
+    if args.merge:
+        runs.update(json.loads(args.merge.read_text())["runs"])
+    for name in [] if args.merge else args.models or MODELS:
+        key = " ".join([name, *extra, *(["--device", args.device] if args.device != "cpu" else [])])
+        runs[key] = measure(name, extra, args.device, args.show)
     record("real_size", tables(runs), args, extra={"runs": runs})
 
 
