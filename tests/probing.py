@@ -17,7 +17,7 @@ from nndiag.settings import override
 def context(model: nn.Module, batch: Any, loss_fn: Any = None, **options: Any) -> Context:
     definition = Definition(make_batch=lambda n: batch, loss_fn=loss_fn)
     return build_context(
-        model, CheckOptions(device="cpu", **options), target="t", definition=definition
+        model, CheckOptions(**{"device": "cpu", **options}), target="t", definition=definition
     )
 
 

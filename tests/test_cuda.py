@@ -11,6 +11,7 @@ from nndiag.api import run_probe
 from nndiag.cli import app
 from nndiag.config import Amp
 from nndiag.probes import builtin, spec
+from nndiag.report import Report
 
 from conftest import SAMPLES, StrictRunner
 from models import class_batch, lm_batch, tiny_gpt2
@@ -27,7 +28,13 @@ def test_cuda_finds_what_cpu_finds(sample: str) -> None:
     on_gpu = nndiag.check(str(SAMPLES / sample), device="cuda")
     assert on_gpu.model.device.startswith("cuda")
     assert all(r.status.value == "ok" for r in on_gpu.results), [r.error for r in on_gpu.results]
-    assert {f.code for f in on_gpu.findings} == {f.code for f in on_cpu.findings}
+    # Roots, not consequences: an exploding RNN's range test diverges or not by cuDNN's rounding,
+    # and that divergence is reported under exploding-gradients either way.
+    assert _roots(on_gpu) == _roots(on_cpu), (on_gpu.findings, on_cpu.findings)
+
+
+def _roots(report: Report) -> set[str]:
+    return {f.code for f in report.findings if f.caused_by is None}
 
 
 @pytest.mark.parametrize("name", builtin())
