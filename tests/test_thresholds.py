@@ -442,6 +442,24 @@ def test_the_output_layer_is_too_large_only_beyond_its_own_bound(
     assert "init-scale" in grad_codes((hidden, *rows[1:3], grad_row(3, 1.0)))  # 3.0 holds there
 
 
+def test_the_init_scale_message_names_the_bound_that_decided() -> None:
+    """An output layer at 5 is inside its own bound 8, so quoting the band [0.02, 3.0] beside
+    it would contradict the verdict; each message quotes the bound its worst layer failed."""
+    config = gradients.Config()
+
+    def message(rows: tuple[dict[str, Any], ...]) -> str:
+        found = gradients.diagnose(gradients.Measurement(rows, 1.0), config)
+        return next(f.message for f in found if f.code == "init-scale")
+
+    body = tuple(grad_row(i, 1.0) for i in range(3))
+    head = grad_row(3, 1.0, init_gain=10.0, signal_gain=10.0)
+    assert f"above {config.output_gain_max}, the output layer's bound" in message((*body, head))
+    hidden = grad_row(0, 1.0, init_gain=5.0, signal_gain=5.0)
+    text = message((hidden, *body[1:], grad_row(3, 1.0)))
+    assert f"outside [{config.init_gain_min}, {config.init_gain_max}]" in text
+    assert "output layer" not in text
+
+
 @bound("gradients", "init_gain_min", "signal_gain_min")
 @pytest.mark.parametrize(
     ("init", "signal", "fires"),
@@ -607,6 +625,26 @@ def test_batch_mixing_and_causal_leaks_at_their_bound(scale: float, fires: bool)
     level = config.leak_rtol * scale
     found = codes(dependencies.diagnose(dependency_measurement(level, level), config))
     assert found == ({"batch-mixing", "causal-leak"} if fires else set())
+
+
+def test_a_leak_is_placed_once() -> None:
+    """A module is named by `where` (the renderer's "in MODULE"), not again in the message; the
+    model's own forward, which `where` can only call "model", is spelled out."""
+    from nndiag.core.leaks import Place
+
+    config = dependencies.Config()
+    level = config.leak_rtol * 2
+    in_module = dataclasses.replace(
+        dependency_measurement(level, level), leak_at=Place("body.attn", "body")
+    )
+    _mixing, leak = dependencies.diagnose(in_module, config)
+    assert leak.where == ("body.attn",) and "body.attn" not in leak.message
+    outside = dataclasses.replace(in_module, leak_at=Place(), mixing_at=Place())
+    for found in dependencies.diagnose(outside, config):
+        assert found.where == ("model",)
+        assert found.message.endswith(
+            "; it appears in the model's own forward, outside its submodules"
+        )
 
 
 @bound("dependencies", "shift_match_min")

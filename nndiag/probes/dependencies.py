@@ -319,7 +319,7 @@ def diagnose(m: Measurement, config: Config) -> list[Finding]:
                 Code.BATCH_MIXING,
                 NAME,
                 f"in eval mode {' and '.join(directions)} (gradient {worst:.2g} of the example's "
-                f"own); it appears at {m.mixing_at}",
+                f"own){_outside_modules(m.mixing_at)}",
                 where=[_module(m.mixing_at)],
                 evidence={"leak": worst, "directions": [r["example"] for r in mixing]},
             )
@@ -333,7 +333,8 @@ def diagnose(m: Measurement, config: Config) -> list[Finding]:
                 Code.CAUSAL_LEAK,
                 NAME,
                 f"the output at position {earliest} depends on inputs after it (changing only later "
-                f"inputs moves it by {worst:.2g}, relative; {m.causal_reason}); it appears at {m.leak_at}",
+                f"inputs moves it by {worst:.2g}, relative; {m.causal_reason})"
+                f"{_outside_modules(m.leak_at)}",
                 where=[_module(m.leak_at)],
                 evidence={"change": worst, "earliest_position": earliest},
             )
@@ -343,6 +344,11 @@ def diagnose(m: Measurement, config: Config) -> list[Finding]:
 
 def _module(place: Place | None) -> str:
     return place.module if place is not None and place.module else "model"
+
+
+def _outside_modules(place: Place | None) -> str:
+    """The place, when `where` ("model") cannot say it: a module is named there already."""
+    return f"; it appears in {place}" if place is not None and not place.module else ""
 
 
 def present(m: Measurement, config: Config) -> Presentation:

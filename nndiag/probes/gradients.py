@@ -834,16 +834,20 @@ def _exploding(
     )
 
 
+def _output_layer(rows: list[Row]) -> str | None:
+    """The last affine layer to run (modules used functionally, never called, sort after it)."""
+    called = [r for r in rows if r["in_profile"] and r["weight_norm"] > 0 and r["called"]]
+    return called[-1]["parameter"] if called else None
+
+
 def _off_scale(rows: list[Row], config: Config) -> list[Row]:
-    profiled = [r for r in rows if r["in_profile"] and r["weight_norm"] > 0]
-    # The last affine layer to run (modules used functionally, never called, sort after it).
-    called = [r for r in profiled if r["called"]]
-    output_layer = called[-1]["parameter"] if called else None
+    output_layer = _output_layer(rows)
     # Skipped: a layer normalised next, a documented fan-out convention, and (when small) the
     # output layer, where a small init is recommended; a large one has its own bound.
     judged = [
-        r for r in profiled
-        if not (r["feeds_norm"] or r["convention"] or not math.isfinite(r["signal_gain"]))
+        r for r in rows
+        if r["in_profile"] and r["weight_norm"] > 0
+        and not (r["feeds_norm"] or r["convention"] or not math.isfinite(r["signal_gain"]))
     ]  # fmt: skip
     return [
         r for r in judged
@@ -876,14 +880,17 @@ def _init_scale(rows: list[Row], config: Config) -> list[Finding]:
     if not off:
         return []
     worst = max(off, key=lambda r: abs(math.log(r["init_gain"])))
+    band = f"outside [{config.init_gain_min}, {config.init_gain_max}]"
+    if worst["parameter"] == _output_layer(rows):  # judged against its own bound
+        band = f"above {config.output_gain_max}, the output layer's bound"
     return [
         finding(
             Code.INIT_SCALE,
             NAME,
-            f"{len(off)} weight matrix(es) have std·sqrt(fan_in) outside [{config.init_gain_min}, "
-            f"{config.init_gain_max}] and scale the signal accordingly (worst "
-            f"{worst['parameter']}: init gain {worst['init_gain']:.3g}, measured "
-            f"rms(W·x)/rms(x) {worst['signal_gain']:.3g})",
+            f"{len(off)} weight matrix(es) have an init gain std·sqrt(fan_in) off their band and "
+            f"scale the signal accordingly (worst {worst['parameter']}: init gain "
+            f"{worst['init_gain']:.3g}, {band}; measured rms(W·x)/rms(x) "
+            f"{worst['signal_gain']:.3g})",
             where=[r["parameter"] for r in off],
             evidence={r["parameter"]: r["init_gain"] for r in off},
         )
