@@ -53,6 +53,26 @@ def test_cuda_probes_leave_model_and_rngs_untouched(name: str) -> None:
     assert torch.equal(cuda_rng, torch.cuda.get_rng_state())
 
 
+def test_a_cpu_model_is_staged_on_the_gpu_once_and_never_handed_out() -> None:
+    from nndiag.core.context import ModelCopier
+
+    model = Everything()
+    before = snapshot(model)
+    copier = ModelCopier(model, torch.device("cuda"))
+    first, second = copier.copy(), copier.copy()
+    staged = copier._staged
+    assert staged is not None and staged is not model and staged not in (first, second)
+    assert {p.device.type for p in (*first.parameters(), *staged.parameters())} == {"cuda"}
+    with torch.no_grad():
+        first.head.weight.add_(1.0)  # a probe's training must not reach the next copy
+    assert torch.equal(second.head.weight, staged.head.weight)
+    assert torch.equal(copier.copy().head.weight.cpu(), model.head.weight)
+    assert_same(before, snapshot(model))  # the user's model stays on the CPU, untouched
+    on_gpu = ModelCopier(Everything().cuda(), torch.device("cuda"))
+    on_gpu.copy()
+    assert on_gpu._staged is on_gpu.model  # already there: no second copy
+
+
 @pytest.mark.parametrize("amp", [Amp.BF16, Amp.FP16])
 def test_training_probes_under_amp(amp: Amp) -> None:
     report = nndiag.check(

@@ -120,6 +120,7 @@ class ModelCopier:
     seed: int = 0
     rank: int = 0
     rebuilt_because: str = ""
+    _staged: nn.Module | None = field(default=None, init=False, repr=False)
 
     def copy(self) -> nn.Module:
         fresh = self._copy()
@@ -149,7 +150,7 @@ class ModelCopier:
             return copy.deepcopy(self.model)
         if not self.rebuilt_because:
             try:
-                return copy.deepcopy(self.model).to(self.device)
+                return copy.deepcopy(self._original()).to(self.device)
             except Exception as exc:
                 if self.factory is None:
                     raise ContractError(
@@ -159,6 +160,16 @@ class ModelCopier:
                     ) from exc
                 self.rebuilt_because = describe_exception(exc)
         return self._rebuild()
+
+    def _original(self) -> nn.Module:
+        """The user's model, or once a copy of it on the probe device when it lives elsewhere
+        (built on the CPU, probed on a GPU) and is small there: each fresh copy is then a copy
+        within the device, not another host-to-device transfer (GPT-2 small on an H100: 0.24 s
+        a copy, 16 copies in a default check)."""
+        if self._staged is None:
+            staged = _worth_staging(self.model, self.device)
+            self._staged = copy.deepcopy(self.model).to(self.device) if staged else self.model
+        return self._staged
 
     def _rebuild(self) -> nn.Module:
         assert self.factory is not None
@@ -185,6 +196,25 @@ def on_device(batch: Any, device: torch.device) -> Any:
     ):
         return batch.to(device)
     return map_tensors(lambda t: t.to(device), batch)
+
+
+# The largest share of the GPU's free memory a staged copy may take: training a copy holds about
+# four model sizes at once (weights, gradients, Adam's two moments) besides the activations, so
+# a model that needs more than a tenth of the card for itself keeps paying the transfer instead.
+STAGING_SHARE = 0.1
+
+
+def _worth_staging(model: nn.Module, device: torch.device) -> bool:
+    if device.type != "cuda":
+        return False
+    if device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    tensors = [*model.parameters(), *model.buffers()]
+    if not tensors or all(t.device == device for t in tensors):
+        return False
+    size = sum(t.numel() * t.element_size() for t in tensors)
+    free, _total = torch.cuda.mem_get_info(device)
+    return size <= STAGING_SHARE * free
 
 
 def _on_meta(model: nn.Module) -> bool:
