@@ -311,6 +311,59 @@ def test_no_gradient_is_an_error_only_if_the_loss_depends_on_the_cut_path(
     assert found.evidence["cuts"] == {where: how}
 
 
+class Checkpointed(nn.Module):
+    """Blocks in a ModuleList, each under torch.utils.checkpoint; `frozen_stem`: the blocks'
+    input needs no grad, so a reentrant checkpoint gives them none (the known pitfall)."""
+
+    def __init__(self, reentrant: bool, frozen_stem: bool = False) -> None:
+        super().__init__()
+        self.reentrant = reentrant
+        self.stem = nn.Linear(8, 16).requires_grad_(not frozen_stem)
+        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(16, 16), nn.Tanh()) for _ in range(2))
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        from torch.utils.checkpoint import checkpoint
+
+        h = self.stem(x)
+        for block in self.blocks:
+            h = h + checkpoint(block, h, use_reentrant=self.reentrant)
+        return self.head(h)
+
+
+def test_a_reentrant_checkpoint_without_an_input_that_needs_grad_cuts_its_container() -> None:
+    """The ModuleList is never called itself: the cut is named from how its blocks ran (autograd
+    off inside the reentrant checkpoint), an error, not 'never called' (an info)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch: "None of the inputs have requires_grad=True"
+        result = run("gradients", Checkpointed(reentrant=True, frozen_stem=True), class_batch())
+    [found] = [f for f in result.findings if f.code == "no-gradient"]
+    assert list(found.where) == ["blocks"] and found.severity.value == "error"
+    assert found.evidence["cuts"] == {"blocks": "no_grad"}
+    assert "use_reentrant=True" in found.message
+    healthy = run("gradients", Checkpointed(reentrant=True), class_batch())
+    assert "no-gradient" not in codes(healthy)
+
+
+@pytest.mark.parametrize("name", ["jacobian", "dependencies"])
+def test_input_gradient_probes_see_through_reentrant_checkpoints(name: str) -> None:
+    """torch.autograd.grad refuses a reentrant checkpoint ("incompatible with .grad()"); those
+    probes run its function inline and measure what the plain model measures."""
+    import torch.utils.checkpoint as checkpointing
+
+    original = checkpointing.CheckpointFunction
+    results = {}
+    for reentrant in (True, False):
+        torch.manual_seed(0)
+        results[reentrant] = run(name, Checkpointed(reentrant), class_batch())
+        assert results[reentrant].status.value == "ok", results[reentrant].error
+    assert checkpointing.CheckpointFunction is original  # restored
+    numbers = {k: v for k, v in results[False].metrics.items() if isinstance(v, float)}
+    assert numbers and {k: results[True].metrics[k] for k in numbers} == pytest.approx(numbers)
+
+
 def test_frozen_share() -> None:
     model = mlp()
     model[0].requires_grad_(False)

@@ -106,6 +106,13 @@ def _leak(own: float, other: float) -> float:
 
 
 def measure(ctx: Context, config: Config) -> Measurement:
+    from nndiag.core.checkpointing import inline_reentrant_checkpoints
+
+    with inline_reentrant_checkpoints():
+        return _measure(ctx, config)
+
+
+def _measure(ctx: Context, config: Config) -> Measurement:
     import torch
 
     from nndiag.core.surface import calibrated_copy, ordered_blocks, surface

@@ -587,7 +587,8 @@ class Cut:
 
 
 CUT_HOW = {
-    "no_grad": "{m} runs with autograd off (torch.no_grad() or inference_mode around its call)",
+    "no_grad": "{m} runs with autograd off (torch.no_grad() or inference_mode around its call, or "
+    "torch.utils.checkpoint with use_reentrant=True when none of its inputs requires grad)",
     "inside": "{m} cuts the graph in its own forward (.detach(), .data or no_grad inside)",
     "selects": "{m} returns only indices or masks (top-k, argmax, comparisons), through which no "
     "gradient passes: its parameters learn only from an auxiliary loss on them (a sparse-attention "
@@ -620,7 +621,7 @@ def cuts(rows: list[Row], calls: Mapping[str, Call], unreached: tuple[str, ...] 
     `unreached` units are 'dropped' or 'discarded': nothing of them reaches the loss."""
     dead = {r["qualname"] for r in _dead(rows)}
     units = _units(dead, [r["qualname"] for r in rows if r["trainable"]])
-    found = [Cut(unit, _how(unit, names, rows, calls.get(unit), dead), tuple(names))
+    found = [Cut(unit, _how(unit, names, rows, _call_of(unit, calls), dead), tuple(names))
              for unit, names in units.items()]  # fmt: skip
     dropped = {"after": "dropped", "inside": "discarded", "selects": "discarded"}
     return [
@@ -654,6 +655,20 @@ def _how(unit: str, names: list[str], rows: list[Row], call: Call | None, dead: 
             return "unused"
         return "detached" if uses <= {"detached", "dropped"} else "after"
     return _how_called(call)
+
+
+def _call_of(unit: str, calls: Mapping[str, Call]) -> Call | None:
+    """How `unit` ran; for a container that is never called itself (a ModuleList, a
+    ModuleDict), how its outermost called members ran, the most crippling of them first (blocks
+    in a ModuleList each run under a reentrant torch.utils.checkpoint, which runs them with
+    autograd off: without an input that requires grad, nothing brings a gradient back)."""
+    if unit in calls:
+        return calls[unit]
+    inside = [n for n in calls if n.startswith(unit + ".")]
+    outermost = [n for n in inside if not any(n.startswith(o + ".") for o in inside)]
+    order = {"no_grad": 0, "inside": 1, "detached": 2, "after": 3}
+    ranked = sorted((order.get(_how_called(calls[n]), 9), n) for n in outermost)
+    return calls[ranked[0][1]] if ranked else None
 
 
 def _how_called(call: Call | None) -> str:

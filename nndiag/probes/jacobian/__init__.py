@@ -236,9 +236,10 @@ def passes(config: Config) -> int:
 
 
 def measure(ctx: Context, config: Config) -> Measurement:
+    from nndiag.core.checkpointing import inline_reentrant_checkpoints
     from nndiag.probes.jacobian.measuring import measure_jacobian
 
-    with ctx.progress.track("jacobian", passes(config)) as advance:
+    with inline_reentrant_checkpoints(), ctx.progress.track("jacobian", passes(config)) as advance:
         return measure_jacobian(ctx, config, advance)
 
 
