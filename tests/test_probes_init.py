@@ -311,6 +311,28 @@ def test_no_gradient_is_an_error_only_if_the_loss_depends_on_the_cut_path(
     assert found.evidence["cuts"] == {where: how}
 
 
+def test_parameters_the_model_holds_itself_are_named_where_their_path_is_cut() -> None:
+    """A hypernetwork's input embedding z feeds a generator whose output is detached: the cut
+    names `gen`, and z by name, not 'the whole model's output'."""
+
+    class Hyper(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.z = nn.Parameter(torch.randn(4))
+            self.gen = nn.Linear(4, 8 * 4)
+            self.head = nn.Linear(4, 4)
+
+        def forward(self, x):
+            w = self.gen(self.z).detach().view(4, 8)
+            return self.head(F.linear(x, w))
+
+    [found] = [f for f in run("gradients", Hyper(), class_batch()).findings
+               if f.code == "no-gradient"]  # fmt: skip
+    assert found.severity.value == "error"
+    assert "z (held by the model itself) is read" in found.message
+    assert "whole model" not in found.message
+
+
 class Checkpointed(nn.Module):
     """Blocks in a ModuleList, each under torch.utils.checkpoint; `frozen_stem`: the blocks'
     input needs no grad, so a reentrant checkpoint gives them none (the known pitfall)."""

@@ -701,14 +701,27 @@ def _reachability(m: Measurement) -> list[Finding]:
     return findings
 
 
+# Parameters the root module holds itself (a CLS token, learned queries, a hypernetwork's input
+# embedding): "the whole model's output" would point nowhere, so they are named.
+OWN_HOW = {
+    "after": "{m} (held by the model itself) is read, but the path from it to the loss is cut "
+    "further on",
+    "detached": "{m} (held by the model itself) is detached where it is used (.detach(), .data, "
+    ".item())",
+}
+
+
+def _cut_text(c: Cut) -> str:
+    if not c.module and c.how in OWN_HOW and all("." not in p for p in c.parameters):
+        return OWN_HOW[c.how].format(m=", ".join(c.parameters))
+    return CUT_HOW[c.how].format(m=c.module or "the whole model")
+
+
 def _no_gradient(dead: list[Row], found: list[Cut]) -> Finding:
     """An error where a cut path crippled the loss; a warning where a module only selects (the
     loss depends on it, no gradient crosses: an auxiliary loss trains it); else info (nothing of
     it reaches the loss)."""
-    places = "; ".join(
-        CUT_HOW[c.how].format(m=c.module or "the whole model") + f" ({len(c.parameters)} tensor(s))"
-        for c in found
-    )
+    places = "; ".join(_cut_text(c) + f" ({len(c.parameters)} tensor(s))" for c in found)
     crippling = any(c.how in CRIPPLING for c in found)
     selects = any(c.how == "selects" for c in found)
     message = (
