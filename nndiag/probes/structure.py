@@ -53,6 +53,9 @@ class Measurement:
     rng_driven: bool | None  # the difference disappears with the same RNG state (None: agree)
     registered: int  # elements in model.parameters()
     random_ops: tuple[str, ...] = ()  # the RNG ops of an eval forward that differs (aten names)
+    # What an eval forward changed, when not the RNG: buffers, and plain tensor attributes
+    updated_buffers: tuple[str, ...] = ()
+    carried: tuple[str, ...] = ()
 
 
 def _graph_leaves(root: Any) -> list[Tensor]:
@@ -90,6 +93,7 @@ def measure(ctx: Context, config: Config) -> Measurement:
         with drawn:
             again = output_tensor(ctx.forward(model)).detach().double()
         rng_driven = _relative(outputs[0], again) <= config.forward_rtol
+    updated, carried = ((), ()) if rng_driven in (None, True) else _state_changes(model, forward)
     trained, leaves = _unregistered_leaves(ctx)
     params = {id(p) for p in trained.parameters()}
     return Measurement(
@@ -99,8 +103,45 @@ def measure(ctx: Context, config: Config) -> Measurement:
         first_differing=first,
         rng_driven=rng_driven,
         random_ops=tuple(sorted(drawn.names)),
+        updated_buffers=updated,
+        carried=carried,
         registered=sum(p.numel() for p in {id(p): p for p in trained.parameters()}.values()),
     )
+
+
+def _state_changes(model: nn.Module, forward: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What one eval forward changes that the next one reads: buffers (a running statistic
+    updated in eval mode) and plain attributes holding tensors (a recurrent state carried
+    between calls, as truncated BPTT does), by name."""
+    from nndiag.core.hooks import module_names
+
+    def attributes() -> dict[str, list[Tensor]]:
+        import torch
+
+        return {
+            f"{name}.{attr}" if name else attr: [v.detach().clone() for v in _contents(value)
+                                                 if isinstance(v, torch.Tensor)]
+            for module, name in module_names(model).items()
+            for attr, value in vars(module).items() if not attr.startswith("_")
+        }  # fmt: skip
+
+    buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
+    held = attributes()
+    forward()
+    after = dict(model.named_buffers())
+    updated = [n for n, b in buffers.items() if not _same(b, after.get(n))]
+    carried = [a for a, now in attributes().items() if now and _changed(held.get(a, []), now)]
+    return tuple(updated), tuple(carried)
+
+
+def _changed(before: list[Tensor], after: list[Tensor]) -> bool:
+    return len(before) != len(after) or not all(map(_same, before, after))
+
+
+def _same(a: Tensor, b: Tensor | None) -> bool:
+    import torch
+
+    return b is not None and a.shape == b.shape and bool(torch.equal(a, b.detach()))
 
 
 def _unregistered_leaves(ctx: Context) -> tuple[nn.Module, list[tuple[Row, Tensor]]]:
@@ -250,10 +291,18 @@ GAUSSIAN_DRAWS = frozenset({"randn", "randn_like", "normal", "normal_"})
 
 
 def _nondeterministic(m: Measurement) -> Finding:
-    """An error, except for randomness that is only Gaussian sampling: by design in a VAE or a
-    noise-injecting layer, training works and only evaluation is random (an info). Dropout left
-    on in eval draws `bernoulli_` and stays an error."""
+    """An error when the RNG drives it (dropout left on in eval draws `bernoulli_`, layers built
+    in forward draw new weights), except randomness that is only Gaussian sampling: by design in
+    a VAE or a noise-injecting layer, training works and only evaluation is random (an info).
+    State kept between calls leaves training working and makes outputs depend on earlier calls:
+    a warning for buffers updated in eval mode or state not found, an info for a tensor state
+    carried in a plain attribute (truncated BPTT's recurrent state, a memory of earlier batches)."""
     sampling = bool(m.rng_driven and m.random_ops and set(m.random_ops) <= GAUSSIAN_DRAWS)
+    severity: Severity | None = Severity.WARNING  # state between calls: training still works
+    if sampling or (m.carried and not m.updated_buffers and not m.rng_driven):
+        severity = Severity.INFO
+    elif m.rng_driven:
+        severity = None  # the code's own: an error
     if sampling:
         cause = (
             f"the forward draws Gaussian samples in eval mode ({', '.join(m.random_ops)}): a "
@@ -265,8 +314,19 @@ def _nondeterministic(m: Measurement) -> Finding:
             "parameters created in forward, or randomness outside nn.Dropout (it repeats with "
             "the same RNG state)"
         )
+    elif m.updated_buffers:
+        cause = (
+            f"buffers updated in eval mode ({', '.join(m.updated_buffers[:3])}): evaluation "
+            "depends on what ran before (update them only when self.training)"
+        )
+    elif m.carried:
+        cause = (
+            f"state carried between calls in {', '.join(m.carried[:3])}: a recurrent state for "
+            "truncated BPTT (by design over contiguous batches; reset it between sequences) or "
+            "a memory of earlier batches; training works, outputs depend on the order of calls"
+        )
     else:
-        cause = "state kept between calls (a counter, a cache, a buffer updated in eval mode)"
+        cause = "state kept between calls (a counter, a cache): outputs depend on earlier calls"
     return finding(
         Code.NONDETERMINISTIC_FORWARD,
         NAME,
@@ -275,7 +335,7 @@ def _nondeterministic(m: Measurement) -> Finding:
         where=[m.first_differing],
         evidence={"difference": m.difference, "rng_driven": m.rng_driven,
                   "random_ops": list(m.random_ops)},
-        severity=Severity.INFO if sampling else None,
+        severity=severity,
     )  # fmt: skip
 
 
