@@ -502,9 +502,9 @@ def test_functional_and_inplace_sites_are_observed() -> None:
 
 
 def test_dead_fraction_is_exact() -> None:
-    model = nn.Sequential(nn.Linear(8, 10), nn.ReLU(), nn.Linear(10, 4))
+    model = nn.Sequential(nn.Linear(8, 100), nn.ReLU(), nn.Linear(100, 4))
     with torch.no_grad():
-        model[0].bias[:7] = -100.0  # 7 of 10 units never fire
+        model[0].bias[:70] = -100.0  # 70 of 100 units never fire: beyond chance (65)
     result = run("activations", model, class_batch())
     assert result.table("sites").rows[0]["dead_fraction"] == pytest.approx(0.7)
     assert "dead-units" in codes(result)

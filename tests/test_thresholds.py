@@ -176,24 +176,45 @@ def test_every_target_ignored_is_its_own_root() -> None:
 
 
 def site(
-    dead: float, dead_after: float, saturated: float = 0.0, saturated_after: float = 0.0
+    dead: float,
+    dead_after: float,
+    saturated: float = 0.0,
+    saturated_after: float = 0.0,
+    units: int = 64,
 ) -> dict[str, Any]:
     return {"site": "net.1", "kind": "relu", "dead_fraction": dead, "dead_after_steps": dead_after,
-            "saturated_fraction": saturated, "saturated_after_steps": saturated_after}  # fmt: skip
+            "saturated_fraction": saturated, "saturated_after_steps": saturated_after,
+            "units": units}  # fmt: skip
 
 
-@bound("activations", "dead_fraction_max")
+@bound("activations", "dead_fraction_max", "dead_sigmas")
+@pytest.mark.parametrize("units", [10, 64, 1024])
 @pytest.mark.parametrize(
     ("dead", "after", "fires"),
     [(1 + EPS, 1 + EPS, True), (1 - EPS, 1 + EPS, False), (1 + EPS, 1 - EPS, False)],
 )
 def test_dead_units_need_the_bound_at_init_and_after_the_steps(
-    dead: float, after: float, fires: bool
+    dead: float, after: float, fires: bool, units: int
 ) -> None:
+    """The bound is n·p + k·sqrt(n·p·(1-p)) dead units of n (p = dead_fraction_max, k =
+    dead_sigmas), as a share."""
     config = activations.Config()
-    limit = config.dead_fraction_max
-    m = activations.Measurement((site(limit * dead, limit * after),), config.min_examples)
+    p, k = config.dead_fraction_max, config.dead_sigmas
+    limit = (units * p + k * math.sqrt(units * p * (1 - p))) / units
+    m = activations.Measurement(
+        (site(limit * dead, limit * after, units=units),), config.min_examples
+    )
     assert ("dead-units" in codes(activations.diagnose(m, config))) is fires
+
+
+def test_a_few_unit_site_dead_by_chance_is_no_finding() -> None:
+    """6 of 8 squeeze-excite units dead (MobileNetV3's, each a coin flip on pooled features)
+    is chance; 45 of 64 on a main-path layer is not."""
+    config = activations.Config()
+    chance = activations.Measurement((site(0.75, 0.75, units=8),), config.min_examples)
+    assert codes(activations.diagnose(chance, config)) == set()
+    wide = activations.Measurement((site(45 / 64, 45 / 64, units=64),), config.min_examples)
+    assert codes(activations.diagnose(wide, config)) == {"dead-units"}
 
 
 @bound("activations", "min_examples")

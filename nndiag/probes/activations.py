@@ -28,10 +28,22 @@ NAME = "activations"
 class Config:
     dead_fraction_max: float = setting(
         0.5,
-        "a ReLU-family site with more than this share of dead units is reported",
+        "a ReLU-family site with more than this share of dead units is reported (beyond chance: "
+        "dead_sigmas)",
         source="TheDeepChecker (Ben Braiek & Khomh 2022): more than half the layer",
         low=0.0,
         high=1.0,
+    )
+    dead_sigmas: float = setting(
+        3.0,
+        "the dead units must exceed dead_fraction_max of the site by this many binomial standard "
+        "deviations, sqrt(n·p·(1-p)) for n units",
+        source="a unit whose input hardly varies across examples (a squeeze-excite ReLU on pooled "
+        "features) is dead on the whole batch with probability 1/2 at init, independently of the "
+        "others (its weights' sign decides): n such units give more than half dead almost half "
+        "the time (6 of 8 in timm's MobileNetV3 and 3 of 4 in its SE-ResNet-18 SE blocks, which "
+        "train); 3 deviations is about 1 in 1000 per site. 64 units need 45 dead, 1024 need 561",
+        low=0.0,
     )
     saturated_fraction_max: float = setting(
         0.5,
@@ -112,10 +124,19 @@ def measure(ctx: Context, config: Config) -> Measurement:
 
 def _beyond(rows: list[Row], config: Config) -> bool:
     return any(
-        (r["dead_fraction"] or 0.0) > config.dead_fraction_max
+        _too_many_dead(r["dead_fraction"], r["units"], config)
         or (r["saturated_fraction"] or 0.0) > config.saturated_fraction_max
         for r in rows
     )
+
+
+def _too_many_dead(fraction: float | None, units: int | None, config: Config) -> bool:
+    """More dead units than chance gives: beyond dead_fraction_max by dead_sigmas binomial
+    standard deviations."""
+    if not fraction or not units:
+        return False
+    p = config.dead_fraction_max
+    return fraction * units > units * p + config.dead_sigmas * math.sqrt(units * p * (1 - p))
 
 
 def _site_rows(ctx: Context, model: Any, batches: list[Any], config: Config) -> list[Row]:
@@ -163,14 +184,15 @@ def _row(site: str, s: SiteStats) -> Row:
 
 
 def _dead(m: Measurement, config: Config) -> list[Row]:
-    """Dead above the bound at init and still after the confirmation steps; not judged on too
-    few examples."""
+    """Dead beyond chance at init and still after the confirmation steps; not judged on too few
+    examples. A site of 9 units or fewer is never judged: a wholly dead one stops the signal,
+    which the gradients and dependence checks report."""
     if m.examples < config.min_examples:
         return []
-    limit = config.dead_fraction_max
     return [
         r for r in m.rows
-        if (r["dead_fraction"] or 0.0) > limit and (r.get("dead_after_steps") or 0.0) > limit
+        if _too_many_dead(r["dead_fraction"], r["units"], config)
+        and _too_many_dead(r.get("dead_after_steps"), r["units"], config)
     ]  # fmt: skip
 
 
@@ -194,8 +216,8 @@ def diagnose(m: Measurement, config: Config) -> list[Finding]:
                 Code.DEAD_UNITS,
                 NAME,
                 f"{len(dead)} ReLU site(s) have more than {config.dead_fraction_max:.0%} of their "
-                f"units at zero on all {m.examples} examples, at init and after a few training "
-                f"steps (worst {worst:.0%})",
+                f"units at zero on all {m.examples} examples, beyond chance for their width, at "
+                f"init and after a few training steps (worst {worst:.0%})",
                 where=[r["site"] for r in dead],
                 evidence={
                     "dead_fraction": {r["site"]: r["dead_fraction"] for r in dead},
