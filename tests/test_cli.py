@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -123,6 +124,10 @@ BAD_INPUTS = {
         ),
         "must return (inputs, targets)",
     ),
+    "structured targets": (
+        GOOD.replace("torch.randint(0, 3, (n,))", "{'labels': torch.randint(0, 3, (n,))}"),
+        "define training_step(model, batch) -> loss",
+    ),
     "unsupported output": (
         GOOD.replace(
             "return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))", "return Weird()"
@@ -220,6 +225,21 @@ def test_factory_and_module_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     )
     result = runner.invoke(app, ["check", "no_such_module_xyz:build"])
     assert result.exit_code == 2 and "no such module" in result.stderr
+
+
+@pytest.mark.parametrize(("shape", "classes"), [((1, 28, 28), 2), ((3, 32, 32), 3), ((20,), 3)])
+def test_synthetic_labels_are_balanced(shape: tuple[int, ...], classes: int) -> None:
+    """No class may win the synthetic rule's argmax for most inputs, or a healthy model checked
+    without data would get degenerate-targets from nndiag's own labels (a random output bias
+    did that: 98% of 1x28x28 inputs fell in one of 2 classes)."""
+    from torch import nn
+
+    from nndiag.core.batches import SyntheticSpec, synthetic_source
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(shape), classes))
+    spec = SyntheticSpec(shape, vocab_size=None, num_classes=classes, classify=True, seed=0)
+    labels = synthetic_source(model, spec, 512, torch.device("cpu")).draw()[1]
+    assert torch.bincount(labels, minlength=classes).max().item() / 512 < 0.7
 
 
 def test_synthetic_batches_from_options(tmp_path: Path) -> None:

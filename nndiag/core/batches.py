@@ -88,7 +88,10 @@ def check_batch(value: Any, source: str, paired: bool = True) -> Any:
     if not tensors_in(inputs):
         raise ContractError(f"{source} returned inputs with no tensor: {describe(inputs)}")
     if not isinstance(targets, Tensor):
-        raise ContractError(f"{source} must return a Tensor of targets, got {describe(targets)}")
+        raise ContractError(
+            f"{source} must return a Tensor of targets, got {describe(targets)}; for structured "
+            "targets (boxes and labels, several tasks) define training_step(model, batch) -> loss"
+        )
     empty = [t for t in (targets, *tensors_in(inputs)) if t.dim() and t.shape[0] == 0]
     if empty:
         raise ContractError(
@@ -232,7 +235,7 @@ def synthetic_source(
 
     features = (elements // size) * (EMBED_WIDTH if vocab else 1)
     out = num_classes if classify else (logits.shape[-1] if logits.dim() == 2 else 1)
-    rule = synthetic.teacher(features, out, task_seed=spec.seed + 1)
+    rule = synthetic.teacher(features, out, task_seed=spec.seed + 1, balanced=True)
     embed = torch.randn(vocab or 1, EMBED_WIDTH, generator=torch.Generator().manual_seed(spec.seed))
     pending = itertools.chain([first], iter(draw_inputs, None))
 
