@@ -291,42 +291,7 @@ GAUSSIAN_DRAWS = frozenset({"randn", "randn_like", "normal", "normal_"})
 
 
 def _nondeterministic(m: Measurement) -> Finding:
-    """An error when the RNG drives it (dropout left on in eval draws `bernoulli_`, layers built
-    in forward draw new weights), except randomness that is only Gaussian sampling: by design in
-    a VAE or a noise-injecting layer, training works and only evaluation is random (an info).
-    State kept between calls leaves training working and makes outputs depend on earlier calls:
-    a warning for buffers updated in eval mode or state not found, an info for a tensor state
-    carried in a plain attribute (truncated BPTT's recurrent state, a memory of earlier batches)."""
-    sampling = bool(m.rng_driven and m.random_ops and set(m.random_ops) <= GAUSSIAN_DRAWS)
-    severity: Severity | None = Severity.WARNING  # state between calls: training still works
-    if sampling or (m.carried and not m.updated_buffers and not m.rng_driven):
-        severity = Severity.INFO
-    elif m.rng_driven:
-        severity = None  # the code's own: an error
-    if sampling:
-        cause = (
-            f"the forward draws Gaussian samples in eval mode ({', '.join(m.random_ops)}): a "
-            "VAE's latent or noise injection, by design; training is unaffected, evaluation is "
-            "random (sample only when self.training, or use the mean, if that is not intended)"
-        )
-    elif m.rng_driven:
-        cause = (
-            "parameters created in forward, or randomness outside nn.Dropout (it repeats with "
-            "the same RNG state)"
-        )
-    elif m.updated_buffers:
-        cause = (
-            f"buffers updated in eval mode ({', '.join(m.updated_buffers[:3])}): evaluation "
-            "depends on what ran before (update them only when self.training)"
-        )
-    elif m.carried:
-        cause = (
-            f"state carried between calls in {', '.join(m.carried[:3])}: a recurrent state for "
-            "truncated BPTT (by design over contiguous batches; reset it between sequences) or "
-            "a memory of earlier batches; training works, outputs depend on the order of calls"
-        )
-    else:
-        cause = "state kept between calls (a counter, a cache): outputs depend on earlier calls"
+    severity, cause = _cause(m)
     return finding(
         Code.NONDETERMINISTIC_FORWARD,
         NAME,
@@ -337,6 +302,41 @@ def _nondeterministic(m: Measurement) -> Finding:
                   "random_ops": list(m.random_ops)},
         severity=severity,
     )  # fmt: skip
+
+
+def _cause(m: Measurement) -> tuple[Severity | None, str]:
+    """The likely cause and its severity (None: the code's own, an error). The RNG driving it is
+    an error (dropout left on in eval draws `bernoulli_`, layers built in forward draw new
+    weights), except randomness that is only Gaussian sampling: by design in a VAE or a
+    noise-injecting layer, training works and only evaluation is random (an info). State kept
+    between calls leaves training working and makes outputs depend on earlier calls: a warning
+    for buffers updated in eval mode or state not found, an info for a tensor state carried in a
+    plain attribute (truncated BPTT's recurrent state, a memory of earlier batches)."""
+    if m.rng_driven and m.random_ops and set(m.random_ops) <= GAUSSIAN_DRAWS:
+        return Severity.INFO, (
+            f"the forward draws Gaussian samples in eval mode ({', '.join(m.random_ops)}): a "
+            "VAE's latent or noise injection, by design; training is unaffected, evaluation is "
+            "random (sample only when self.training, or use the mean, if that is not intended)"
+        )
+    if m.rng_driven:
+        return None, (
+            "parameters created in forward, or randomness outside nn.Dropout (it repeats with "
+            "the same RNG state)"
+        )
+    if m.updated_buffers:
+        return Severity.WARNING, (
+            f"buffers updated in eval mode ({', '.join(m.updated_buffers[:3])}): evaluation "
+            "depends on what ran before (update them only when self.training)"
+        )
+    if m.carried:
+        return Severity.INFO, (
+            f"state carried between calls in {', '.join(m.carried[:3])}: a recurrent state for "
+            "truncated BPTT (by design over contiguous batches; reset it between sequences) or "
+            "a memory of earlier batches; training works, outputs depend on the order of calls"
+        )
+    return Severity.WARNING, (
+        "state kept between calls (a counter, a cache): outputs depend on earlier calls"
+    )
 
 
 def present(m: Measurement, config: Config) -> Presentation:
