@@ -31,7 +31,7 @@ def inline_reentrant_checkpoints() -> Iterator[None]:
     from torch.utils import checkpoint
 
     original = checkpoint.CheckpointFunction
-    setattr(checkpoint, "CheckpointFunction", _Inline)  # noqa: B010 (mypy: not its type)
+    setattr(checkpoint, "CheckpointFunction", _Inline)  # noqa: B010 (a plain assignment of another class fails mypy)
     try:
         yield
     finally:
