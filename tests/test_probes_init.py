@@ -353,14 +353,11 @@ class Checkpointed(nn.Module):
         return self.head(h)
 
 
+@pytest.mark.filterwarnings("ignore:None of the inputs have requires_grad")  # the pitfall's own
 def test_a_reentrant_checkpoint_without_an_input_that_needs_grad_cuts_its_container() -> None:
     """The ModuleList is never called itself: the cut is named from how its blocks ran (autograd
     off inside the reentrant checkpoint), an error, not 'never called' (an info)."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch: "None of the inputs have requires_grad=True"
-        result = run("gradients", Checkpointed(reentrant=True, frozen_stem=True), class_batch())
+    result = run("gradients", Checkpointed(reentrant=True, frozen_stem=True), class_batch())
     [found] = [f for f in result.findings if f.code == "no-gradient"]
     assert list(found.where) == ["blocks"] and found.severity.value == "error"
     assert found.evidence["cuts"] == {"blocks": "no_grad"}
@@ -369,6 +366,7 @@ def test_a_reentrant_checkpoint_without_an_input_that_needs_grad_cuts_its_contai
     assert "no-gradient" not in codes(healthy)
 
 
+@pytest.mark.filterwarnings("ignore:None of the inputs have requires_grad")  # eval validation
 @pytest.mark.parametrize("name", ["jacobian", "dependencies"])
 def test_input_gradient_probes_see_through_reentrant_checkpoints(name: str) -> None:
     """torch.autograd.grad refuses a reentrant checkpoint ("incompatible with .grad()"); those
