@@ -75,6 +75,28 @@ def test_the_registry_sweep_checks_stamps_and_tables_its_architecture(
     assert f"| {half(row['family'])} | 1 | 1 | 0 | 0 |" in table  # its half of the split, tabled
 
 
+def test_real_size_merges_another_machines_rows(toy: Callable[[str], Path], tmp_path: Path) -> None:
+    """gpu.sh's rows come back from a GPU machine as their own real_size.json: --merge adds them
+    to the rows here, keyed and tabled with their device, without measuring anything."""
+    other = toy("real_size/run.py") / "real_size.json"
+    mine = tmp_path / "real_size.json"
+    mine.write_text(json.dumps({"runs": {}}))
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "real_size" / "run.py"), "--merge", str(other),
+         "--results", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, cwd=BENCHMARKS,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    merged = json.loads(mine.read_text())
+    assert (
+        set(merged["runs"])
+        == set(json.loads(other.read_text())["runs"])
+        == {"toy --budget 20steps"}
+    )
+    [whole, _] = merged["tables"]
+    assert whole["columns"][2] == "device" and whole["rows"][0][2] == "CPU"
+
+
 def test_the_benchmarks_readme_is_generated_from_the_results(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
